@@ -1,0 +1,30 @@
+# Two commands set everything up on a fresh machine (see README.md):
+#   make demo   -- builds .venv, fills the embedded store with demo data, opens the workbench
+#   make test   -- builds .venv, runs the whole suite on SQLite and on a throwaway PostgreSQL
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/workbench demo
+	$(BIN)/workbench
+
+test: $(STAMP)
+	$(BIN)/python -m tests.run_suite
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

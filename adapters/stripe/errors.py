@@ -1,0 +1,63 @@
+"""Classifying Stripe API outcomes into the canonical failure taxonomy.
+
+Stripe's error `type` and `code` values stay here; only categories leave the adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from workbench.domain.taxonomy import Category
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifiedOutcome:
+    category: Category | None  # None: success
+    code: str
+    message: str
+    retry_after_s: float | None = None
+
+
+def classify_response(
+    status_code: int | None,
+    body: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    timed_out: bool = False,
+) -> ClassifiedOutcome:
+    if timed_out or status_code is None:
+        return ClassifiedOutcome(Category.TIMEOUT, "timeout", "no response before the deadline")
+    error = (body or {}).get("error") or {}
+    err_type = str(error.get("type", ""))
+    code = str(error.get("code", "")) or f"http_{status_code}"
+    message = str(error.get("message", "")) or f"HTTP {status_code}"
+    if 200 <= status_code < 300:
+        return ClassifiedOutcome(None, "ok", "ok")
+    if status_code == 401:
+        return ClassifiedOutcome(Category.AUTHENTICATION, code, message)
+    if status_code == 403:
+        return ClassifiedOutcome(Category.AUTHORIZATION, code, message)
+    if status_code == 429:
+        retry_after = _retry_after((headers or {}).get("retry-after") or (headers or {}).get("Retry-After"))
+        return ClassifiedOutcome(Category.RATE_LIMIT, code, message, retry_after)
+    if status_code == 409 and code in {"idempotency_key_in_use", "idempotency_error"} or err_type == "idempotency_error":
+        return ClassifiedOutcome(Category.DUPLICATE, code, message)
+    if status_code == 404 and code == "resource_missing":
+        return ClassifiedOutcome(Category.MISSING_DEPENDENCY, code, message)
+    if status_code == 402 or err_type == "card_error":
+        return ClassifiedOutcome(Category.BUSINESS_RULE_REJECTION, code, message)
+    if code == "payment_intent_unexpected_state":
+        return ClassifiedOutcome(Category.STALE_DATA, code, message)
+    if status_code in (400, 422) or err_type == "invalid_request_error":
+        return ClassifiedOutcome(Category.VALIDATION, code, message)
+    if status_code >= 500:
+        return ClassifiedOutcome(Category.PROVIDER_OUTAGE, code, message)
+    return ClassifiedOutcome(Category.UNKNOWN, code, message)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,81 @@
+"""Versioned mapping rules: Stripe payment_intent status -> internal status.
+
+Bump MAPPING_VERSION whenever a rule changes: every transition records the version that made it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from workbench.domain.canonical import BoundaryProblem, MappedEvent, NotCovered, ParsedEvent, PaymentFields
+from workbench.domain.statuses import Status
+from workbench.domain.taxonomy import Category
+
+MAPPING_VERSION = "stripe.payment_intent/1"
+KIND = "payment"
+
+STATUS_MAP: dict[str, Status] = {
+    "requires_payment_method": Status.SUBMITTED,
+    "requires_confirmation": Status.SUBMITTED,
+    "requires_action": Status.SUBMITTED,
+    "processing": Status.PROCESSING,
+    "requires_capture": Status.PROCESSING,
+    "succeeded": Status.COMPLETED,
+    "canceled": Status.CANCELLED,
+}
+
+# Whatever the object's status says, this event type means the attempt failed.
+FAILED_EVENT_TYPE = "payment_intent.payment_failed"
+
+
+def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
+    event_type = event.event_type or ""
+    if not event_type.startswith("payment_intent."):
+        return NotCovered(f"event type {event_type!r} is not covered by {MAPPING_VERSION}")
+    obj = _data_object(event.payload)
+    external_id = obj.get("id")
+    if not isinstance(external_id, str) or not external_id:
+        raise BoundaryProblem(
+            Category.CONTRACT_MISMATCH, "object_missing_id", "payment_intent object has no `id`"
+        )
+    provider_status = obj.get("status")
+    if not isinstance(provider_status, str):
+        raise BoundaryProblem(
+            Category.CONTRACT_MISMATCH, "object_missing_status", "payment_intent object has no `status`"
+        )
+    status = Status.FAILED if event_type == FAILED_EVENT_TYPE else STATUS_MAP.get(provider_status)
+    fields = _canonical_fields(obj, provider_status)
+    return MappedEvent(KIND, external_id, provider_status, status, fields, MAPPING_VERSION)
+
+
+def _data_object(payload: Any) -> dict[str, Any]:
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise BoundaryProblem(
+            Category.CONTRACT_MISMATCH, "event_missing_object", "event has no `data.object`"
+        )
+    return obj
+
+
+def _canonical_fields(obj: dict[str, Any], provider_status: str) -> dict[str, Any]:
+    error = obj.get("last_payment_error")
+    failure_code = error.get("code") if isinstance(error, dict) else None
+    try:
+        fields = PaymentFields(
+            amount=obj.get("amount"),
+            currency=obj.get("currency"),
+            customer=obj.get("customer"),
+            description=obj.get("description"),
+            provider_status=provider_status,
+            failure_code=failure_code,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BoundaryProblem(
+            Category.VALIDATION, f"invalid_{where}", f"payment_intent {where}: {first['msg']}"
+        ) from None
+    return fields.model_dump()

@@ -1,0 +1,128 @@
+"""Shared pytest configuration for the integration-workbench test suite."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# ===========================================================================
+# Database backends harness: every test using `db_url` runs on SQLite and on
+# a throwaway PostgreSQL cluster (one per session, see tests/pg_cluster.py).
+#
+#   db_url            function-scoped, params "sqlite" / "postgres": a URL for
+#                     SQLAlchemy's create_engine(), pointing at a fresh, empty
+#                     database that is deleted after the test.
+#   postgres_cluster  session-scoped PostgresCluster, started on first use.
+#                     Unavailable -> skip, or fail when CI=true.
+#
+#   WORKBENCH_TEST_BACKENDS=sqlite  (comma list, default "sqlite,postgres")
+#                     deselects the other backends' tests, including any test
+#                     marked `postgres`.
+# ===========================================================================
+
+# pytest puts tests/ on sys.path only while tests/ has no __init__.py; keep the
+# sibling import working (as one module name) if it ever becomes a package.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from pg_cluster import PostgresCluster, PostgresUnavailable  # noqa: E402
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def _selected_backends() -> set[str]:
+    raw = os.environ.get("WORKBENCH_TEST_BACKENDS") or ",".join(BACKENDS)
+    chosen = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    unknown = chosen - set(BACKENDS)
+    if not chosen or unknown:
+        raise pytest.UsageError(
+            f"WORKBENCH_TEST_BACKENDS={raw!r}: expected a comma list of {', '.join(BACKENDS)}"
+        )
+    return chosen
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = _selected_backends()
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("db_url") if callspec is not None else None
+        if backend is None and item.get_closest_marker("postgres") is not None:
+            backend = "postgres"  # uses postgres_cluster directly
+        (dropped if backend is not None and backend not in selected else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    # A session fixture is set up on first request only, so SQLite-only runs never
+    # start PostgreSQL; a skip/fail raised here is cached for the rest of the session.
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except PostgresUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"PostgreSQL unavailable under CI=true (these tests must run there): {exc.reason}",
+                        pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {exc.reason}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=[
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'workbench.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    name = f"wb_test_{uuid.uuid4().hex[:16]}"
+    cluster.create_database(name)
+    try:
+        yield cluster.url(name)
+    finally:
+        # WITH (FORCE) also ends connections a test left open (e.g. an undisposed engine).
+        cluster.drop_database(name)
+
+
+# ===========================================================================
+# End of database backends harness.
+# ===========================================================================
+
+
+# ---------------------------------------------------------------------------
+# Workbench fixtures: an upgraded store and a service context on each backend.
+# ---------------------------------------------------------------------------
+from store.database import open_store  # noqa: E402
+from tests.support import make_context  # noqa: E402
+from workbench.services.context import ServiceContext  # noqa: E402
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Any]:
+    engine = open_store(db_url, auto_upgrade=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ctx(engine: Any) -> ServiceContext:
+    return make_context(engine)

@@ -1,0 +1,112 @@
+"""Connections: one provider for one tenant in one environment; every change is versioned
+and audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection as DbConnection
+from sqlalchemy import select, update
+
+from adapters import UnknownProvider
+from store.database import reading, writing
+from store.models import Connection, ConnectionVersion
+
+from . import audit
+from .context import ServiceContext
+from .errors import NotFound, ServiceError
+
+connections = Connection.__table__
+versions = ConnectionVersion.__table__
+
+ENVIRONMENTS = ("sandbox", "live")
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    id: str
+    name: str
+    provider: str
+    environment: str
+    paused: bool
+    version: int
+    settings: dict[str, Any]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": self.provider, "environment": self.environment,
+                "paused": self.paused, "settings": self.settings}
+
+
+def _info(row: Any) -> ConnectionInfo:
+    return ConnectionInfo(row.id, row.name, row.provider, row.environment, row.paused, row.version, row.settings)
+
+
+def add_connection(ctx: ServiceContext, name: str, provider: str, environment: str = "sandbox",
+                   reason: str | None = None) -> ConnectionInfo:
+    if not name.strip():
+        raise ServiceError("a connection needs a name")
+    if environment not in ENVIRONMENTS:
+        raise ServiceError(f"environment must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}")
+    try:
+        ctx.adapters.get(provider)
+    except UnknownProvider as exc:
+        raise ServiceError(str(exc)) from None
+    now = ctx.clock()
+    info = ConnectionInfo(ctx.ids.new("con"), name, provider, environment, False, 1,
+                          {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}})
+    with writing(ctx.engine) as conn:
+        if conn.execute(select(connections.c.id).where(connections.c.name == name)).first():
+            raise ServiceError(f"a connection named {name!r} already exists")
+        conn.execute(connections.insert().values(
+            id=info.id, name=name, provider=provider, environment=environment, paused=False,
+            version=1, settings=info.settings, created_at=now, updated_at=now))
+        _record_version(conn, ctx, info, reason or "created")
+        audit.append(conn, ctx, "connection.add", "connection", info.id, after=info.snapshot(), reason=reason)
+    return info
+
+
+def set_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> ConnectionInfo:
+    with writing(ctx.engine) as conn:
+        before = _get(conn, name)
+        if before.paused == paused:
+            return before
+        after = ConnectionInfo(before.id, before.name, before.provider, before.environment, paused,
+                               before.version + 1, before.settings)
+        conn.execute(update(connections).where(connections.c.id == before.id).values(
+            paused=paused, version=after.version, updated_at=ctx.clock()))
+        _record_version(conn, ctx, after, reason)
+        audit.append(conn, ctx, "connection.pause" if paused else "connection.resume", "connection",
+                     before.id, before=before.snapshot(), after=after.snapshot(), reason=reason)
+    return after
+
+
+def _record_version(conn: DbConnection, ctx: ServiceContext, info: ConnectionInfo, reason: str | None) -> None:
+    conn.execute(versions.insert().values(
+        connection_id=info.id, version=info.version, snapshot=info.snapshot(), actor=ctx.actor,
+        reason=reason, created_at=ctx.clock()))
+
+
+def _get(conn: DbConnection, name: str) -> ConnectionInfo:
+    row = conn.execute(select(connections).where(connections.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"unknown connection {name!r}")
+    return _info(row)
+
+
+def get_connection(ctx: ServiceContext, name: str) -> ConnectionInfo:
+    with reading(ctx.engine) as conn:
+        return _get(conn, name)
+
+
+def list_connections(ctx: ServiceContext) -> list[ConnectionInfo]:
+    with reading(ctx.engine) as conn:
+        return [_info(row) for row in conn.execute(select(connections).order_by(connections.c.name))]
+
+
+def history(ctx: ServiceContext, name: str) -> list[dict[str, Any]]:
+    with reading(ctx.engine) as conn:
+        info = _get(conn, name)
+        rows = conn.execute(select(versions).where(versions.c.connection_id == info.id).order_by(versions.c.version))
+        return [{"version": r.version, "snapshot": r.snapshot, "actor": r.actor, "reason": r.reason,
+                 "at": r.created_at.isoformat()} for r in rows]
