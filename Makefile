@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/workbench demo
+	$(BIN)/workbench demo --if-empty
 	$(BIN)/workbench
 
 test: $(STAMP)
-	$(BIN)/python -m tests.run_suite
+	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.ingest_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -76,6 +76,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "dedupe_key", name="uq_deliveries_dedupe"),
         Index("ix_deliveries_record", "record_id"),
+        # Providers screen: last event and event rate per connection.
+        Index("ix_deliveries_connection_received", "connection_id", "received_at"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -103,7 +105,7 @@ class Record(Base):
 
     __tablename__ = "records"
     __table_args__ = (
-        Index("ix_records_status", "status"),
+        Index("ix_records_status_connection", "status", "connection_id"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -207,7 +209,7 @@ class Failure(Base):
 
     __tablename__ = "failures"
     __table_args__ = (
-        Index("ix_failures_state_category", "state", "category"),
+        Index("ix_failures_state_category", "state", "category", "connection_id"),
         Index("ix_failures_fingerprint", "fingerprint"),
         Index("ix_failures_record", "record_id"),
         Index("ix_failures_delivery", "delivery_id"),

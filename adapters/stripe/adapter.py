@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
+from typing import Any
+
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
-from . import errors, events, mapping
+from . import errors, events, mapping, simulator
 
 
 class StripeAdapter:
@@ -21,3 +25,13 @@ class StripeAdapter:
         return mapping.map_event(event)
 
     classify_response = staticmethod(errors.classify_response)
+
+    # Simulation, for demo data and benchmarks: realistic traffic without a network.
+    def simulate_captures(self, *, intents: int, seed: int, duplicate_rate: float = 0.05,
+                          livemode: bool = False) -> Iterator[dict[str, Any]]:
+        settings = simulator.SimulatorSettings(intents=intents, seed=seed, duplicate_rate=duplicate_rate,
+                                               livemode=livemode)
+        return simulator.captures(settings)
+
+    def simulate_call(self, rng: random.Random) -> tuple[int | None, dict[str, Any], dict[str, str]]:
+        return simulator.api_outcome(rng)

@@ -35,6 +35,13 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     if not event_type.startswith("payment_intent."):
         return NotCovered(f"event type {event_type!r} is not covered by {MAPPING_VERSION}")
     obj = _data_object(event.payload)
+    if obj.get("object", "payment_intent") != "payment_intent":
+        # The event type promises a payment intent but carries something else: our rules
+        # cannot say what it means, so an engineer must look.
+        raise BoundaryProblem(
+            Category.MAPPING_FAILURE, f"object_type:{obj.get('object')}",
+            f"{event_type} carries a {obj.get('object')!r} object, not a payment_intent",
+        )
     external_id = obj.get("id")
     if not isinstance(external_id, str) or not external_id:
         raise BoundaryProblem(

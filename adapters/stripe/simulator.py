@@ -52,6 +52,7 @@ class SimulatorSettings:
     drift_rate: float = 0.004
     garbage_rate: float = 0.002
     uncovered_rate: float = 0.02
+    mismatch_rate: float = 0.001
     livemode: bool = False
 
 
@@ -156,6 +157,8 @@ def captures(settings: SimulatorSettings) -> Iterator[dict[str, Any]]:
                 bodies.append((event["created"] + delay + rng.randrange(1, 3600), body))
         if rng.random() < settings.uncovered_rate:
             bodies.append((clock, orjson.dumps(uncovered_event(rng, clock, settings.livemode))))
+        if rng.random() < settings.mismatch_rate:
+            bodies.append((clock, orjson.dumps(mismatched_object_event(rng, clock))))
         if rng.random() < settings.garbage_rate:
             good = orjson.dumps(uncovered_event(rng, clock, settings.livemode))
             bodies.append((clock, good[: rng.randrange(5, len(good) - 5)]))
@@ -181,3 +184,50 @@ def write_jsonl(path: str, settings: SimulatorSettings) -> int:
             out.write(orjson.dumps(capture) + b"\n")
             count += 1
     return count
+
+
+# Responses the Stripe API gives, as (weight, HTTP status or None for a timeout, body, headers),
+# for demo command attempts: every way a call can end, so every failure category shows up.
+API_OUTCOMES: list[tuple[int, int | None, dict[str, Any], dict[str, str]]] = [
+    (40, 200, {"id": "pi_x", "object": "payment_intent", "status": "succeeded"}, {}),
+    (3, 401, {"error": {"type": "invalid_request_error", "code": "api_key_expired",
+                        "message": "Expired API Key provided: sk_live_****1234"}}, {}),
+    (3, 403, {"error": {"type": "invalid_request_error", "code": "secret_key_required",
+                        "message": "This API call cannot be made with a restricted key."}}, {}),
+    (4, 400, {"error": {"type": "invalid_request_error", "code": "parameter_invalid_integer",
+                        "message": "Invalid integer: amount", "param": "amount"}}, {}),
+    (5, 429, {"error": {"type": "rate_limit_error", "code": "rate_limit",
+                        "message": "Too many requests hit the API too quickly."}}, {"Retry-After": "2"}),
+    (5, None, {}, {}),
+    (3, 409, {"error": {"type": "idempotency_error", "code": "idempotency_key_in_use",
+                        "message": "There is currently another in-progress request using this Idempotent Key."}}, {}),
+    (3, 400, {"error": {"type": "invalid_request_error", "code": "payment_intent_unexpected_state",
+                        "message": "This PaymentIntent's amount could not be updated because it has a status of succeeded."}}, {}),
+    (3, 404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
+                        "message": "No such customer: 'cus_missing'", "param": "customer"}}, {}),
+    (4, 503, {"error": {"type": "api_error", "code": "api_error",
+                        "message": "An unexpected error occurred; we are looking into it."}}, {}),
+    (4, 402, {"error": {"type": "card_error", "code": "card_declined", "decline_code": "do_not_honor",
+                        "message": "Your card was declined."}}, {}),
+    (2, 418, {"error": {"type": "api_error", "code": "", "message": "I'm a teapot"}}, {}),
+]
+
+
+def api_outcome(rng: random.Random) -> tuple[int | None, dict[str, Any], dict[str, str]]:
+    """One simulated API response (None status: the call timed out)."""
+    total = sum(weight for weight, *_ in API_OUTCOMES)
+    roll = rng.randrange(total)
+    for weight, status, body, headers in API_OUTCOMES:
+        roll -= weight
+        if roll < 0:
+            return status, body, headers
+    raise AssertionError("unreachable")
+
+
+def mismatched_object_event(rng: random.Random, ts: int) -> dict[str, Any]:
+    """A payment_intent event whose object is not a payment intent (seen after API upgrades)."""
+    event = uncovered_event(rng, ts, False)
+    event["type"] = "payment_intent.succeeded"
+    event["data"]["object"] = {"id": _rand_id(rng, "ch_3", 21), "object": "charge", "status": "succeeded",
+                               "amount": 1000, "currency": "usd"}
+    return event

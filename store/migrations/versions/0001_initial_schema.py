@@ -73,7 +73,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_failures_delivery', ['delivery_id'], unique=False)
         batch_op.create_index('ix_failures_fingerprint', ['fingerprint'], unique=False)
         batch_op.create_index('ix_failures_record', ['record_id'], unique=False)
-        batch_op.create_index('ix_failures_state_category', ['state', 'category'], unique=False)
+        batch_op.create_index('ix_failures_state_category', ['state', 'category', 'connection_id'], unique=False)
 
     op.create_table('commands',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -134,6 +134,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_record', ['record_id'], unique=False)
+        batch_op.create_index('ix_deliveries_connection_received', ['connection_id', 'received_at'], unique=False)
 
     op.create_table('failure_notes',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -163,7 +164,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_records'))
     )
     with op.batch_alter_table('records', schema=None) as batch_op:
-        batch_op.create_index('ix_records_status', ['status'], unique=False)
+        batch_op.create_index('ix_records_status_connection', ['status', 'connection_id'], unique=False)
 
     op.create_table('attempts',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -228,7 +229,7 @@ def downgrade() -> None:
     op.drop_table('provider_refs')
     op.drop_table('attempts')
     with op.batch_alter_table('records', schema=None) as batch_op:
-        batch_op.drop_index('ix_records_status')
+        batch_op.drop_index('ix_records_status_connection')
 
     op.drop_table('records')
     with op.batch_alter_table('failure_notes', schema=None) as batch_op:
@@ -236,6 +237,7 @@ def downgrade() -> None:
 
     op.drop_table('failure_notes')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_connection_received')
         batch_op.drop_index('ix_deliveries_record')
 
     op.drop_table('deliveries')

@@ -1,0 +1,164 @@
+"""Demo data: several connections with realistic webhook traffic run through the real ingest
+pipeline, commands with classified attempts, every failure category, some records stuck and
+some failures already triaged."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+
+from store.database import reading, writing
+from store.models import Connection, Failure, Record
+from workbench.domain.taxonomy import policy_for
+
+from . import connections, triage
+from .captures import Capture
+from .commands import enqueue, record_attempt
+from .context import ServiceContext
+from .errors import ServiceError
+from .ingest import ingest
+
+records = Record.__table__
+failures = Failure.__table__
+
+# name, provider, environment, share of the records
+DEMO_CONNECTIONS = [
+    ("acme-payments", "stripe", "live", 0.4),
+    ("globex-checkout", "stripe", "live", 0.3),
+    ("acme-payments-sandbox", "stripe", "sandbox", 0.2),
+    ("initech-billing", "stripe", "sandbox", 0.1),
+]
+NATURAL_DELIVERIES_PER_RECORD = 3.1  # the simulator's lifecycles, before redeliveries
+OPEN_STATES = ("open", "retrying", "needs_review")
+COMMAND_BATCH = 500
+
+
+@dataclass
+class DemoSummary:
+    connections: int = 0
+    records: int = 0
+    deliveries: Counter[str] = field(default_factory=Counter)
+    commands: int = 0
+    open_failures: Counter[str] = field(default_factory=Counter)
+
+
+def has_data(ctx: ServiceContext) -> bool:
+    with reading(ctx.engine) as conn:
+        return conn.execute(select(func.count()).select_from(Connection.__table__)).scalar_one() > 0
+
+
+def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_total: int | None = None,
+               open_failures_total: int | None = None, seed: int = 7,
+               progress: Callable[[str], None] | None = None) -> DemoSummary:
+    if has_data(ctx):
+        raise ServiceError("the store already has connections; the demo fills an empty store")
+    say = progress or (lambda _message: None)
+    rng = random.Random(seed)
+    summary = DemoSummary()
+    per_record = (deliveries_total / records_total) if deliveries_total else None
+    duplicate_rate = 0.05 if per_record is None else min(1.0, max(0.0, per_record / NATURAL_DELIVERIES_PER_RECORD - 1))
+    for index, (name, provider, environment, share) in enumerate(DEMO_CONNECTIONS):
+        info = connections.add_connection(ctx.as_actor("user:demo"), name, provider, environment, "demo data")
+        summary.connections += 1
+        adapter = ctx.adapters.get(provider)
+        intents = max(1, round(records_total * share))
+        stream = adapter.simulate_captures(intents=intents, seed=seed + index, duplicate_rate=duplicate_rate,
+                                           livemode=environment == "live")
+        report = ingest(ctx, name, _as_captures(stream), batch_size=5000,
+                        progress=lambda r, n=name: say(f"{n}: ingested {r.total:,} deliveries"))
+        summary.deliveries.update(report.counts)
+        _add_commands(ctx, info, adapter, rng, commands_for=max(1, intents // 12), say=say)
+    if open_failures_total:
+        _top_up_failures(ctx, rng, open_failures_total, say)
+    _triage_some(ctx, rng)
+    connections.set_paused(ctx.as_actor("user:demo"), "initech-billing", True, "demo: paused during a key rotation")
+    with reading(ctx.engine) as conn:
+        summary.records = conn.execute(select(func.count()).select_from(records)).scalar_one()
+        summary.commands = conn.execute(select(func.count()).select_from(records.metadata.tables["commands"])).scalar_one()
+        summary.open_failures.update(dict(conn.execute(
+            select(failures.c.category, func.count()).where(failures.c.state.in_(OPEN_STATES))
+            .group_by(failures.c.category)).all()))
+    return summary
+
+
+def _as_captures(stream: Iterator[dict[str, Any]]) -> Iterator[Capture]:
+    for item in stream:
+        yield Capture(datetime.fromisoformat(item["received_at"]), item["headers"], item["body"].encode(), "webhook")
+
+
+def _add_commands(ctx: ServiceContext, info: connections.ConnectionInfo, adapter: Any, rng: random.Random,
+                  commands_for: int, say: Callable[[str], None]) -> None:
+    """Commands on a sample of the connection's records, each with 1-3 classified attempts."""
+    with reading(ctx.engine) as conn:
+        record_ids = conn.execute(select(records.c.id).where(records.c.connection_id == info.id)
+                                  .order_by(records.c.id).limit(commands_for * 4)).scalars().all()
+    chosen = rng.sample(record_ids, min(commands_for, len(record_ids)))
+    for start in range(0, len(chosen), COMMAND_BATCH):
+        with writing(ctx.engine) as conn:
+            for record_id in chosen[start:start + COMMAND_BATCH]:
+                _one_command(conn, ctx, info, adapter, rng, record_id)
+        say(f"{info.name}: {min(start + COMMAND_BATCH, len(chosen)):,} commands")
+
+
+def _one_command(conn: Any, ctx: ServiceContext, info: connections.ConnectionInfo, adapter: Any,
+                 rng: random.Random, record_id: str) -> int:
+    intent = rng.choice(["capture_payment", "refund_payment", "update_metadata"])
+    payload = {"amount": rng.choice([500, 1999, 4500]), "reason": "requested_by_customer"}
+    command_id = enqueue(conn, ctx, connection_id=info.id, record_id=record_id, intent=intent, payload=payload)
+    command = conn.execute(select(records.metadata.tables["commands"]).where(
+        records.metadata.tables["commands"].c.id == command_id)).one()
+    opened = 0
+    for number in range(1, 4):
+        status, body, headers = adapter.simulate_call(rng)
+        outcome = adapter.classify_response(status, body, headers, timed_out=status is None)
+        failure_id = record_attempt(
+            conn, ctx, command=command, provider=info.provider, number=number,
+            request={"method": "POST", "path": f"/v1/payment_intents/{intent}", "idempotency_key": command.idempotency_key,
+                     "headers": {"Authorization": "Bearer sk_live_demo0000000000000000"}},
+            response_status=status, response_body=orjson.dumps(body).decode() if body else None,
+            latency_ms=rng.randrange(80, 30000 if status is None else 2500),
+            category=outcome.category, code=outcome.code, message=outcome.message)
+        opened += failure_id is not None
+        if outcome.category is None or not policy_for(outcome.category).retryable:
+            break
+    return opened
+
+
+def _top_up_failures(ctx: ServiceContext, rng: random.Random, target: int, say: Callable[[str], None]) -> None:
+    """Add commands until the store holds `target` open failures (for large benchmark stores)."""
+    conns = connections.list_connections(ctx)
+    while True:
+        with reading(ctx.engine) as conn:
+            open_now = conn.execute(select(func.count()).select_from(failures)
+                                    .where(failures.c.state.in_(OPEN_STATES))).scalar_one()
+            sample = conn.execute(select(records.c.id, records.c.connection_id)
+                                  .order_by(func.random()).limit(COMMAND_BATCH)).all()
+        if open_now >= target or not sample:
+            return
+        say(f"open failures: {open_now:,}/{target:,}")
+        by_id = {c.id: c for c in conns}
+        with writing(ctx.engine) as conn:
+            for record_id, connection_id in sample:
+                info = by_id[connection_id]
+                _one_command(conn, ctx, info, ctx.adapters.get(info.provider), rng, record_id)
+
+
+def _triage_some(ctx: ServiceContext, rng: random.Random) -> None:
+    """Some failures already handled by people, as in a store that has been in use."""
+    with reading(ctx.engine) as conn:
+        open_ids = conn.execute(select(failures.c.id).where(failures.c.state.in_(OPEN_STATES))
+                                .order_by(failures.c.id).limit(400)).scalars().all()
+    if not open_ids:
+        return
+    picked = rng.sample(list(open_ids), min(60, len(open_ids)))
+    analyst = ctx.as_actor("user:maria.ops")
+    triage.assign(analyst, picked[:20], "maria.ops", "taking these")
+    triage.resolve(analyst, picked[20:40], "confirmed with the provider's dashboard; no action needed")
+    triage.ignore(ctx.as_actor("user:dev.lee"), picked[40:60], "known sandbox noise")

@@ -1,0 +1,141 @@
+"""Read models for lists: records, events (deliveries) and failures, as scripts and screens
+see them. Streaming where a list can be large."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from store.database import reading
+from store.models import Connection, Delivery, Failure, ProviderRef, Record
+
+from .connections import get_connection
+from .context import ServiceContext
+
+records = Record.__table__
+refs = ProviderRef.__table__
+connections = Connection.__table__
+deliveries = Delivery.__table__
+failures = Failure.__table__
+
+STREAM_CHUNK = 5000
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def iter_records(ctx: ServiceContext, *, connection: str | None = None, status: str | None = None,
+                 chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
+    """Every matching record with its provider references, in ID order, in keyset pages."""
+    connection_id = get_connection(ctx, connection).id if connection else None
+    names = {c.id: c.name for c in _connection_rows(ctx)}
+    last = ""
+    while True:
+        page = (select(records.c.id, records.c.connection_id, records.c.kind, records.c.status,
+                       records.c.version, records.c.updated_at)
+                .where(records.c.id > last).order_by(records.c.id).limit(chunk))
+        if connection_id:
+            page = page.where(records.c.connection_id == connection_id)
+        if status:
+            page = page.where(records.c.status == status)
+        paged = page.subquery()
+        # Page the records first, then join their references, so a record's refs never
+        # straddle two pages.
+        query = (select(paged, refs.c.provider, refs.c.external_id)
+                 .select_from(paged.outerjoin(refs, refs.c.record_id == paged.c.id))
+                 .order_by(paged.c.id))
+        with reading(ctx.engine) as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return
+        yield from _group_refs(rows, names)
+        if len({row.id for row in rows}) < chunk:
+            return
+        last = rows[-1].id
+
+
+def _group_refs(rows: list[Any], names: dict[str, str]) -> Iterator[dict[str, Any]]:
+    current: dict[str, Any] | None = None
+    for row in rows:
+        if current is None or current["id"] != row.id:
+            if current is not None:
+                yield current
+            current = {"id": row.id, "connection": names.get(row.connection_id), "kind": row.kind,
+                       "status": row.status, "version": row.version, "updated_at": _iso(row.updated_at),
+                       "provider_refs": []}
+        if row.external_id is not None:
+            current["provider_refs"].append({"provider": row.provider, "external_id": row.external_id})
+    if current is not None:
+        yield current
+
+
+def _connection_rows(ctx: ServiceContext) -> list[Any]:
+    with reading(ctx.engine) as conn:
+        return conn.execute(select(connections.c.id, connections.c.name)).all()
+
+
+def iter_events(ctx: ServiceContext, *, connection: str | None = None, record_id: str | None = None,
+                chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
+    """Every stored delivery (metadata, not bodies), in arrival order."""
+    connection_id = get_connection(ctx, connection).id if connection else None
+    names = {c.id: c.name for c in _connection_rows(ctx)}
+    columns = [deliveries.c[name] for name in (
+        "id", "connection_id", "provider_event_id", "event_type", "source", "received_at", "occurred_at",
+        "verdict", "verdict_reason", "record_id", "duplicate_of", "replay_of", "mapping_version", "payload_hash")]
+    last = ""
+    while True:
+        query: Select[Any] = select(*columns).where(deliveries.c.id > last).order_by(deliveries.c.id).limit(chunk)
+        if connection_id:
+            query = query.where(deliveries.c.connection_id == connection_id)
+        if record_id:
+            query = query.where(deliveries.c.record_id == record_id)
+        with reading(ctx.engine) as conn:
+            rows = conn.execute(query).all()
+        for row in rows:
+            yield {"id": row.id, "connection": names.get(row.connection_id),
+                   "provider_event_id": row.provider_event_id, "event_type": row.event_type,
+                   "source": row.source, "received_at": _iso(row.received_at),
+                   "occurred_at": _iso(row.occurred_at), "verdict": row.verdict,
+                   "verdict_reason": row.verdict_reason, "record_id": row.record_id,
+                   "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
+                   "mapping_version": row.mapping_version, "payload_hash": row.payload_hash}
+        if len(rows) < chunk:
+            return
+        last = rows[-1].id
+
+
+def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:
+    return {"id": row.id, "category": row.category, "state": row.state, "connection": connection_name,
+            "record_id": row.record_id, "event_id": row.delivery_id, "command_id": row.command_id,
+            "fingerprint": row.fingerprint, "message": row.message, "assignee": row.assignee,
+            "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at)}
+
+
+def iter_failures(ctx: ServiceContext, *, state: str | None = None, category: str | None = None,
+                  connection: str | None = None, fingerprint: str | None = None,
+                  open_only: bool = False, chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
+    connection_id = get_connection(ctx, connection).id if connection else None
+    names = {c.id: c.name for c in _connection_rows(ctx)}
+    last = ""
+    while True:
+        query = select(failures).where(failures.c.id > last).order_by(failures.c.id).limit(chunk)
+        if state:
+            query = query.where(failures.c.state == state)
+        if open_only:
+            query = query.where(failures.c.state.not_in(("resolved", "ignored")))
+        if category:
+            query = query.where(failures.c.category == category)
+        if connection_id:
+            query = query.where(failures.c.connection_id == connection_id)
+        if fingerprint:
+            query = query.where(failures.c.fingerprint == fingerprint)
+        with reading(ctx.engine) as conn:
+            rows = conn.execute(query).all()
+        for row in rows:
+            yield failure_dict(row, names.get(row.connection_id))
+        if len(rows) < chunk:
+            return
+        last = rows[-1].id

@@ -1,0 +1,183 @@
+"""Replay: re-run stored raw events through the current mapping and correct our belief.
+
+For each record, every original delivery is parsed and mapped again and folded in provider
+order through the state machine, from nothing. Where the result differs from what we believe,
+a real replay writes one transition (cause `replay`) and an audit entry; a dry run only reports.
+Running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from store.database import reading, writing
+from store.models import Connection as ConnectionRow
+from store.models import Delivery, ProviderRef, Record, Transition
+from workbench.domain.belief import Apply, decide, event_key
+from workbench.domain.canonical import Belief, BoundaryProblem, Cause, MappedEvent, NotCovered
+
+from . import audit
+from .connections import get_connection
+from .context import ServiceContext
+from .timeline import resolve_record_id
+
+records = Record.__table__
+refs = ProviderRef.__table__
+deliveries = Delivery.__table__
+transitions = Transition.__table__
+connections = ConnectionRow.__table__
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class ReplayChange:
+    record_id: str
+    external_id: str | None
+    connection: str
+    from_status: str
+    to_status: str
+    changed_fields: tuple[str, ...]
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, "external_id": self.external_id, "connection": self.connection,
+                "from": self.from_status, "to": self.to_status, "changed_fields": list(self.changed_fields),
+                "reason": self.reason}
+
+
+@dataclass
+class ReplayReport:
+    examined: int = 0
+    changes: list[ReplayChange] = field(default_factory=list)
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class _Folded:
+    belief: Belief | None
+    last_delivery: str | None
+    mapping_version: str | None
+    occurred_at: datetime | None
+
+
+def replay(ctx: ServiceContext, *, connection: str | None = None, record: str | None = None,
+           dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ReplayReport:
+    report = ReplayReport(dry_run=dry_run)
+    connection_id = get_connection(ctx, connection).id if connection else None
+    for chunk in _record_chunks(ctx, connection_id, record):
+        with (reading if dry_run else writing)(ctx.engine) as conn:
+            report.changes.extend(_replay_chunk(conn, ctx, chunk, dry_run))
+        report.examined += len(chunk)
+        if progress:
+            progress(report.examined)
+    if not dry_run:
+        with writing(ctx.engine) as conn:
+            audit.append(conn, ctx, "replay.run", "connection" if connection else "store",
+                         connection_id or record, after={"examined": report.examined, "changed": len(report.changes),
+                                                         "record": record, "connection": connection})
+    return report
+
+
+def _record_chunks(ctx: ServiceContext, connection_id: str | None, record: str | None) -> Iterator[list[Any]]:
+    if record:
+        with reading(ctx.engine) as conn:
+            record_id = resolve_record_id(conn, record)
+            yield conn.execute(_record_query().where(records.c.id == record_id)).all()
+        return
+    last = ""
+    while True:
+        query = _record_query().where(records.c.id > last).order_by(records.c.id).limit(CHUNK)
+        if connection_id:
+            query = query.where(records.c.connection_id == connection_id)
+        with reading(ctx.engine) as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].id
+
+
+def _record_query() -> Any:
+    return (select(records, connections.c.name.label("connection_name"), connections.c.provider)
+            .join(connections, connections.c.id == records.c.connection_id))
+
+
+def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: list[Any], dry_run: bool) -> list[ReplayChange]:
+    ids = [row.id for row in rows]
+    by_record: dict[str, list[Any]] = {record_id: [] for record_id in ids}
+    # Originals only: duplicates and replayed copies repeat an original's bytes.
+    for delivery in conn.execute(select(deliveries.c.id, deliveries.c.body, deliveries.c.received_at,
+                                        deliveries.c.payload_hash, deliveries.c.record_id)
+                                 .where(deliveries.c.record_id.in_(ids), deliveries.c.dedupe_key.is_not(None))):
+        by_record[delivery.record_id].append(delivery)
+    external = dict(conn.execute(select(refs.c.record_id, refs.c.external_id).where(refs.c.record_id.in_(ids))).all())
+    changes = []
+    for row in rows:
+        folded = _fold(ctx.adapters.get(row.provider), by_record[row.id])
+        if folded.belief is None:
+            continue
+        target = folded.belief
+        changed_fields = tuple(sorted(k for k in set(row.fields) | set(target.fields)
+                                      if row.fields.get(k) != target.fields.get(k)))
+        if target.status == row.status and not changed_fields:
+            continue
+        reason = (f"replay under {folded.mapping_version}: derived {target.status} "
+                  f"from {len(by_record[row.id])} stored event(s)")
+        change = ReplayChange(row.id, external.get(row.id), row.connection_name, row.status, str(target.status),
+                              changed_fields, reason)
+        changes.append(change)
+        if not dry_run:
+            _write_change(conn, ctx, row, target, folded, change)
+    return changes
+
+
+def _fold(adapter: Any, stored: list[Any]) -> _Folded:
+    """Our belief as the current mapping derives it from the stored events alone."""
+    events: list[tuple[tuple[datetime, int, str], MappedEvent, str]] = []
+    for delivery in stored:
+        try:
+            parsed = adapter.parse(delivery.body)
+            mapped = adapter.map(parsed)
+        except BoundaryProblem:
+            continue
+        if isinstance(mapped, NotCovered):
+            continue
+        when = parsed.occurred_at or delivery.received_at
+        key = event_key(when, mapped, parsed.provider_event_id or delivery.payload_hash)
+        events.append((key, mapped, delivery.id))
+    belief: Belief | None = None
+    last: tuple[str | None, str | None, datetime | None] = (None, None, None)
+    for key, mapped, delivery_id in sorted(events, key=lambda item: item[0]):
+        decision = decide(belief, mapped, key)
+        if isinstance(decision, Apply):
+            belief = Belief(decision.to_status, mapped.fields, key)
+            last = (delivery_id, mapped.mapping_version, key[0])
+    return _Folded(belief, *last)
+
+
+def _write_change(conn: Connection, ctx: ServiceContext, row: Any, target: Belief, folded: _Folded,
+                  change: ReplayChange) -> None:
+    version = row.version + 1
+    occurred, rank, key = target.watermark if target.watermark else (None, None, None)
+    result = conn.execute(update(records).where(records.c.id == row.id, records.c.version == row.version).values(
+        status=str(target.status), version=version, fields=target.fields, last_occurred_at=occurred,
+        last_rank=rank, last_event_key=key, updated_at=ctx.clock()))
+    if result.rowcount != 1:
+        raise RuntimeError(f"record {row.id} changed during replay; run replay again")
+    conn.execute(transitions.insert().values(
+        id=ctx.ids.new("trn"), record_id=row.id, version=version, from_status=row.status,
+        to_status=str(target.status), cause=str(Cause.REPLAY), actor=ctx.actor,
+        mapping_version=folded.mapping_version, delivery_id=folded.last_delivery, command_id=None,
+        reason=change.reason, changed_fields=list(change.changed_fields), occurred_at=folded.occurred_at,
+        created_at=ctx.clock()))
+    audit.append(conn, ctx, "record.replay", "record", row.id,
+                 before={"status": row.status, "version": row.version},
+                 after={"status": str(target.status), "version": version}, reason=change.reason)
+
+

@@ -1,0 +1,176 @@
+"""The story of one record: every delivery, transition, failure (and its notes), command,
+attempt and audit entry, merged in time order. A product feature, not debug output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, or_, select
+
+from store.database import reading
+from store.models import (Attempt, AuditEntry, Command, Connection as ConnectionRow, Delivery, Failure,
+                          FailureNote, ProviderRef, Record, Transition)
+from workbench.domain.redaction import redact, redact_text
+
+from .context import ServiceContext
+from .errors import NotFound
+
+records = Record.__table__
+refs = ProviderRef.__table__
+deliveries = Delivery.__table__
+transitions = Transition.__table__
+failures = Failure.__table__
+notes = FailureNote.__table__
+commands = Command.__table__
+attempts = Attempt.__table__
+audit = AuditEntry.__table__
+connections = ConnectionRow.__table__
+
+# Same-instant entries read best cause-first: what arrived, what we concluded, what went wrong.
+KIND_ORDER = {"delivery": 0, "command": 1, "attempt": 2, "transition": 3, "failure": 4, "note": 5, "audit": 6}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    id: str
+    summary: str
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "kind": self.kind, "id": self.id, "summary": self.summary,
+                "detail": self.detail}
+
+
+@dataclass
+class Timeline:
+    record: dict[str, Any]
+    entries: list[TimelineEntry] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"record": self.record, "entries": [e.as_dict() for e in self.entries]}
+
+
+def resolve_record_id(conn: Connection, ref: str) -> str:
+    """An internal record ID, or a provider's external ID (unique across connections or not)."""
+    if conn.execute(select(records.c.id).where(records.c.id == ref)).first():
+        return ref
+    matches = conn.execute(select(refs.c.record_id).where(refs.c.external_id == ref)).scalars().all()
+    if not matches:
+        raise NotFound(f"no record with internal or external ID {ref!r}")
+    if len(set(matches)) > 1:
+        raise NotFound(f"external ID {ref!r} names {len(set(matches))} records; use an internal ID")
+    return matches[0]
+
+
+def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) -> Timeline:
+    with reading(ctx.engine) as conn:
+        record_id = resolve_record_id(conn, ref)
+        record = _record_summary(conn, record_id)
+        received = {}
+        entries: list[TimelineEntry] = []
+        for row in conn.execute(select(*[c for c in deliveries.c if c.name != "body"])
+                                .where(deliveries.c.record_id == record_id)):
+            received[row.id] = row.received_at
+            entries.append(_delivery_entry(row))
+        for row in conn.execute(select(transitions).where(transitions.c.record_id == record_id)):
+            entries.append(_transition_entry(row, received.get(row.delivery_id)))
+        failure_ids = []
+        for row in conn.execute(select(failures).where(failures.c.record_id == record_id)):
+            failure_ids.append(row.id)
+            entries.append(_failure_entry(row, received.get(row.delivery_id)))
+        if failure_ids:
+            for row in conn.execute(select(notes).where(notes.c.failure_id.in_(failure_ids))):
+                entries.append(TimelineEntry(row.created_at, "note", row.id, f"{row.actor}: {redact_text(row.note)}",
+                                             {"failure_id": row.failure_id, "actor": row.actor}))
+        command_ids = []
+        for row in conn.execute(select(commands).where(commands.c.record_id == record_id)):
+            command_ids.append(row.id)
+            entries.append(TimelineEntry(row.created_at, "command", row.id,
+                                         f"command {row.intent} ({row.status}, {row.attempts} attempt(s))",
+                                         {"operation_id": row.operation_id, "intent": row.intent,
+                                          "status": row.status, "payload": redact(row.payload)}))
+        if command_ids:
+            for row in conn.execute(select(attempts).where(attempts.c.command_id.in_(command_ids))):
+                entries.append(TimelineEntry(row.created_at, "attempt", row.id,
+                                             f"attempt {row.number}: HTTP {row.response_status or '-'} -> {row.outcome}"
+                                             f" ({row.latency_ms or '-'} ms)",
+                                             {"command_id": row.command_id, "request": redact(row.request),
+                                              "response_status": row.response_status, "outcome": row.outcome}))
+        targets = [record_id, *failure_ids, *command_ids]
+        for row in conn.execute(select(audit).where(audit.c.target_id.in_(targets))):
+            entries.append(TimelineEntry(row.at, "audit", f"audit:{row.seq}",
+                                         f"{row.actor} {row.action}" + (f": {redact_text(row.reason)}" if row.reason else ""),
+                                         {"seq": row.seq, "target": row.target_id, "before": redact(row.before),
+                                          "after": redact(row.after)}))
+    entries.sort(key=lambda e: (e.at, KIND_ORDER[e.kind], e.id))
+    if limit is not None:
+        entries = entries[-limit:]
+    return Timeline(record, entries)
+
+
+def _record_summary(conn: Connection, record_id: str) -> dict[str, Any]:
+    row = conn.execute(select(records, connections.c.name.label("connection"))
+                       .join(connections, connections.c.id == records.c.connection_id)
+                       .where(records.c.id == record_id)).one()
+    ref_rows = conn.execute(select(refs.c.provider, refs.c.external_id).where(refs.c.record_id == record_id)).all()
+    return {"id": row.id, "connection": row.connection, "kind": row.kind, "status": row.status,
+            "version": row.version, "fields": redact(row.fields), "updated_at": row.updated_at.isoformat(),
+            "provider_refs": [{"provider": r.provider, "external_id": r.external_id} for r in ref_rows]}
+
+
+def _delivery_entry(row: Any) -> TimelineEntry:
+    what = row.event_type or "unparsed body"
+    summary = f"{row.source} {what} [{row.verdict}]"
+    return TimelineEntry(row.received_at, "delivery", row.id, summary, {
+        "provider_event_id": row.provider_event_id, "verdict": row.verdict, "reason": row.verdict_reason,
+        "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
+        "mapping_version": row.mapping_version, "duplicate_of": row.duplicate_of, "replay_of": row.replay_of})
+
+
+def _transition_entry(row: Any, received: datetime | None) -> TimelineEntry:
+    summary = f"{row.from_status or '(new)'} -> {row.to_status} v{row.version} by {row.cause}: {row.reason}"
+    return TimelineEntry(received or row.created_at, "transition", row.id, summary, {
+        "from": row.from_status, "to": row.to_status, "version": row.version, "cause": row.cause,
+        "actor": row.actor, "mapping_version": row.mapping_version, "delivery_id": row.delivery_id,
+        "changed_fields": row.changed_fields, "reason": row.reason})
+
+
+def _failure_entry(row: Any, received: datetime | None) -> TimelineEntry:
+    summary = f"failure {row.category} [{row.state}]: {redact_text(row.message)}"
+    return TimelineEntry(received or row.created_at, "failure", row.id, summary, {
+        "category": row.category, "state": row.state, "fingerprint": row.fingerprint,
+        "assignee": row.assignee, "delivery_id": row.delivery_id})
+
+
+def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
+    """One delivery's raw payload, pretty and redacted, with what the mapping made of it."""
+    with reading(ctx.engine) as conn:
+        row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id!r}")
+        transition = conn.execute(select(transitions).where(transitions.c.delivery_id == delivery_id)).first()
+    try:
+        body: Any = redact(orjson.loads(row.body))
+        parsed = True
+    except orjson.JSONDecodeError:
+        body = redact_text(row.body.decode("utf-8", errors="replace"))
+        parsed = False
+    return {
+        "id": row.id, "headers": redact(row.headers), "body": body, "body_is_json": parsed,
+        "verdict": row.verdict, "reason": row.verdict_reason, "mapping_version": row.mapping_version,
+        "provider_event_id": row.provider_event_id, "event_type": row.event_type,
+        "transition": None if transition is None else {
+            "from": transition.from_status, "to": transition.to_status, "version": transition.version,
+            "mapping_version": transition.mapping_version, "reason": transition.reason},
+    }
+
+
+def record_state(ctx: ServiceContext, record_id: str) -> dict[str, Any]:
+    """Our current belief about a record, shaped for comparison with a payload."""
+    with reading(ctx.engine) as conn:
+        return _record_summary(conn, resolve_record_id(conn, record_id))
