@@ -1,0 +1,83 @@
+"""A process killed half-way through an ingest, then re-run, ends as one clean run would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from adapters.stripe.simulator import SimulatorSettings, write_jsonl
+from store.database import reading
+from store.models import Delivery, ProviderRef, Record
+from workbench.services import connections
+
+WORKBENCH = [sys.executable, "-c", "from workbench.cli.main import main; main()"]
+deliveries = Delivery.__table__
+
+
+def _run_ingest(db_url: str, name: str, path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*WORKBENCH, "--db", db_url, "ingest", name, str(path), "--batch-size", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def _stored(ctx, connection_id: str) -> int:
+    with reading(ctx.engine) as conn:
+        return conn.execute(select(func.count()).select_from(deliveries)
+                            .where(deliveries.c.connection_id == connection_id)).scalar_one()
+
+
+def _belief(ctx, connection_id: str) -> dict[str, tuple[str, int, dict]]:
+    records, refs = Record.__table__, ProviderRef.__table__
+    with reading(ctx.engine) as conn:
+        rows = conn.execute(select(refs.c.external_id, records.c.status, records.c.version, records.c.fields)
+                            .join(records, records.c.id == refs.c.record_id)
+                            .where(records.c.connection_id == connection_id)).all()
+    return {r.external_id: (r.status, r.version, r.fields) for r in rows}
+
+
+def _originals(ctx, connection_id: str) -> dict[str, str]:
+    with reading(ctx.engine) as conn:
+        rows = conn.execute(select(deliveries.c.dedupe_key, deliveries.c.verdict)
+                            .where(deliveries.c.connection_id == connection_id,
+                                   deliveries.c.dedupe_key.is_not(None))).all()
+    return dict(rows)
+
+
+def test_killed_ingest_rerun_matches_a_clean_run(ctx, db_url, tmp_path):
+    capture_file = tmp_path / "captures.jsonl"
+    total = write_jsonl(str(capture_file), SimulatorSettings(intents=6000, seed=11))
+    crashed = connections.add_connection(ctx, "crashed", "stripe")
+    clean = connections.add_connection(ctx, "clean", "stripe")
+
+    victim = _run_ingest(db_url, "crashed", capture_file)
+    deadline = time.monotonic() + 120
+    while _stored(ctx, crashed.id) < 2000:  # some batches committed...
+        assert victim.poll() is None, victim.stderr.read().decode()
+        assert time.monotonic() < deadline, "ingest made no progress"
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)  # ...and then no chance to clean up
+    victim.wait()
+    partial = _stored(ctx, crashed.id)
+    assert 0 < partial < total, "the kill must land half-way"
+
+    rerun = _run_ingest(db_url, "crashed", capture_file)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read().decode()
+    reference = _run_ingest(db_url, "clean", capture_file)
+    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()
+
+    assert _belief(ctx, crashed.id) == _belief(ctx, clean.id)
+    # Every event is stored once as an original, with the verdict a clean run gives it:
+    # nothing lost, nothing applied twice; the re-sent part of the file is evidence only.
+    assert _originals(ctx, crashed.id) == _originals(ctx, clean.id)
+    assert _stored(ctx, crashed.id) == total + partial
+    with reading(ctx.engine) as conn:
+        duplicates = conn.execute(select(func.count()).select_from(deliveries).where(
+            deliveries.c.connection_id == crashed.id, deliveries.c.verdict == "duplicate")).scalar_one()
+        clean_duplicates = conn.execute(select(func.count()).select_from(deliveries).where(
+            deliveries.c.connection_id == clean.id, deliveries.c.verdict == "duplicate")).scalar_one()
+    assert duplicates == clean_duplicates + partial
