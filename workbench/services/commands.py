@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, update
 
-from store.models import Attempt, Command
+from store.models import Attempt, Command, Failure
 from workbench.domain.taxonomy import Category, policy_for
 
 from .context import ServiceContext
@@ -15,6 +15,7 @@ from .failures_write import failure_row
 
 commands = Command.__table__
 attempts = Attempt.__table__
+failures = Failure.__table__
 
 
 def enqueue(conn: Connection, ctx: ServiceContext, *, connection_id: str, record_id: str | None, intent: str,
@@ -48,7 +49,7 @@ def record_attempt(conn: Connection, ctx: ServiceContext, *, command: Any, provi
     if category is None:
         return None
     failure_id = ctx.ids.new("fail")
-    conn.execute(commands.metadata.tables["failures"].insert().values(failure_row(
+    conn.execute(failures.insert().values(failure_row(
         failure_id=failure_id, category=category, provider=provider, code=code, message=message, now=now,
         connection_id=command.connection_id, record_id=command.record_id, command_id=command.id)))
     return failure_id

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import func, select
 
 from store.database import reading, writing
-from store.models import Connection, Failure, Record
+from store.models import Command, Connection, Failure, Record
 from workbench.domain.taxonomy import policy_for
 
 from . import connections, triage
@@ -27,6 +27,7 @@ from .ingest import ingest
 
 records = Record.__table__
 failures = Failure.__table__
+commands = Command.__table__
 
 # name, provider, environment, share of the records
 DEMO_CONNECTIONS = [
@@ -81,7 +82,7 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
     connections.set_paused(ctx.as_actor("user:demo"), "initech-billing", True, "demo: paused during a key rotation")
     with reading(ctx.engine) as conn:
         summary.records = conn.execute(select(func.count()).select_from(records)).scalar_one()
-        summary.commands = conn.execute(select(func.count()).select_from(records.metadata.tables["commands"])).scalar_one()
+        summary.commands = conn.execute(select(func.count()).select_from(commands)).scalar_one()
         summary.open_failures.update(dict(conn.execute(
             select(failures.c.category, func.count()).where(failures.c.state.in_(OPEN_STATES))
             .group_by(failures.c.category)).all()))
@@ -112,8 +113,7 @@ def _one_command(conn: Any, ctx: ServiceContext, info: connections.ConnectionInf
     intent = rng.choice(["capture_payment", "refund_payment", "update_metadata"])
     payload = {"amount": rng.choice([500, 1999, 4500]), "reason": "requested_by_customer"}
     command_id = enqueue(conn, ctx, connection_id=info.id, record_id=record_id, intent=intent, payload=payload)
-    command = conn.execute(select(records.metadata.tables["commands"]).where(
-        records.metadata.tables["commands"].c.id == command_id)).one()
+    command = conn.execute(select(commands).where(commands.c.id == command_id)).one()
     opened = 0
     for number in range(1, 4):
         status, body, headers = adapter.simulate_call(rng)

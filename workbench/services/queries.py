@@ -10,6 +10,7 @@ from sqlalchemy import Select, select
 
 from store.database import reading
 from store.models import Connection, Delivery, Failure, ProviderRef, Record
+from workbench.domain.redaction import redact_text
 
 from .connections import get_connection
 from .context import ServiceContext
@@ -29,8 +30,15 @@ def _iso(value: Any) -> str | None:
 
 def iter_records(ctx: ServiceContext, *, connection: str | None = None, status: str | None = None,
                  chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
-    """Every matching record with its provider references, in ID order, in keyset pages."""
+    """Every matching record with its provider references, in ID order, in keyset pages.
+
+    An unknown connection raises here, before the first item (so nothing half-printed)."""
     connection_id = get_connection(ctx, connection).id if connection else None
+    return _records_pages(ctx, connection_id, status, chunk)
+
+
+def _records_pages(ctx: ServiceContext, connection_id: str | None, status: str | None,
+                   chunk: int) -> Iterator[dict[str, Any]]:
     names = {c.id: c.name for c in _connection_rows(ctx)}
     last = ""
     while True:
@@ -58,16 +66,18 @@ def iter_records(ctx: ServiceContext, *, connection: str | None = None, status: 
 
 
 def _group_refs(rows: list[Any], names: dict[str, str]) -> Iterator[dict[str, Any]]:
+    # Rows arrive ordered by record ID, one per reference; plain tuple unpacking keeps this
+    # loop cheap enough for `records --json` over hundreds of thousands of records.
     current: dict[str, Any] | None = None
-    for row in rows:
-        if current is None or current["id"] != row.id:
+    for record_id, connection_id, kind, status, version, updated_at, provider, external_id in rows:
+        if current is None or current["id"] != record_id:
             if current is not None:
                 yield current
-            current = {"id": row.id, "connection": names.get(row.connection_id), "kind": row.kind,
-                       "status": row.status, "version": row.version, "updated_at": _iso(row.updated_at),
+            current = {"id": record_id, "connection": names.get(connection_id), "kind": kind,
+                       "status": status, "version": version, "updated_at": _iso(updated_at),
                        "provider_refs": []}
-        if row.external_id is not None:
-            current["provider_refs"].append({"provider": row.provider, "external_id": row.external_id})
+        if external_id is not None:
+            current["provider_refs"].append({"provider": provider, "external_id": external_id})
     if current is not None:
         yield current
 
@@ -81,6 +91,11 @@ def iter_events(ctx: ServiceContext, *, connection: str | None = None, record_id
                 chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
     """Every stored delivery (metadata, not bodies), in arrival order."""
     connection_id = get_connection(ctx, connection).id if connection else None
+    return _events_pages(ctx, connection_id, record_id, chunk)
+
+
+def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str | None,
+                  chunk: int) -> Iterator[dict[str, Any]]:
     names = {c.id: c.name for c in _connection_rows(ctx)}
     columns = [deliveries.c[name] for name in (
         "id", "connection_id", "provider_event_id", "event_type", "source", "received_at", "occurred_at",
@@ -110,7 +125,7 @@ def iter_events(ctx: ServiceContext, *, connection: str | None = None, record_id
 def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:
     return {"id": row.id, "category": row.category, "state": row.state, "connection": connection_name,
             "record_id": row.record_id, "event_id": row.delivery_id, "command_id": row.command_id,
-            "fingerprint": row.fingerprint, "message": row.message, "assignee": row.assignee,
+            "fingerprint": row.fingerprint, "message": redact_text(row.message), "assignee": row.assignee,
             "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at)}
 
 
@@ -118,6 +133,11 @@ def iter_failures(ctx: ServiceContext, *, state: str | None = None, category: st
                   connection: str | None = None, fingerprint: str | None = None,
                   open_only: bool = False, chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
     connection_id = get_connection(ctx, connection).id if connection else None
+    return _failures_pages(ctx, connection_id, state, category, fingerprint, open_only, chunk)
+
+
+def _failures_pages(ctx: ServiceContext, connection_id: str | None, state: str | None, category: str | None,
+                    fingerprint: str | None, open_only: bool, chunk: int) -> Iterator[dict[str, Any]]:
     names = {c.id: c.name for c in _connection_rows(ctx)}
     last = ""
     while True:
