@@ -12,12 +12,16 @@ from typing import Any
 
 MASK = "[redacted]"
 
+# In normal form (see _normal_key): lower case, words joined by underscores.
 SENSITIVE_KEYS = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api_key",
+    "authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key", "api_key",
     "apikey", "password", "passwd", "secret", "client_secret", "token", "access_token",
-    "refresh_token", "id_token", "private_key", "signing_secret", "webhook_secret",
+    "refresh_token", "id_token", "private_key", "signing_secret", "webhook_secret", "secret_key",
     "card_number", "cvc", "cvv", "iban", "account_number", "ssn",
 })
+
+# camelCase word boundaries: clientSecret -> client_Secret
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 # Credentials by shape: Stripe secret/restricted keys, webhook secrets, client secrets,
 # bearer tokens, and long card-like digit runs.
@@ -26,14 +30,19 @@ SECRET_PATTERNS = re.compile(
     r"|whsec_[A-Za-z0-9+/=]{8,}"
     r"|pi_[A-Za-z0-9]+_secret_[A-Za-z0-9]+"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|\b(?:\d[ -]?){13,19}\b"
+    r"|\b\d(?:[ -]?\d){12,18}\b"
 )
+
+
+def _normal_key(key: str) -> str:
+    """Header, snake and camel spellings alike: X-Auth-Token, x_auth_token, xAuthToken."""
+    return _CAMEL_BOUNDARY.sub("_", key).lower().replace("-", "_").replace(" ", "_")
 
 
 @lru_cache(maxsize=4096)
 def is_sensitive_key(key: str) -> bool:
-    lowered = key.lower()
-    return lowered in SENSITIVE_KEYS or lowered.endswith(("_secret", "_token", "_password"))
+    normal = _normal_key(key)
+    return normal in SENSITIVE_KEYS or normal.endswith(("_secret", "_token", "_password"))
 
 
 def redact_text(text: str) -> str:

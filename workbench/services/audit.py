@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from store.database import reading
 from store.models import AuditEntry, AuditHead
 
 from .context import ServiceContext
-from workbench.domain.redaction import redact
+from workbench.domain.redaction import redact, redact_text
 
 GENESIS_HASH = "0" * 64
 
@@ -61,7 +62,9 @@ def append(
     """
     conn.execute(update(head).where(head.c.id == 1).values(seq=head.c.seq + 1))
     seq, prev_hash = conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
-    at = ctx.clock()
+    # In UTC, as the store hands it back to verify (a clock in another zone would otherwise
+    # hash "+02:00" now and read back "+00:00": a chain broken by nobody).
+    at = ctx.clock().astimezone(timezone.utc)
     # Normalise through JSON so what is hashed now is exactly what verify reads back later.
     before = orjson.loads(orjson.dumps(before)) if before is not None else None
     after = orjson.loads(orjson.dumps(after)) if after is not None else None
@@ -85,12 +88,24 @@ class VerifyResult:
     problem: str | None = None
 
 
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction that sees a single snapshot of the whole chain. PostgreSQL's
+    default (READ COMMITTED) takes a new snapshot per statement, so a walk in pages would see
+    the head before, and entries after, a concurrent append: a false "entries were deleted"."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
 def verify(ctx: ServiceContext, batch: int = 5000) -> VerifyResult:
     """Walk the chain in sequence order and recompute every hash."""
     expected_prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
-    with reading(ctx.engine) as conn:
+    with _snapshot(ctx.engine) as conn:
         head_seq, head_hash = conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
         for row in _stream(conn, batch):
             if row.seq != expected_seq:
@@ -130,7 +145,8 @@ def entry_dict(row: Any) -> dict[str, Any]:
     return {
         "seq": row.seq, "at": row.at.isoformat(), "actor": row.actor, "action": row.action,
         "target_type": row.target_type, "target_id": row.target_id,
-        "before": redact(row.before), "after": redact(row.after), "reason": row.reason,
+        "before": redact(row.before), "after": redact(row.after),
+        "reason": redact_text(row.reason) if row.reason else row.reason,
         "prev_hash": row.prev_hash, "hash": row.hash,
     }
 
@@ -138,7 +154,7 @@ def entry_dict(row: Any) -> dict[str, Any]:
 def export(ctx: ServiceContext, out: IO[bytes]) -> int:
     """Write the trail as JSON lines; returns the number of entries."""
     count = 0
-    with reading(ctx.engine) as conn:
+    with _snapshot(ctx.engine) as conn:
         for row in _stream(conn, 5000):
             out.write(orjson.dumps(entry_dict(row)) + b"\n")
             count += 1

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, or_, select
 from store.database import reading
 from store.models import (Attempt, AuditEntry, Command, Connection as ConnectionRow, Delivery, Failure,
                           FailureNote, ProviderRef, Record, Transition)
+from workbench.domain.canonical import Cause
 from workbench.domain.redaction import redact, redact_text
 
 from .context import ServiceContext
@@ -71,14 +72,22 @@ def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) ->
     with reading(ctx.engine) as conn:
         record_id = resolve_record_id(conn, ref)
         record = _record_summary(conn, record_id)
-        received = {}
         entries: list[TimelineEntry] = []
-        for row in conn.execute(select(*[c for c in deliveries.c if c.name != "body"])
-                                .where(deliveries.c.record_id == record_id)):
-            received[row.id] = row.received_at
-            entries.append(_delivery_entry(row))
-        for row in conn.execute(select(transitions).where(transitions.c.record_id == record_id)):
-            entries.append(_transition_entry(row, received.get(row.delivery_id)))
+        delivery_rows = conn.execute(select(*[c for c in deliveries.c if c.name != "body"])
+                                     .where(deliveries.c.record_id == record_id)).all()
+        transition_rows = conn.execute(select(transitions).where(transitions.c.record_id == record_id)).all()
+        # An original delivery reads when it arrived, with what it caused. A copy re-run by a
+        # retry keeps the original's received time (it orders belief), but reads when it was
+        # re-run, which is when its transition was made; so do replay and operator transitions,
+        # though they name the stored event that decided them.
+        received = {row.id: row.received_at for row in delivery_rows if row.replay_of is None}
+        made = {row.delivery_id: row.created_at for row in transition_rows if row.delivery_id}
+        for row in delivery_rows:
+            at = row.received_at if row.replay_of is None else made.get(row.id, row.received_at)
+            entries.append(_delivery_entry(row, at))
+        for row in transition_rows:
+            at = received.get(row.delivery_id) if row.cause == Cause.EVENT else None
+            entries.append(_transition_entry(row, at))
         failure_ids = []
         for row in conn.execute(select(failures).where(failures.c.record_id == record_id)):
             failure_ids.append(row.id)
@@ -123,10 +132,10 @@ def _record_summary(conn: Connection, record_id: str) -> dict[str, Any]:
             "provider_refs": [{"provider": r.provider, "external_id": r.external_id} for r in ref_rows]}
 
 
-def _delivery_entry(row: Any) -> TimelineEntry:
+def _delivery_entry(row: Any, at: datetime | None = None) -> TimelineEntry:
     what = row.event_type or "unparsed body"
     summary = f"{row.source} {what} [{row.verdict}]"
-    return TimelineEntry(row.received_at, "delivery", row.id, summary, {
+    return TimelineEntry(at or row.received_at, "delivery", row.id, summary, {
         "provider_event_id": row.provider_event_id, "verdict": row.verdict, "reason": row.verdict_reason,
         "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
         "mapping_version": row.mapping_version, "duplicate_of": row.duplicate_of, "replay_of": row.replay_of})

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from store.database import reading, writing
 from store.models import Command, Connection as ConnectionRow, Delivery, Failure, FailureNote
+from workbench.domain.redaction import redact_text
 from workbench.domain.taxonomy import CLOSED_STATES, Category, TriageState, can_triage, policy_for
 
 from . import audit
@@ -67,7 +68,8 @@ def groups(ctx: ServiceContext, *, open_only: bool = True, category: str | None 
     if category:
         query = query.where(failures.c.category == category)
     with reading(ctx.engine) as conn:
-        return [FailureGroup(*row) for row in conn.execute(query)]
+        return [FailureGroup(cat, name, fingerprint, count, redact_text(message), oldest, newest)
+                for cat, name, fingerprint, count, message, oldest, newest in conn.execute(query)]
 
 
 def failure_detail(ctx: ServiceContext, failure_id: str) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def failure_detail(ctx: ServiceContext, failure_id: str) -> dict[str, Any]:
         policy = policy_for(Category(row.category))
         detail["policy"] = {"recovery": str(policy.recovery), "description": policy.description,
                             "retryable": policy.retryable, "alert": policy.alert, "reviewer": policy.reviewer}
-        detail["notes"] = [{"actor": n.actor, "note": n.note, "at": n.created_at.isoformat()}
+        detail["notes"] = [{"actor": n.actor, "note": redact_text(n.note), "at": n.created_at.isoformat()}
                            for n in conn.execute(select(notes).where(notes.c.failure_id == failure_id)
                                                  .order_by(notes.c.created_at, notes.c.id))]
     return detail
