@@ -24,6 +24,7 @@ from workbench.domain.canonical import Belief, BoundaryProblem, Cause, MappedEve
 from . import audit
 from .connections import get_connection
 from .context import ServiceContext
+from .errors import ServiceError
 from .timeline import resolve_record_id
 
 records = Record.__table__
@@ -169,7 +170,7 @@ def _write_change(conn: Connection, ctx: ServiceContext, row: Any, target: Belie
         status=str(target.status), version=version, fields=target.fields, last_occurred_at=occurred,
         last_rank=rank, last_event_key=key, updated_at=ctx.clock()))
     if result.rowcount != 1:
-        raise RuntimeError(f"record {row.id} changed during replay; run replay again")
+        raise ServiceError(f"record {row.id} changed during replay; run replay again")
     conn.execute(transitions.insert().values(
         id=ctx.ids.new("trn"), record_id=row.id, version=version, from_status=row.status,
         to_status=str(target.status), cause=str(Cause.REPLAY), actor=ctx.actor,
