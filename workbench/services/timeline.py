@@ -162,7 +162,9 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
         row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
         if row is None:
             raise NotFound(f"no delivery {delivery_id!r}")
-        transition = conn.execute(select(transitions).where(transitions.c.delivery_id == delivery_id)).first()
+        # Narrowed by record first: (record_id, version) is indexed, delivery_id is not.
+        transition = conn.execute(select(transitions).where(
+            transitions.c.record_id == row.record_id, transitions.c.delivery_id == delivery_id)).first()
     try:
         body: Any = redact(orjson.loads(row.body))
         parsed = True
