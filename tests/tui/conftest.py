@@ -1,0 +1,70 @@
+"""Fixtures for the TUI tests: a deterministic store, an app that renders the same way on
+every run (fixed clock, no cursor blink, no live refresh unless asked), and `settle`, which
+waits until every worker has landed its result on screen."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from store.database import open_store
+from tests.tui.fixture_store import DISPLAY_NOW, build_store
+from workbench.services.context import ServiceContext
+from workbench.tui.app import WorkbenchApp
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings (the remembered theme) go to a temporary directory, never the home dir."""
+    path = tmp_path / "config"
+    monkeypatch.setenv("WORKBENCH_CONFIG_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ServiceContext]:
+    """Built once per session; each test gets a copy (building takes about a second)."""
+    path = tmp_path_factory.mktemp("template") / "tui.db"
+    ctx = build_store(path)
+    ctx.engine.dispose()
+    return path, ctx
+
+
+@pytest.fixture
+def store(template_store: tuple[Path, ServiceContext], tmp_path: Path) -> Iterator[ServiceContext]:
+    """A private copy of the fixture store, with the clock and ID factory exactly where the
+    build left them, so every test sees the same IDs and times."""
+    source, built = template_store
+    path = tmp_path / "tui.db"
+    shutil.copyfile(source, path)
+    engine = open_store(f"sqlite:///{path}")
+    ctx = ServiceContext(engine=engine, clock=copy.deepcopy(built.clock), ids=copy.deepcopy(built.ids),
+                         actor=built.actor)
+    yield ctx
+    engine.dispose()
+
+
+def make_app(ctx: ServiceContext, **options: Any) -> WorkbenchApp:
+    settings: dict[str, Any] = {"refresh_interval": None, "clock": lambda: DISPLAY_NOW,
+                                "theme": "workbench-dark", "remember_theme": False, "cursor_blink": False}
+    settings.update(options)
+    return WorkbenchApp(ctx, **settings)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Wait until no worker runs and the screen has shown what it loaded."""
+    app = pilot.app
+    for _ in range(100):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        loading = getattr(app.screen, "loading_data", False)
+        if not loading and not any(worker.is_running for worker in app.workers):
+            return
+    raise AssertionError("the app did not settle")

@@ -1,0 +1,216 @@
+"""What every workbench screen shares: a status line, a footer, help, back, and loading.
+
+Loading is always off the UI thread: `reload()` takes a request on the UI thread, `fetch()`
+runs it against the services in a thread worker, and `show()` puts the result on screen back
+on the UI thread. At most one fetch per screen is in flight; a reload asked for meanwhile runs
+once the current one lands, so a slow store delays data but never input.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Input
+from textual.worker import get_current_worker
+
+from workbench.services.context import ServiceContext
+from workbench.services.errors import ServiceError
+
+from ..formatting import clock_time
+from ..widgets import StatusLine
+
+if TYPE_CHECKING:
+    from ..app import WorkbenchApp
+
+Data = TypeVar("Data")
+
+# Priority, so the App moves focus before it forwards the keys typed right after the slash
+# (a normal binding runs only once the key has bubbled up, by which time a fast typist's next
+# keys went to the table). `check_action` turns it off inside a text field, where / is text.
+FILTER_BINDING = Binding("slash", "focus_filter", "Filter", priority=True)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the operator: service errors speak for themselves, others show their type."""
+    if isinstance(exc, ServiceError):
+        return str(exc)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class WorkbenchScreen(Screen[None], Generic[Data]):
+    WHERE: ClassVar[str] = "Workbench"
+    HELP: ClassVar[str] = ""
+    LIVE: ClassVar[bool] = True  # follow the store on the app's refresh timer
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("ctrl+r", "reload", "Refresh", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loading = False
+        self._again = False
+        self._resumed = False
+        self._fetch_started = 0.0
+        self._fetch_seconds = 0.0  # how long the last fetch took
+        self._fetch_ended = 0.0
+        self.loaded_once = False
+
+    @property
+    def wb(self) -> WorkbenchApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def ctx(self) -> ServiceContext:
+        return self.wb.ctx
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def loading_data(self) -> bool:
+        return self._loading
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(self.WHERE)
+        yield from self.compose_body()
+        yield Footer(compact=True)
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_resize(self) -> None:
+        # The palette hint takes 12 columns an 80-column footer needs for the screen's keys;
+        # ctrl+p works regardless, and help lists it.
+        self.query_one(Footer).show_command_palette = self.size.width >= 100
+
+    def main_widget(self) -> Widget | None:
+        """The widget Escape returns focus to from a filter."""
+        return None
+
+    # ----------------------------------------------------------------- loading
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        # Back from a pushed screen (an action may have changed what this one shows); not on
+        # the first showing, which on_mount already loads.
+        if self._resumed:
+            self.reload()
+        self._resumed = True
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        if self._loading:
+            self._again = True
+            return
+        self._loading = True
+        self._fetch_started = time.monotonic()
+        request = self.request()
+        self.run_worker(lambda: self._fetch_in_thread(request), thread=True, group="load",
+                        exit_on_error=False, name=f"{type(self).__name__}.fetch")
+
+    def request(self) -> Any:
+        """What to fetch, decided on the UI thread (the filter text, the page cursor...)."""
+        return None
+
+    def fetch(self, request: Any) -> Data:
+        """Runs in a worker thread: call services only, touch no widget."""
+        raise NotImplementedError
+
+    def show(self, data: Data) -> None:
+        """Runs on the UI thread with what `fetch` returned."""
+
+    def _fetch_in_thread(self, request: Any) -> None:
+        worker = get_current_worker()
+        try:
+            data = self.fetch(request)
+        except Exception as exc:  # shown on screen; the app keeps running
+            if not worker.is_cancelled:
+                self._post(self._failed, exc)
+            return
+        if not worker.is_cancelled:
+            self._post(self._loaded, data)
+
+    def _post(self, callback: Any, *args: Any, **kwargs: Any) -> None:
+        """From a worker thread: run `callback` on the UI thread (and wait for it)."""
+        try:
+            self.app.call_from_thread(callback, *args, **kwargs)
+        except RuntimeError:  # the app is closing
+            pass
+
+    def refresh_due(self, interval: float) -> bool:
+        """For the live-refresh timer: a screen whose fetch is slow (a 10,000-entry timeline,
+        a remote database) refreshes less often, so following the store never eats the UI."""
+        wait = max(interval, 5 * self._fetch_seconds)
+        return self.loaded_once and not self._loading and time.monotonic() - self._fetch_ended >= wait
+
+    def _loaded(self, data: Data) -> None:
+        self._note_fetch_time()
+        self._loading = False
+        if not self.is_attached:
+            return
+        self.loaded_once = True
+        self.show(data)
+        self.status.set_refreshed(f"refreshed {clock_time(self.wb.now())}")
+        self._next()
+
+    def load_failed(self, exc: Exception) -> None:
+        """Runs on the UI thread when `fetch` raised (after the error is shown)."""
+
+    def _note_fetch_time(self) -> None:
+        self._fetch_ended = time.monotonic()
+        self._fetch_seconds = self._fetch_ended - self._fetch_started
+
+    def _failed(self, exc: Exception) -> None:
+        self._note_fetch_time()
+        self._loading = False
+        if not self.is_attached:
+            return
+        self.load_failed(exc)
+        self.status.set_refreshed("refresh failed", failed=True)
+        self.notify(describe_error(exc), title="Could not load", severity="error", markup=False)
+        self._next()
+
+    def _next(self) -> None:
+        if self._again:
+            self._again = False
+            self.reload()
+
+    # ----------------------------------------------------------------- navigation
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_filter" and isinstance(self.focused, Input):
+            return False
+        return True
+
+    def action_back(self) -> None:
+        focused = self.focused
+        main = self.main_widget()
+        if isinstance(focused, Input) and main is not None:
+            self.set_focus(main)
+            return
+        self.wb.go_back()
+
+    def action_focus_filter(self) -> None:
+        # set_focus is immediate (Widget.focus waits a frame), so keys typed straight after
+        # the slash land in the filter.
+        inputs = self.query(Input)
+        if inputs:
+            self.set_focus(inputs.first())
+        else:
+            self.app.bell()

@@ -1,0 +1,86 @@
+"""Small modal dialogs: confirm a bulk action, ask for a note or a name."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes / no. Enter or y confirms; Escape or n cancels."""
+
+    BINDINGS = [
+        Binding("escape,n", "cancel", "Cancel"),
+        Binding("y", "confirm", "Confirm"),
+    ]
+
+    def __init__(self, title: str, message: str, confirm: str = "Confirm") -> None:
+        super().__init__(classes="dialog-screen")
+        self._title = title
+        self._message = message
+        self._confirm = confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._title, classes="dialog-title", markup=False)
+            yield Label(self._message, classes="dialog-message", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self._confirm} (y)", variant="primary", id="confirm")
+                yield Button("Cancel (n)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of text (a note, an assignee). Enter submits; Escape cancels (None)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, label: str, *, required: bool = False, message: str = "",
+                 value: str = "", placeholder: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self._title = title
+        self._label = label
+        self._required = required
+        self._message = message
+        self._value = value
+        self._placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._title, classes="dialog-title", markup=False)
+            if self._message:
+                yield Label(self._message, classes="dialog-message", markup=False)
+            yield Label(self._label, classes="dialog-label", markup=False)
+            yield Input(self._value, placeholder=self._placeholder, id="prompt-input")
+            yield Label("Enter to confirm · Escape to cancel", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        prompt = self.query_one(Input)
+        prompt.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        prompt.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        if self._required and not value:
+            self.query_one(".dialog-hint", Label).update("A value is required · Escape to cancel")
+            self.app.bell()
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

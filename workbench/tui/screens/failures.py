@@ -1,0 +1,280 @@
+"""The failures of one error-queue group, and the triage actions on them.
+
+An action applies to the marked failures (space, * for all) or else to the one under the
+cursor. Resolve and ignore ask for a note, assign for a name; any action on more than one
+failure asks for confirmation. The service does the work (one transaction and one audit
+entry per failure) in a worker thread and reports progress, shown in a bar at the bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import Label, ProgressBar, Static
+
+from workbench.services import queries, triage
+from workbench.services.context import ServiceContext
+from workbench.services.triage import FailureGroup, Progress, TriageResult
+
+from ..formatting import count
+from ..widgets import Column, Row, VirtualTable
+from .base import WorkbenchScreen, describe_error
+from .dialogs import ConfirmScreen, PromptScreen
+
+LIMIT = 2000  # failures listed per group; actions reach the rest through marks on later refreshes
+
+COLUMNS = [
+    Column("State", 12),
+    Column("Record", 16, cut="middle"),
+    Column("Assignee", 10, drop_below=70),
+    Column("Created", 19, drop_below=110),
+    Column("Message", None, min_width=16),
+]
+
+STATE_TONES = {"open": "error", "retrying": "accent", "needs_review": "warn"}
+
+
+@dataclass(frozen=True)
+class TriageAction:
+    name: str
+    verb: str
+    done: str
+    prompt: str | None  # what to ask for: a note or an assignee
+    required: bool
+    run: Callable[[ServiceContext, list[str], str, Progress], TriageResult]
+
+
+ACTIONS: dict[str, TriageAction] = {
+    "retry": TriageAction("retry", "Retry", "retried", None, False,
+                          lambda ctx, ids, text, progress: triage.retry(ctx, ids, progress=progress)),
+    "replay": TriageAction("replay", "Replay", "replayed", None, False,
+                           lambda ctx, ids, text, progress: triage.replay_records(ctx, ids, progress=progress)),
+    "resolve": TriageAction("resolve", "Resolve", "resolved", "Note: why is it resolved?", True,
+                            lambda ctx, ids, text, progress: triage.resolve(ctx, ids, text, progress)),
+    "ignore": TriageAction("ignore", "Ignore", "ignored", "Note: why can it be ignored?", True,
+                           lambda ctx, ids, text, progress: triage.ignore(ctx, ids, text, progress)),
+    "assign": TriageAction("assign", "Assign", "assigned", "Assignee (a name or team)", True,
+                           lambda ctx, ids, text, progress: triage.assign(ctx, ids, text, progress=progress)),
+}
+
+
+def summarise(action: TriageAction, result: TriageResult) -> str:
+    text = f"{action.verb}: {len(result.done)} {action.done}"
+    if len(result.done) == 1:
+        text += f" ({next(iter(result.messages.values()))})"
+    if result.skipped:
+        reasons = sorted({reason for _, reason in result.skipped})
+        text += f"; {len(result.skipped)} skipped: {'; '.join(reasons)[:120]}"
+    return text
+
+
+class FailuresScreen(WorkbenchScreen[list[dict[str, Any]]]):
+    WHERE = "Failures"
+    HELP = """The open failures of one group. Space marks a failure, * marks all (or none); actions
+apply to the marked failures, or to the one under the cursor:
+
+  r  retry    re-run its event through ingest (a command: back to the outbox)
+  p  replay   replay the record's stored events through the current mapping
+  d  resolve  close it, with a note saying why
+  i  ignore   close it as not needing action, with a note
+  a  assign   give it to someone
+
+Every action is written to the audit trail and shows in the record's timeline at once.
+Enter opens the record's timeline; o shows the failure with its policy and notes."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("space", "mark", "Mark"),
+        Binding("asterisk", "mark_all", "All", show=False),
+        Binding("r", "act('retry')", "Retry"),
+        Binding("p", "act('replay')", "Replay"),
+        Binding("d", "act('resolve')", "Resolve"),
+        Binding("i", "act('ignore')", "Ignore"),
+        Binding("a", "act('assign')", "Assign"),
+        Binding("o", "detail", "Detail", show=False),
+    ]
+
+    def __init__(self, group: FailureGroup) -> None:
+        super().__init__()
+        self.group = group
+        self.running: str | None = None
+
+    def compose_body(self) -> ComposeResult:
+        g = self.group
+        yield Static(f"[b]{escape(g.category)}[/b] · {escape(g.connection or '-')} · "
+                     f"fingerprint {escape(g.fingerprint)}", classes="group-summary")
+        yield VirtualTable(COLUMNS, markable=True, empty="no open failures left in this group", id="failures-table")
+        yield Static("", id="failure-detail", classes="detail-panel")
+        with Horizontal(id="action-progress"):
+            yield Label("", id="action-label")
+            yield ProgressBar(show_eta=False, id="action-bar")
+
+    def main_widget(self) -> Widget:
+        return self.query_one(VirtualTable)
+
+    def on_mount(self) -> None:
+        self.query_one(VirtualTable).focus()
+        super().on_mount()
+
+    # ----------------------------------------------------------------- loading
+
+    def fetch(self, request: object) -> list[dict[str, Any]]:
+        g = self.group
+        items = queries.iter_failures(self.ctx, category=g.category, connection=g.connection,
+                                      fingerprint=g.fingerprint, open_only=True, chunk=LIMIT)
+        if g.connection is None:  # the group of failures tied to no connection
+            items = (item for item in items if item["connection"] is None)
+        return list(islice(items, LIMIT))
+
+    def show(self, data: list[dict[str, Any]]) -> None:
+        rows = [Row(f["id"], ((f["state"], STATE_TONES.get(f["state"], "")), f["record_id"] or "-",
+                              f["assignee"] or "-", (f["created_at"] or "")[:19].replace("T", " "), f["message"]),
+                    data=f) for f in data]
+        table = self.query_one(VirtualTable)
+        table.set_rows(rows)
+        self._update_info()
+        self._show_detail(table.current_row)
+
+    def _update_info(self) -> None:
+        table = self.query_one(VirtualTable)
+        marked = len(table.marked)
+        shown = (f"first {count(len(table.rows))} of {count(self.group.count)}" if len(table.rows) >= LIMIT
+                 else count(len(table.rows)))
+        self.status.set_info(f"{shown} open" + (f" · {marked} marked" if marked else ""))
+
+    def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
+        self._show_detail(event.row)
+
+    def _show_detail(self, row: Row | None) -> None:
+        panel = self.query_one("#failure-detail", Static)
+        if row is None:
+            panel.update("")
+            return
+        f = row.data
+        assert isinstance(f, dict)
+        panel.update(escape(f"{f['id']} · record {f['record_id'] or '-'} · assignee {f['assignee'] or '-'}\n"
+                            f"{f['message']}"))
+
+    # ----------------------------------------------------------------- marks and navigation
+
+    def action_mark(self) -> None:
+        table = self.query_one(VirtualTable)
+        table.toggle_mark()
+        table.action_cursor(1)
+        self._update_info()
+
+    def action_mark_all(self) -> None:
+        self.query_one(VirtualTable).mark_all()
+        self._update_info()
+
+    def _current(self) -> dict[str, Any] | None:
+        row = self.query_one(VirtualTable).current_row
+        return row.data if row is not None and isinstance(row.data, dict) else None
+
+    def action_open(self) -> None:
+        self.query_one(VirtualTable).action_select()
+
+    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
+        failure = event.row.data
+        if isinstance(failure, dict) and failure.get("record_id"):
+            self.wb.open_timeline(failure["record_id"])
+        else:
+            self.notify("This failure names no record", severity="warning")
+
+    def action_detail(self) -> None:
+        failure = self._current()
+        if failure is not None:
+            failure_id = failure["id"]
+            self.wb.open_detail_loader(f"failure {failure_id}",
+                                       lambda ctx: triage.failure_detail(ctx, failure_id))
+
+    # ----------------------------------------------------------------- actions
+
+    def targets(self) -> list[str]:
+        table = self.query_one(VirtualTable)
+        marked = [row.key for row in table.marked_rows]
+        if marked:
+            return marked
+        current = table.current_row
+        return [current.key] if current is not None else []
+
+    def action_act(self, name: str) -> None:
+        action = ACTIONS[name]
+        if self.running:
+            self.notify(f"{self.running} is still running", severity="warning")
+            return
+        ids = self.targets()
+        if not ids:
+            self.app.bell()
+            return
+        what = f"{len(ids)} failures" if len(ids) > 1 else f"failure {ids[0]}"
+        if action.prompt is None:
+            self._confirm(action, ids, "")
+            return
+
+        def prompted(text: str | None) -> None:
+            if text is not None:
+                self._confirm(action, ids, text)
+
+        self.app.push_screen(PromptScreen(f"{action.verb} {what}", action.prompt, required=action.required),
+                             prompted)
+
+    def _confirm(self, action: TriageAction, ids: list[str], text: str) -> None:
+        if len(ids) == 1:
+            self._start(action, ids, text)
+            return
+        detail = f" with: {text}" if text else ""
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._start(action, ids, text)
+
+        self.app.push_screen(ConfirmScreen(f"{action.verb} {len(ids)} failures?",
+                                           f"This will {action.name} {len(ids)} failures{detail}.\n"
+                                           "Each one is written to the audit trail.", action.verb), confirmed)
+
+    def _start(self, action: TriageAction, ids: list[str], text: str) -> None:
+        self.running = action.verb
+        panel = self.query_one("#action-progress")
+        panel.add_class("-running")
+        self.query_one("#action-label", Label).update(f"{action.verb} 0/{len(ids)}")
+        self.query_one("#action-bar", ProgressBar).update(total=len(ids), progress=0)
+        self.run_worker(lambda: self._run(action, ids, text), thread=True, group="action", exit_on_error=False)
+
+    def _run(self, action: TriageAction, ids: list[str], text: str) -> None:
+        def progress(done: int, total: int) -> None:  # called by the service, in this thread
+            self._post(self._progress, action, done, total)
+
+        try:
+            result = action.run(self.ctx, ids, text, progress)
+        except Exception as exc:
+            self._post(self._finished, action, None, describe_error(exc))
+            return
+        self._post(self._finished, action, result, None)
+
+    def _progress(self, action: TriageAction, done: int, total: int) -> None:
+        if self.is_attached:
+            self.query_one("#action-label", Label).update(f"{action.verb} {done}/{total}")
+            self.query_one("#action-bar", ProgressBar).update(total=total, progress=done)
+
+    def _finished(self, action: TriageAction, result: TriageResult | None, error: str | None) -> None:
+        self.running = None
+        if not self.is_attached:
+            return
+        self.query_one("#action-progress").remove_class("-running")
+        if result is None:
+            self.notify(error or "failed", title=f"{action.verb} failed", severity="error", markup=False)
+        else:
+            self.query_one(VirtualTable).clear_marks()
+            self.notify(summarise(action, result), severity="warning" if result.skipped else "information",
+                        markup=False)
+        self.reload()
+

@@ -1,0 +1,60 @@
+"""One delivery: its raw payload (pretty-printed, already redacted by the service) and what
+the mapping made of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from textual.binding import Binding
+
+from workbench.services import timeline
+from workbench.services.context import ServiceContext
+from workbench.services.views import pretty_json
+
+from .document import Document, DocumentScreen
+
+
+def payload_document(payload: dict[str, Any]) -> Document:
+    what = payload.get("event_type") or "unparsed body"
+    verdict = payload["verdict"] + (f" ({payload['reason']})" if payload.get("reason") else "")
+    transition = payload.get("transition")
+    if transition:
+        mapped = (f"mapping {transition['mapping_version'] or payload.get('mapping_version') or '-'}: "
+                  f"{transition['from'] or '(new)'} -> {transition['to']} (v{transition['version']})")
+    else:
+        mapped = f"mapping {payload.get('mapping_version') or '-'}: no change of belief"
+    event = str(payload.get("provider_event_id") or "-")
+    summary = (f"[b]{escape(payload['id'])}[/b] · {escape(what)} · event {escape(event)}\n"
+               f"verdict [b]{escape(verdict)}[/b] · {escape(mapped)}")
+    doc = Document(summary)
+    body = payload["body"]
+    doc.section("── body" + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
+                pretty_json(body) if payload.get("body_is_json") else str(body))
+    doc.section("── headers ──", pretty_json(payload["headers"]))
+    if transition:
+        doc.section("── mapping result ──", pretty_json(transition))
+    return doc
+
+
+class PayloadScreen(DocumentScreen):
+    WHERE = "Payload"
+    HELP = """One delivery exactly as received (redacted: secrets never show): the body, pretty-printed,
+then the headers and what the mapping made of it (mapping version, from -> to, verdict).
+d compares this delivery with the record's current state."""
+
+    BINDINGS = [Binding("d", "diff", "Diff vs state")]
+
+    def __init__(self, delivery_id: str, record_id: str | None = None) -> None:
+        super().__init__(f"delivery {delivery_id}", self._load)
+        self.delivery_id = delivery_id
+        self.record_id = record_id
+
+    def _load(self, ctx: ServiceContext) -> Document:
+        return payload_document(timeline.delivery_payload(ctx, self.delivery_id))
+
+    def action_diff(self) -> None:
+        if self.record_id is None:
+            self.app.bell()
+            return
+        self.wb.open_state_diff(self.delivery_id, self.record_id)
