@@ -1,14 +1,22 @@
-"""Bulk writes for the hot ingest path, straight to the driver's executemany.
+"""Bulk reads and writes for the hot ingest path, straight to the driver.
 
-SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself at tens of
-thousands of rows a second. Here each statement is compiled once per dialect and each value is
-converted by one small function per column, producing exactly what the column types would
-store, so the ORM reads these rows back unchanged.
+SQLAlchemy's per-row parameter and result processing costs more than SQLite's insert itself at
+tens of thousands of rows a second. This module is the one place that knows how a column's
+value looks to the driver, so callers can build rows in that form directly:
+
+* `Codec` (one per dialect): converters from Python values to what the column types would
+  store (UTC datetimes as SQLAlchemy's SQLite text or naive UTC; JSON as sorted compact text)
+  and back, so the ORM reads these rows unchanged and these readers read the ORM's rows;
+* `RowInsert` / `RowUpdate`: one compiled INSERT (or version-guarded UPDATE) per dialect, table
+  and column order, executed with tuples already in driver form (`Codec` converted);
+* `InLookup`: a SELECT with `col IN (...)` over many keys, in fixed-size chunks (one compiled
+  statement, whatever the number of keys);
+* `BulkStatement` / `insert_rows`: the general path for dict rows (converted here, per column).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
@@ -16,21 +24,36 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Table, and_, bindparam, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import BindParameter
 
 from .types import JSONText, UTCDateTime
 
 Converter = Callable[[Any], Any]
 
+UTC = timezone.utc
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
+_loads = orjson.loads
+
+# Positional placeholders each paramstyle's drivers accept (psycopg takes %s under pyformat too).
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
 
 def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return None if value is None else _dumps(value, option=_SORT_KEYS).decode()
+
+
+def _from_json(value: str | bytes | None) -> Any:
+    return None if value is None else _loads(value)
 
 
 def _utc_naive(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    if value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
     return value.replace(tzinfo=None)
 
 
@@ -38,12 +61,24 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     # The same text SQLAlchemy's SQLite DateTime stores: UTC, always with microseconds.
     if value is None:
         return None
-    if value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
-    return value.isoformat(sep=" ", timespec="microseconds")[:26]
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
-def _memoised(convert: Converter) -> Converter:
+def _from_sqlite_datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _from_naive_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def memoised(convert: Converter) -> Converter:
+    """`convert` with a memo: for values that repeat (a batch's clock, an event's time on its
+    delivery, transition and record). Unbounded: make one per batch."""
     memo: dict[Any, Any] = {}
 
     def cached(value: Any) -> Any:
@@ -56,20 +91,160 @@ def _memoised(convert: Converter) -> Converter:
     return cached
 
 
-def _identity(value: Any) -> Any:
-    return value
+class Codec:
+    """Python values <-> driver values, for one dialect, matching the store's column types."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect_name = dialect.name
+        sqlite = dialect.name == "sqlite"
+        # UTCDateTime: aware datetime -> SQLite text / naive UTC, and back to aware UTC.
+        self.datetime: Converter = _sqlite_datetime if sqlite else _utc_naive
+        self.read_datetime: Converter = _from_sqlite_datetime if sqlite else _from_naive_utc
+        # JSONText: compact, key-sorted JSON text (byte-stable), and back.
+        self.json: Converter = _json
+        self.read_json: Converter = _from_json
+
+    def converter(self, column_type: Any) -> Converter | None:
+        """The converter for values of a column type, None where the value passes unchanged."""
+        if isinstance(column_type, JSONText):
+            return self.json
+        if isinstance(column_type, UTCDateTime):
+            return self.datetime
+        return None
 
 
-def _converter(column_type: Any, dialect: Dialect) -> Converter:
-    if isinstance(column_type, JSONText):
-        return _json
-    if isinstance(column_type, UTCDateTime):
-        return _sqlite_datetime if dialect.name == "sqlite" else _utc_naive
-    return _identity
+_codecs: dict[str, Codec] = {}
+
+
+def codec(dialect: Dialect) -> Codec:
+    found = _codecs.get(dialect.name)
+    if found is None:
+        found = _codecs[dialect.name] = Codec(dialect)
+    return found
+
+
+def _placeholder(dialect: Dialect) -> str | None:
+    return _PLACEHOLDERS.get(dialect.paramstyle)
+
+
+class RowInsert:
+    """INSERT INTO table (columns...) for rows given as tuples in `columns` order, with values
+    already in driver form (see `Codec`)."""
+
+    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        for name in self.columns:
+            table.c[name]  # noqa: B018 -- an unknown column fails here, not at execution
+        mark = _placeholder(dialect)
+        quote = dialect.identifier_preparer
+        names = ", ".join(quote.quote(name) for name in self.columns)
+        if mark is not None:
+            self.sql = f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ({', '.join([mark] * len(columns))})"
+            self._named: list[str] | None = None
+        else:  # a named-only paramstyle: let SQLAlchemy render it, pass dicts
+            stmt = table.insert().values({name: bindparam(f"v_{name}") for name in self.columns})
+            self.sql = str(stmt.compile(dialect=dialect))
+            self._named = [f"v_{name}" for name in self.columns]
+
+    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        if self._named is not None:
+            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]
+        return conn.exec_driver_sql(self.sql, rows if isinstance(rows, list) else list(rows)).rowcount
+
+
+class RowUpdate:
+    """UPDATE table SET columns... WHERE guards... for tuples (set values, then guard values),
+    values in driver form. Returns the number of rows changed (or -1 where the driver can't)."""
+
+    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str], guards: Sequence[str]) -> None:
+        self.columns, self.guards = tuple(columns), tuple(guards)
+        mark = _placeholder(dialect)
+        quote = dialect.identifier_preparer
+        if mark is not None:
+            sets = ", ".join(f"{quote.quote(name)} = {mark}" for name in self.columns)
+            where = " AND ".join(f"{quote.quote(name)} = {mark}" for name in self.guards)
+            self.sql = f"UPDATE {quote.format_table(table)} SET {sets} WHERE {where}"
+            self._named: list[str] | None = None
+        else:
+            stmt = (update(table)
+                    .where(and_(*(table.c[name] == bindparam(f"w_{name}") for name in self.guards)))
+                    .values({name: bindparam(f"v_{name}") for name in self.columns}))
+            self.sql = str(stmt.compile(dialect=dialect))
+            self._named = [f"v_{n}" for n in self.columns] + [f"w_{n}" for n in self.guards]
+
+    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        if self._named is not None:
+            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]
+        return conn.exec_driver_sql(self.sql, rows if isinstance(rows, list) else list(rows)).rowcount
+
+
+class InLookup:
+    """A SELECT whose WHERE has `key IN (...)`, run over any number of keys in chunks of
+    `size`: `build(in_params)` returns the statement, given the bind parameters to put in the IN
+    list; other bind parameters are named and passed to `rows()`. The last chunk is padded with
+    its last key (harmless in IN), so one compiled statement serves every batch. Rows come
+    back as the driver gives them: convert with `Codec.read_*`."""
+
+    def __init__(self, dialect: Dialect, build: Callable[[list[BindParameter[Any]]], Any], size: int) -> None:
+        self.size = size
+        in_names = [f"in_{i}" for i in range(size)]
+        compiled = build([bindparam(name) for name in in_names]).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._positions: list[str] | None = list(compiled.positiontup) if compiled.positional else None
+        self._in_names = in_names
+
+    def rows(self, conn: Connection, keys: Iterable[Any], **params: Any) -> list[Any]:
+        keys = list(keys)
+        size = self.size
+        out: list[Any] = []
+        for start in range(0, len(keys), size):
+            chunk = keys[start:start + size]
+            chunk += [chunk[-1]] * (size - len(chunk))
+            values = dict(params)
+            values.update(zip(self._in_names, chunk))
+            args: Any = tuple(values[name] for name in self._positions) if self._positions is not None else values
+            out.extend(conn.exec_driver_sql(self.sql, args).fetchall())
+        return out
+
+
+_statements: dict[tuple[Any, ...], Any] = {}
+
+
+def row_insert(conn: Connection, table: Table, columns: Sequence[str]) -> RowInsert:
+    key = ("insert", conn.dialect.name, table.name, tuple(columns))
+    found = _statements.get(key)
+    if found is None:
+        found = _statements[key] = RowInsert(conn.dialect, table, columns)
+    return found
+
+
+def row_update(conn: Connection, table: Table, columns: Sequence[str], guards: Sequence[str]) -> RowUpdate:
+    key = ("update", conn.dialect.name, table.name, tuple(columns), tuple(guards))
+    found = _statements.get(key)
+    if found is None:
+        found = _statements[key] = RowUpdate(conn.dialect, table, columns, guards)
+    return found
+
+
+def in_lookup(conn: Connection, name: str, build: Callable[[list[BindParameter[Any]]], Any],
+              size: int = 500) -> InLookup:
+    """The cached InLookup called `name` (one per statement shape) for this dialect."""
+    key = ("lookup", conn.dialect.name, name, size)
+    found = _statements.get(key)
+    if found is None:
+        found = _statements[key] = InLookup(conn.dialect, build, size)
+    return found
+
+
+# --------------------------------------------------------------------------- dict rows
 
 
 class BulkStatement:
-    """A compiled INSERT (or guarded UPDATE) and the converters for its parameters."""
+    """A compiled INSERT (or guarded UPDATE) and the converters for its parameters (dict rows)."""
 
     def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str], *,
                  where: Mapping[str, str] | None = None) -> None:
@@ -90,18 +265,18 @@ class BulkStatement:
         self.positional = bool(compiled.positional)
         order = list(compiled.positiontup) if self.positional and compiled.positiontup else names
         index = {name: i for i, name in enumerate(names)}
-        self._order = [index[name] for name in order]
+        conversions = codec(dialect)
         self._names = order
-        self._converters = [_converter(types[index[name]], dialect) for name in order]
+        self._converters = [conversions.converter(types[index[name]]) for name in order]
         self._keys = [name[2:] for name in order]
+        self._datetime = conversions.datetime
 
     def params(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
         # itemgetter pulls each row's values in C; only the columns whose type needs it are
-        # converted. Timestamps repeat across a batch (the batch's clock, an event's time on its
-        # delivery, transition and record): each distinct one is converted once.
+        # converted, each distinct timestamp once.
         extract = itemgetter(*self._keys)
-        converting = [(i, _memoised(conv) if conv in (_sqlite_datetime, _utc_naive) else conv)
-                      for i, conv in enumerate(self._converters) if conv is not _identity]
+        converting = [(i, memoised(conv) if conv is self._datetime else conv)
+                      for i, conv in enumerate(self._converters) if conv is not None]
         out: list[Any] = []
         append = out.append
         single = len(self._keys) == 1
@@ -119,15 +294,12 @@ class BulkStatement:
         return result.rowcount
 
 
-_cache: dict[tuple[Any, ...], BulkStatement] = {}
-
-
 def bulk(conn: Connection, table: Table, columns: Sequence[str], where: Mapping[str, str] | None = None) -> BulkStatement:
     """The cached BulkStatement for this dialect, table and column set."""
-    key = (conn.dialect.name, table.name, tuple(columns), tuple((where or {}).items()))
-    statement = _cache.get(key)
+    key = ("dicts", conn.dialect.name, table.name, tuple(columns), tuple((where or {}).items()))
+    statement = _statements.get(key)
     if statement is None:
-        statement = _cache[key] = BulkStatement(conn.dialect, table, columns, where=where)
+        statement = _statements[key] = BulkStatement(conn.dialect, table, columns, where=where)
     return statement
 
 

@@ -9,31 +9,52 @@ import orjson
 from workbench.domain.canonical import BoundaryProblem, ParsedEvent
 from workbench.domain.taxonomy import Category
 
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_UTC = timezone.utc
+
+# `created` is whole seconds and neighbouring events share them: each second becomes a
+# datetime once. Bounded (cleared when full), so memory stays constant on any stream.
+_TIMES_LIMIT = 65536
+_times: dict[int, datetime] = {}
+
 
 def parse_event(body: bytes) -> ParsedEvent:
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        payload = _loads(body)
+    except _JSONDecodeError as exc:
         raise BoundaryProblem(Category.VALIDATION, "body_not_json", f"body is not JSON: {exc}") from None
-    if not isinstance(payload, dict):
+    # orjson makes exact dicts, strs and ints, so `type(...) is` checks are isinstance checks.
+    if type(payload) is not dict:
         raise BoundaryProblem(
             Category.CONTRACT_MISMATCH, "event_not_object", "event body is not a JSON object"
         )
     event_id = payload.get("id")
     event_type = payload.get("type")
     created = payload.get("created")
-    if not isinstance(event_id, str) or not event_id:
+    if type(event_id) is not str or not event_id:
         raise BoundaryProblem(Category.CONTRACT_MISMATCH, "event_missing_id", "event has no string `id`")
-    if not isinstance(event_type, str):
+    if type(event_type) is not str:
         raise BoundaryProblem(Category.CONTRACT_MISMATCH, "event_missing_type", "event has no string `type`")
+    occurred_at = _times.get(created) if type(created) is int else None
+    if occurred_at is None:
+        occurred_at = _occurred_at(created)
+    return ParsedEvent(event_id, event_type, occurred_at, payload)
+
+
+def _occurred_at(created: object) -> datetime:
     if isinstance(created, bool) or not isinstance(created, int):
         raise BoundaryProblem(
             Category.CONTRACT_MISMATCH, "event_missing_created", "event has no integer `created`"
         )
     try:
-        occurred_at = datetime.fromtimestamp(created, tz=timezone.utc)
+        occurred_at = datetime.fromtimestamp(created, tz=_UTC)
     except (OverflowError, OSError, ValueError):
         raise BoundaryProblem(
             Category.VALIDATION, "event_bad_created", f"`created` {created} is not a valid time"
         ) from None
-    return ParsedEvent(event_id, event_type, occurred_at, payload)
+    if type(created) is int:
+        if len(_times) >= _TIMES_LIMIT:
+            _times.clear()
+        _times[created] = occurred_at
+    return occurred_at

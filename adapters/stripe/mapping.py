@@ -30,10 +30,14 @@ STATUS_MAP: dict[str, Status] = {
 FAILED_EVENT_TYPE = "payment_intent.payment_failed"
 
 
+_NOT_COVERED: dict[str, NotCovered] = {}  # per event type (bounded below)
+_validate_fields = PaymentFields.__pydantic_validator__.validate_python
+
+
 def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     event_type = event.event_type or ""
     if not event_type.startswith("payment_intent."):
-        return NotCovered(f"event type {event_type!r} is not covered by {MAPPING_VERSION}")
+        return _not_covered(event_type)
     obj = _data_object(event.payload)
     if obj.get("object", "payment_intent") != "payment_intent":
         # The event type promises a payment intent but carries something else: our rules
@@ -57,6 +61,16 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     return MappedEvent(KIND, external_id, provider_status, status, fields, MAPPING_VERSION)
 
 
+def _not_covered(event_type: str) -> NotCovered:
+    found = _NOT_COVERED.get(event_type)
+    if found is None:
+        if len(_NOT_COVERED) >= 1024:
+            _NOT_COVERED.clear()
+        found = _NOT_COVERED[event_type] = NotCovered(
+            f"event type {event_type!r} is not covered by {MAPPING_VERSION}")
+    return found
+
+
 def _data_object(payload: Any) -> dict[str, Any]:
     data = payload.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
@@ -71,18 +85,21 @@ def _canonical_fields(obj: dict[str, Any], provider_status: str) -> dict[str, An
     error = obj.get("last_payment_error")
     failure_code = error.get("code") if isinstance(error, dict) else None
     try:
-        fields = PaymentFields(
-            amount=obj.get("amount"),
-            currency=obj.get("currency"),
-            customer=obj.get("customer"),
-            description=obj.get("description"),
-            provider_status=provider_status,
-            failure_code=failure_code,
-        )
+        # PaymentFields' own validator, fed a dict: the same rules, coercions and errors as
+        # PaymentFields(...), without the keyword-argument call; its field values are the dump
+        # (every field is a scalar, so model_dump() would copy them unchanged).
+        fields = _validate_fields({
+            "amount": obj.get("amount"),
+            "currency": obj.get("currency"),
+            "customer": obj.get("customer"),
+            "description": obj.get("description"),
+            "provider_status": provider_status,
+            "failure_code": failure_code,
+        })
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise BoundaryProblem(
             Category.VALIDATION, f"invalid_{where}", f"payment_intent {where}: {first['msg']}"
         ) from None
-    return fields.model_dump()
+    return fields.__dict__

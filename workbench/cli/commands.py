@@ -101,10 +101,11 @@ def connection_resume(state: State, name: str, reason: str) -> None:
 @cli.command()
 @click.argument("name")
 @click.argument("file")
-@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--batch-size", type=click.IntRange(1, 100_000),
+              help="Deliveries per transaction (default: the pipeline's own, 20,000).")
 @pass_state
 @handles_errors
-def ingest(state: State, name: str, file: str, batch_size: int) -> None:
+def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
     """Ingest a capture file (JSON lines; - for stdin) into connection NAME."""
     ctx = state.ctx
     connections.get_connection(ctx, name)  # unknown connection: one line, nothing written
@@ -117,8 +118,9 @@ def ingest(state: State, name: str, file: str, batch_size: int) -> None:
             fail(f"cannot read {file}: {exc.strerror or exc}")
     with stream:
         reader = CaptureReader(stream)
-        report = ingest_service(ctx, name, reader, batch_size=batch_size,
-                                progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"))
+        options = {"batch_size": batch_size} if batch_size else {}
+        report = ingest_service(ctx, name, reader, progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"),
+                                **options)
         end_progress()
     for verdict, count in sorted(report.counts.items()):
         click.echo(f"{verdict}\t{count}")

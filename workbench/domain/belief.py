@@ -13,7 +13,7 @@ from typing import Any
 
 from .canonical import Belief, MappedEvent
 from .state_machine import can_transition
-from .statuses import Status, rank
+from .statuses import WORKFLOW_RANK, Status
 from .taxonomy import Category
 
 
@@ -41,32 +41,42 @@ class Reject:
 Decision = Apply | Stale | Reject
 
 
+_NEEDS_REVIEW = Status.NEEDS_REVIEW
+_CONTRACT_MISMATCH = Category.CONTRACT_MISMATCH
+_RANK = WORKFLOW_RANK
+
+
 def target_status(mapped: MappedEvent) -> Status:
-    return mapped.status if mapped.status is not None else Status.NEEDS_REVIEW
+    return mapped.status if mapped.status is not None else _NEEDS_REVIEW
 
 
 def event_key(occurred_at: datetime, mapped: MappedEvent, event_key: str) -> tuple[datetime, int, str]:
-    return (occurred_at, rank(target_status(mapped)), event_key)
+    status = mapped.status
+    return (occurred_at, _RANK[status if status is not None else _NEEDS_REVIEW], event_key)
 
 
 def decide(current: Belief | None, mapped: MappedEvent, key: tuple[datetime, int, str]) -> Decision:
-    target = target_status(mapped)
-    opens = Category.CONTRACT_MISMATCH if mapped.status is None else None
-    unknown = f"unknown provider status {mapped.provider_status!r}" if opens else ""
+    status = mapped.status
+    if status is None:
+        target, opens = _NEEDS_REVIEW, _CONTRACT_MISMATCH
+        unknown = f"unknown provider status {mapped.provider_status!r}"
+    else:
+        target, opens, unknown = status, None, ""
 
     if current is None:
-        why = unknown or f"provider status {mapped.provider_status!r}"
-        return Apply(target, tuple(sorted(mapped.fields)), f"new record: {why}", opens)
+        why = unknown or _provider_status(mapped.provider_status)
+        return Apply(target, _sorted_keys(mapped.fields), f"new record: {why}", opens)
 
-    if current.watermark is not None and key <= current.watermark:
+    watermark = current.watermark
+    if watermark is not None and key <= watermark:
         return Stale(
             f"occurred {key[0].isoformat()} is not newer than the last applied event "
-            f"({current.watermark[0].isoformat()})"
+            f"({watermark[0].isoformat()})"
         )
 
     changed = _changed_fields(current.fields, mapped.fields)
     if target == current.status:
-        why = unknown or f"provider status {mapped.provider_status!r}"
+        why = unknown or _provider_status(mapped.provider_status)
         return Apply(target, changed, why if changed or opens else f"no change: {why}", opens)
 
     if not can_transition(current.status, target):
@@ -75,9 +85,40 @@ def decide(current: Belief | None, mapped: MappedEvent, key: tuple[datetime, int
             f"transition {current.status} -> {target} is not allowed "
             f"(provider status {mapped.provider_status!r})",
         )
-    return Apply(target, changed, unknown or f"provider status {mapped.provider_status!r}", opens)
+    return Apply(target, changed, unknown or _provider_status(mapped.provider_status), opens)
+
+
+# The few distinct texts and key sets a provider sends, computed once each (bounded caches:
+# cleared when they grow, so hostile input cannot make them grow without limit).
+_CACHE_LIMIT = 1024
+_reasons: dict[str, str] = {}
+_key_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _provider_status(provider_status: str) -> str:
+    reason = _reasons.get(provider_status)
+    if reason is None:
+        if len(_reasons) >= _CACHE_LIMIT:
+            _reasons.clear()
+        reason = _reasons[provider_status] = f"provider status {provider_status!r}"
+    return reason
+
+
+def _sorted_keys(fields: dict[str, Any]) -> tuple[str, ...]:
+    keys = tuple(fields)
+    found = _key_sets.get(keys)
+    if found is None:
+        if len(_key_sets) >= _CACHE_LIMIT:
+            _key_sets.clear()
+        found = _key_sets[keys] = tuple(sorted(keys))
+    return found
 
 
 def _changed_fields(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
+    if before.keys() == after.keys():  # the usual case: the same fields, maybe new values
+        changed = [k for k, v in after.items() if before[k] != v]
+        if len(changed) > 1:
+            changed.sort()
+        return tuple(changed)
     keys = set(before) | set(after)
     return tuple(sorted(k for k in keys if before.get(k) != after.get(k)))

@@ -10,6 +10,7 @@ import os
 import random
 import time
 
+
 class IdFactory:
     """Makes `prefix_<12 hex ms time><16 hex random>` IDs: sortable by creation, and cheap
     enough to mint several per ingested delivery."""
@@ -22,6 +23,7 @@ class IdFactory:
         self._counter = 0
         self._last_ms = 0
         self._last_rand = 0
+        self._head = ""  # the hex time of _last_ms
 
     def new(self, prefix: str) -> str:
         if self._deterministic:
@@ -29,14 +31,16 @@ class IdFactory:
             ms = self._fixed_ms + self._counter
         else:
             ms = time.time_ns() // 1_000_000
-        if ms <= self._last_ms:
-            # Monotonic within a process: IDs minted in the same millisecond still sort in
-            # the order they were made (so deliveries list in arrival order).
-            ms, rand = self._last_ms, self._last_rand + 1
+        if ms > self._last_ms:
+            self._last_ms = ms
+            self._head = f"{ms:012x}"
+            rand = self._last_rand = self._rng.getrandbits(63)
         else:
-            rand = self._rng.getrandbits(63)
-        self._last_ms, self._last_rand = ms, rand
-        return f"{prefix}_{ms:012x}{rand:016x}"
+            # Monotonic within a process: IDs minted in the same millisecond (or after the
+            # clock stepped back) still sort in the order they were made (so deliveries list
+            # in arrival order).
+            rand = self._last_rand = self._last_rand + 1
+        return f"{prefix}_{self._head}{rand:016x}"
 
 
 default_ids = IdFactory()

@@ -36,37 +36,48 @@ class CaptureReader:
     bad_lines: list[BadLine] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Capture]:
+        source, bad_lines, parse = self.source, self.bad_lines, parse_capture_line
         for line_no, line in enumerate(self.stream, start=1):
-            if not line.strip():
+            if not line or line.isspace():
                 continue
-            capture = parse_capture_line(line, self.source)
-            if isinstance(capture, str):
-                self.bad_lines.append(BadLine(line_no, capture))
+            capture = parse(line, source)
+            if type(capture) is str:
+                bad_lines.append(BadLine(line_no, capture))
             else:
-                yield capture
+                yield capture  # type: ignore[misc]
+
+
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_fromisoformat = datetime.fromisoformat
+_UTC = timezone.utc
 
 
 def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:
     """A Capture, or the reason the line is not one."""
     try:
-        obj: Any = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        obj: Any = _loads(line)
+    except _JSONDecodeError as exc:
         return f"not JSON: {exc}"
-    if not isinstance(obj, dict):
+    # orjson makes exact dicts and strs, so `type(...) is` checks are isinstance checks.
+    if type(obj) is not dict:
         return "not a capture object"
     body = obj.get("body")
     headers = obj.get("headers", {})
     received = obj.get("received_at")
-    if not isinstance(body, str):
+    if type(body) is not str:
         return "`body` must be a string"
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+    if type(headers) is not dict:
         return "`headers` must be an object of strings"
-    if not isinstance(received, str):
+    for value in headers.values():
+        if type(value) is not str:
+            return "`headers` must be an object of strings"
+    if type(received) is not str:
         return "`received_at` must be an ISO-8601 string"
     try:
-        received_at = datetime.fromisoformat(received)
+        received_at = _fromisoformat(received)
     except ValueError:
         return f"`received_at` {received!r} is not ISO-8601"
     if received_at.tzinfo is None:
-        received_at = received_at.replace(tzinfo=timezone.utc)
-    return Capture(received_at, headers, body.encode("utf-8", errors="surrogatepass"), source)
+        received_at = received_at.replace(tzinfo=_UTC)
+    return Capture(received_at, headers, body.encode("utf-8", "surrogatepass"), source)

@@ -1,0 +1,234 @@
+"""Ingest throughput and memory benchmark.
+
+    .venv/bin/python -m benchmarks.ingest_bench                     # 200,000 deliveries
+    .venv/bin/python -m benchmarks.ingest_bench --deliveries 64000
+    .venv/bin/python -m benchmarks.ingest_bench --rss               # 1,000,000 deliveries, peak RSS
+
+Generates a capture file once with the Stripe simulator (cached under benchmarks/out/), then,
+on that same file and in the same run:
+
+* the baseline: bare `sqlite3`, `json.loads` of each line and one INSERT per delivery
+  (received_at and body) into a WAL / synchronous=NORMAL file, committing every 5,000;
+* the pipeline: `workbench.services.ingest.ingest` reading the file through `CaptureReader`
+  into a fresh embedded store made by `store.database.open_store` (with its reader process
+  on the second core, as any ingest of a capture file; WORKBENCH_INGEST_READER=0 turns it off).
+
+Each runs in its own subprocess (so neither the generator nor the other run counts towards its
+memory), on a file-backed database under benchmarks/out/. Throughput targets: at least 20,000
+deliveries/s and at least 0.2 of the baseline. `--rss` checks the ingesting process's peak RSS
+(ru_maxrss) stays under 250 MB over 1,000,000 deliveries, and prints its RSS as ingest
+progresses so growth shows. Exits non-zero when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "out"
+TARGET_RATE = 20_000
+TARGET_RATIO = 0.2
+TARGET_RSS_MB = 250
+SEED = 7
+BASELINE_COMMIT_EVERY = 5000
+
+
+# --------------------------------------------------------------------------- capture file
+
+def capture_file(deliveries: int, seed: int = SEED) -> Path:
+    """The cached capture file with exactly `deliveries` lines (generated on first use)."""
+    path = OUT / f"stripe-captures-{deliveries}-seed{seed}.jsonl"
+    if path.exists():
+        return path
+    import orjson
+
+    from adapters.stripe.simulator import SimulatorSettings, captures
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    # ~3.2 deliveries per payment intent; ask for a few more intents than needed and cut.
+    settings = SimulatorSettings(intents=deliveries // 3 + 100, seed=seed)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    started = time.perf_counter()
+    count = 0
+    with open(tmp, "wb") as out:
+        for capture in islice(captures(settings), deliveries):
+            out.write(orjson.dumps(capture) + b"\n")
+            count += 1
+    if count != deliveries:
+        tmp.unlink()
+        raise SystemExit(f"simulator produced {count} deliveries, wanted {deliveries}")
+    os.replace(tmp, path)
+    print(f"generated {path.name} ({count:,} deliveries, {path.stat().st_size / 1e6:.0f} MB) "
+          f"in {time.perf_counter() - started:.1f}s", flush=True)
+    return path
+
+
+# --------------------------------------------------------------------------- children
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_baseline(path: Path, db: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE deliveries (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, body TEXT NOT NULL)")
+    insert = "INSERT INTO deliveries (received_at, body) VALUES (?, ?)"
+    loads, execute = json.loads, conn.execute
+    count = 0
+    started = time.perf_counter()
+    execute("BEGIN")
+    with open(path, "rb") as f:
+        for line in f:
+            obj = loads(line)
+            execute(insert, (obj["received_at"], obj["body"]))
+            count += 1
+            if count % BASELINE_COMMIT_EVERY == 0:
+                execute("COMMIT")
+                execute("BEGIN")
+    execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return {"deliveries": count, "seconds": elapsed, "maxrss_mb": _maxrss_mb()}
+
+
+def run_pipeline(path: Path, db: Path, batch_size: int | None) -> dict[str, Any]:
+    from store.database import open_store
+    from workbench.services.captures import CaptureReader
+    from workbench.services.connections import add_connection
+    from workbench.services.context import ServiceContext
+    from workbench.services.ingest import ingest
+
+    engine = open_store(f"sqlite:///{db}")
+    ctx = ServiceContext(engine=engine, actor="user:bench")
+    add_connection(ctx, "bench", "stripe")
+    total = sum(1 for _ in open(path, "rb"))
+    samples: list[tuple[int, float]] = []
+    next_sample = [0]
+
+    def progress(report: Any) -> None:
+        done = report.total
+        if done >= next_sample[0]:
+            samples.append((done, _rss_mb()))
+            next_sample[0] = done + max(total // 10, 1)
+
+    rss_start = _rss_mb()
+    kwargs = {"batch_size": batch_size} if batch_size else {}
+    started = time.perf_counter()
+    with open(path, "rb") as f:
+        reader = CaptureReader(f)
+        report = ingest(ctx, "bench", reader, progress=progress, **kwargs)
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    reader_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reader process, if any
+    return {"deliveries": report.total, "seconds": elapsed, "counts": dict(report.counts),
+            "bad_lines": len(reader.bad_lines), "maxrss_mb": _maxrss_mb(), "reader_maxrss_mb": reader_rss,
+            "rss_start_mb": rss_start, "rss_samples": samples}
+
+
+def _child(kind: str, path: Path, batch_size: int | None) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter, on a fresh database file."""
+    workdir = OUT / f"run-{os.getpid()}-{kind}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "benchmarks.ingest_bench", "--child", kind, "--file", str(path),
+           "--db", str(workdir / "bench.db")]
+    if batch_size:
+        cmd += ["--batch-size", str(batch_size)]
+    try:
+        done = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr)
+            raise SystemExit(f"{kind} run failed (exit {done.returncode})")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- main
+
+def _check(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deliveries", type=int, default=None,
+                        help="deliveries in the capture file (default 200,000; 1,000,000 with --rss)")
+    parser.add_argument("--rss", action="store_true",
+                        help=f"peak-RSS check: ingest the file and require peak RSS < {TARGET_RSS_MB} MB")
+    parser.add_argument("--batch-size", type=int, default=None, help="ingest batch size (default: ingest's own)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run baseline and pipeline alternately this many times; the best of each counts")
+    parser.add_argument("--child", choices=["baseline", "pipeline"], help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        result = (run_baseline(args.file, args.db) if args.child == "baseline"
+                  else run_pipeline(args.file, args.db, args.batch_size))
+        print(json.dumps(result))
+        return 0
+
+    deliveries = args.deliveries or (1_000_000 if args.rss else 200_000)
+    path = capture_file(deliveries)
+    print(f"capture file: {path} ({deliveries:,} deliveries)", flush=True)
+
+    if args.rss:
+        result = _child("pipeline", path, args.batch_size)
+        rate = result["deliveries"] / result["seconds"]
+        print(f"pipeline: {result['deliveries']:,} deliveries in {result['seconds']:.1f}s = {rate:,.0f}/s; "
+              f"verdicts {result['counts']}")
+        print("RSS as ingest progressed (deliveries: MB): start " f"{result['rss_start_mb']:.0f}, "
+              + ", ".join(f"{n:,}: {mb:.0f}" for n, mb in result["rss_samples"]))
+        ok = (result["maxrss_mb"] < TARGET_RSS_MB and result["reader_maxrss_mb"] < TARGET_RSS_MB
+              and result["deliveries"] == deliveries)
+        print(f"peak RSS: ingesting process {result['maxrss_mb']:.0f} MB, reader process "
+              f"{result['reader_maxrss_mb']:.0f} MB (target < {TARGET_RSS_MB} MB each): {_check(ok)}")
+        return 0 if ok else 1
+
+    baselines, pipelines = [], []
+    for round_no in range(1, args.repeat + 1):
+        base = _child("baseline", path, None)
+        baselines.append(base)
+        print(f"[{round_no}] baseline: {base['deliveries'] / base['seconds']:,.0f} deliveries/s "
+              f"({base['seconds']:.2f}s)", flush=True)
+        pipe = _child("pipeline", path, args.batch_size)
+        pipelines.append(pipe)
+        print(f"[{round_no}] pipeline: {pipe['deliveries'] / pipe['seconds']:,.0f} deliveries/s "
+              f"({pipe['seconds']:.2f}s, peak RSS {pipe['maxrss_mb']:.0f} MB, reader process "
+              f"{pipe['reader_maxrss_mb']:.0f} MB)", flush=True)
+        if pipe["deliveries"] != deliveries:
+            print(f"pipeline ingested {pipe['deliveries']:,} of {deliveries:,} deliveries "
+                  f"({pipe['bad_lines']} bad lines)")
+            return 1
+    base_rate = max(b["deliveries"] / b["seconds"] for b in baselines)
+    pipe_rate = max(p["deliveries"] / p["seconds"] for p in pipelines)
+    ratio = pipe_rate / base_rate
+    print(f"verdicts: {dict(sorted(pipelines[-1]['counts'].items()))}")
+    print(f"baseline (bare sqlite3): {base_rate:,.0f} deliveries/s")
+    print(f"pipeline (ingest):       {pipe_rate:,.0f} deliveries/s")
+    print(f"rate  {pipe_rate:,.0f}/s  (target >= {TARGET_RATE:,}/s): {_check(pipe_rate >= TARGET_RATE)}")
+    print(f"ratio {ratio:.3f}       (target >= {TARGET_RATIO}):     {_check(ratio >= TARGET_RATIO)}")
+    return 0 if pipe_rate >= TARGET_RATE and ratio >= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
