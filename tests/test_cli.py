@@ -442,19 +442,21 @@ def test_audit_verify_and_export(loaded):
     rejected = _failure(loaded, "business_rule_rejection")
     wb(loaded, "failures", "resolve", rejected["id"], "--note", "key sk_live_abcdefghijklmnop was pasted here")
     ok = wb(loaded, "audit", "verify")
-    assert ok.exit_code == 0 and ok.stdout.strip() == "audit chain intact: 2 entries"
+    assert ok.exit_code == 0 and ok.stdout.strip() == "audit chain intact: 3 entries"
     exported = wb(loaded, "audit", "export")
     assert exported.exit_code == 0
     rows = [orjson.loads(line) for line in exported.stdout_bytes.splitlines()]
-    assert [r["seq"] for r in rows] == [1, 2]
-    assert "sk_live_abcdefghijklmnop" not in exported.stdout and "[redacted]" in rows[1]["reason"]
+    assert [r["seq"] for r in rows] == [1, 2, 3]
+    assert [r["action"] for r in rows] == ["connection.add", "ingest.run", "failure.resolve"]
+    assert rows[1]["after"]["counts"]["rejected"] == 1
+    assert "sk_live_abcdefghijklmnop" not in exported.stdout and "[redacted]" in rows[2]["reason"]
 
 
 def test_audit_export_to_a_file(loaded, tmp_path):
     out = tmp_path / "trail.jsonl"
     result = wb(loaded, "audit", "export", "-o", str(out))
-    assert result.exit_code == 0 and "wrote 1 entries" in result.stderr and result.stdout == ""
-    assert [orjson.loads(line)["action"] for line in out.read_bytes().splitlines()] == ["connection.add"]
+    assert result.exit_code == 0 and "wrote 2 entries" in result.stderr and result.stdout == ""
+    assert [orjson.loads(line)["action"] for line in out.read_bytes().splitlines()] == ["connection.add", "ingest.run"]
 
 
 @pytest.mark.parametrize("tamper, seq", [

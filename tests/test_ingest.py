@@ -189,3 +189,14 @@ def test_many_records_across_batches(ctx):
     assert statuses == {"completed"} and len(_records(ctx)) == 50
     with reading(ctx.engine) as conn:
         assert conn.execute(select(func.count()).select_from(Transition.__table__)).scalar_one() == 100
+
+
+def test_a_redelivery_belongs_to_its_original_record(ctx):
+    add_stripe(ctx)
+    event = pi_event("evt_1", "pi_1", "processing", CREATED)
+    ingest(ctx, "acme", [capture(event), capture(event)])  # original and duplicate in one batch
+    ingest(ctx, "acme", [capture(event)])  # and again later
+    record = _one_record(ctx)
+    with reading(ctx.engine) as conn:
+        rows = conn.execute(select(Delivery.__table__.c.verdict, Delivery.__table__.c.record_id)).all()
+    assert sorted(rows) == [("applied", record.id), ("duplicate", record.id), ("duplicate", record.id)]

@@ -11,6 +11,7 @@ from store.database import open_store, resolve_url
 from workbench.services import audit, connections, queries, replay as replay_service, triage
 from workbench.services.captures import CaptureReader
 from workbench.services.ingest import ingest as ingest_service
+from workbench.services.ingest import record_ingest_run
 from workbench.services.timeline import load_timeline
 
 from .main import EXIT_AUDIT_BROKEN, EXIT_PARTIAL, State, cli, fail, handles_errors, pass_state
@@ -122,6 +123,8 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
         report = ingest_service(ctx, name, reader, progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"),
                                 **options)
         end_progress()
+    record_ingest_run(ctx, name, report, source="stdin" if file == "-" else str(Path(file).resolve()),
+                      skipped_lines=len(reader.bad_lines))
     for verdict, count in sorted(report.counts.items()):
         click.echo(f"{verdict}\t{count}")
     click.echo(f"total\t{report.total}")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from store.database import reading
 from store.models import (Attempt, AuditEntry, Command, Connection as ConnectionRow, Delivery, Failure,
