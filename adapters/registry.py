@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -10,21 +11,33 @@ class UnknownProvider(LookupError):
 
 
 class AdapterRegistry:
-    def __init__(self, adapters: dict[str, Any]) -> None:
-        self._adapters = adapters
+    """Adapters by provider name. An entry may be an adapter or a zero-argument factory
+    (`lazy=`), made on first use, so that opening the workbench does not import every
+    provider's code (and pydantic with it) before it is needed."""
+
+    def __init__(self, adapters: dict[str, Any] | None = None, *,
+                 lazy: dict[str, Callable[[], Any]] | None = None) -> None:
+        self._adapters = dict(adapters or {})
+        self._factories = dict(lazy or {})
 
     def get(self, provider: str) -> Any:
-        try:
-            return self._adapters[provider]
-        except KeyError:
-            known = ", ".join(sorted(self._adapters))
-            raise UnknownProvider(f"unknown provider {provider!r} (known: {known})") from None
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            factory = self._factories.get(provider)
+            if factory is None:
+                raise UnknownProvider(f"unknown provider {provider!r} (known: {', '.join(self.names())})")
+            adapter = self._adapters[provider] = factory()
+        return adapter
 
     def names(self) -> list[str]:
-        return sorted(self._adapters)
+        return sorted(set(self._adapters) | set(self._factories))
+
+
+def _stripe() -> Any:
+    from .stripe import StripeAdapter
+
+    return StripeAdapter()
 
 
 def default_registry() -> AdapterRegistry:
-    from .stripe import StripeAdapter
-
-    return AdapterRegistry({"stripe": StripeAdapter()})
+    return AdapterRegistry(lazy={"stripe": _stripe})

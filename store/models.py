@@ -1,23 +1,26 @@
-"""The store's tables. Idempotency lives here, in unique constraints, not only in code."""
+"""The store's tables. Idempotency lives here, in unique constraints, not only in code.
+
+Plain SQLAlchemy Core tables: the services read and write rows, never ORM objects, and not
+importing the ORM keeps the workbench's start-up short. Each class names one table
+(`Delivery.__table__`), so a reader finds the table by the concept it stores.
+"""
 
 from __future__ import annotations
-
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import JSONText, UTCDateTime
 
@@ -30,240 +33,234 @@ NAMING = {
 
 ID = String(40)
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+metadata = MetaData(naming_convention=NAMING)
 
 
-class Connection(Base):
+class Base:
+    """Kept for Alembic and tests: the metadata holding every table."""
+
+    metadata = metadata
+
+
+class Connection:
     """One provider for one tenant in one environment. Every change is a new version."""
-
-    __tablename__ = "connections"
-
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    provider: Mapped[str] = mapped_column(String(50))
-    environment: Mapped[str] = mapped_column(String(20))
-    paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    settings: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class ConnectionVersion(Base):
-    __tablename__ = "connection_versions"
-    __table_args__ = (UniqueConstraint("connection_id", "version", name="uq_connection_versions_version"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
-    version: Mapped[int] = mapped_column(Integer)
-    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONText)
-    actor: Mapped[str] = mapped_column(String(200))
-    reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table__ = Table(
+        "connections", metadata,
+        Column("id", ID, primary_key=True),
+        Column("name", String(200), unique=True, nullable=False),
+        Column("provider", String(50), nullable=False),
+        Column("environment", String(20), nullable=False),
+        Column("paused", Boolean, default=False, nullable=False),
+        Column("version", Integer, default=1, nullable=False),
+        Column("settings", JSONText, default=dict, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
 
 
-class Delivery(Base):
+class ConnectionVersion:
+    __table__ = Table(
+        "connection_versions", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("snapshot", JSONText, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("reason", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        UniqueConstraint("connection_id", "version", name="uq_connection_versions_version"),
+    )
+
+
+class Delivery:
     """One inbound payload exactly as received, and what ingest concluded about it.
 
     `dedupe_key` is the provider event ID (or `sha256:<payload hash>` where there is none) on
     the first delivery of an event and NULL on its duplicates, so the unique constraint admits
     exactly one original per (connection, event) however many processes ingest at once.
     """
-
-    __tablename__ = "deliveries"
-    __table_args__ = (
+    __table__ = Table(
+        "deliveries", metadata,
+        Column("id", ID, primary_key=True),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("source", String(20), nullable=False),
+        Column("received_at", UTCDateTime, nullable=False),
+        Column("headers", JSONText, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("payload_hash", String(64), nullable=False),
+        Column("provider_event_id", String(255), nullable=True),
+        Column("dedupe_key", String(255), nullable=True),
+        Column("event_type", String(255), nullable=True),
+        Column("occurred_at", UTCDateTime, nullable=True),
+        Column("signature_verdict", String(20), default="unchecked", nullable=False),
+        Column("verdict", String(20), nullable=False),
+        Column("verdict_reason", Text, nullable=True),
+        Column("record_id", ID, nullable=True),
+        Column("mapping_version", String(100), nullable=True),
+        Column("duplicate_of", ID, nullable=True),
+        Column("replay_of", ID, nullable=True),
         UniqueConstraint("connection_id", "dedupe_key", name="uq_deliveries_dedupe"),
         Index("ix_deliveries_record", "record_id"),
         # Providers screen: last event and event rate per connection.
         Index("ix_deliveries_connection_received", "connection_id", "received_at"),
     )
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
-    source: Mapped[str] = mapped_column(String(20))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    headers: Mapped[dict[str, Any]] = mapped_column(JSONText)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
-    payload_hash: Mapped[str] = mapped_column(String(64))
-    provider_event_id: Mapped[str | None] = mapped_column(String(255))
-    dedupe_key: Mapped[str | None] = mapped_column(String(255))
-    event_type: Mapped[str | None] = mapped_column(String(255))
-    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    signature_verdict: Mapped[str] = mapped_column(String(20), default="unchecked")
-    verdict: Mapped[str] = mapped_column(String(20))
-    verdict_reason: Mapped[str | None] = mapped_column(Text)
-    record_id: Mapped[str | None] = mapped_column(ID)
-    mapping_version: Mapped[str | None] = mapped_column(String(100))
-    duplicate_of: Mapped[str | None] = mapped_column(ID)
-    replay_of: Mapped[str | None] = mapped_column(ID)
 
-
-class Record(Base):
+class Record:
     """What we believe now about one thing at the provider, with its ordering watermark."""
-
-    __tablename__ = "records"
-    __table_args__ = (
+    __table__ = Table(
+        "records", metadata,
+        Column("id", ID, primary_key=True),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("kind", String(50), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("fields", JSONText, nullable=False),
+        Column("last_occurred_at", UTCDateTime, nullable=True),
+        Column("last_rank", Integer, nullable=True),
+        Column("last_event_key", String(255), nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
         Index("ix_records_status_connection", "status", "connection_id"),
     )
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
-    kind: Mapped[str] = mapped_column(String(50))
-    status: Mapped[str] = mapped_column(String(20))
-    version: Mapped[int] = mapped_column(Integer)
-    fields: Mapped[dict[str, Any]] = mapped_column(JSONText)
-    last_occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_rank: Mapped[int | None] = mapped_column(Integer)
-    last_event_key: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-
-class ProviderRef(Base):
+class ProviderRef:
     """(provider, external ID) <-> internal ID, kept apart from internal IDs."""
-
-    __tablename__ = "provider_refs"
-    __table_args__ = (
+    __table__ = Table(
+        "provider_refs", metadata,
+        Column("id", ID, primary_key=True),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("provider", String(50), nullable=False),
+        Column("kind", String(50), nullable=False),
+        Column("external_id", String(255), nullable=False),
+        Column("record_id", ForeignKey("records.id"), nullable=False),
         UniqueConstraint("connection_id", "kind", "external_id", name="uq_provider_refs_external"),
         Index("ix_provider_refs_external_id", "external_id"),
         Index("ix_provider_refs_record", "record_id"),
     )
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
-    provider: Mapped[str] = mapped_column(String(50))
-    kind: Mapped[str] = mapped_column(String(50))
-    external_id: Mapped[str] = mapped_column(String(255))
-    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
 
-
-class Transition(Base):
+class Transition:
     """One explained change of belief. (record, version) is unique: a transition guard."""
-
-    __tablename__ = "transitions"
-    __table_args__ = (
+    __table__ = Table(
+        "transitions", metadata,
+        Column("id", ID, primary_key=True),
+        Column("record_id", ForeignKey("records.id"), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("from_status", String(20), nullable=True),
+        Column("to_status", String(20), nullable=False),
+        Column("cause", String(20), nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("mapping_version", String(100), nullable=True),
+        Column("delivery_id", ID, nullable=True),
+        Column("command_id", ID, nullable=True),
+        Column("reason", Text, nullable=False),
+        Column("changed_fields", JSONText, nullable=False),
+        Column("occurred_at", UTCDateTime, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
         UniqueConstraint("record_id", "version", name="uq_transitions_version"),
     )
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
-    version: Mapped[int] = mapped_column(Integer)
-    from_status: Mapped[str | None] = mapped_column(String(20))
-    to_status: Mapped[str] = mapped_column(String(20))
-    cause: Mapped[str] = mapped_column(String(20))
-    actor: Mapped[str] = mapped_column(String(200))
-    mapping_version: Mapped[str | None] = mapped_column(String(100))
-    delivery_id: Mapped[str | None] = mapped_column(ID)
-    command_id: Mapped[str | None] = mapped_column(ID)
-    reason: Mapped[str] = mapped_column(Text)
-    changed_fields: Mapped[list[str]] = mapped_column(JSONText)
-    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-
-class Command(Base):
+class Command:
     """What we asked the provider to do (the outbox), written with the intent."""
-
-    __tablename__ = "commands"
-    __table_args__ = (
+    __table__ = Table(
+        "commands", metadata,
+        Column("id", ID, primary_key=True),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("record_id", ID, nullable=True),
+        Column("operation_id", String(100), unique=True, nullable=False),
+        Column("idempotency_key", String(255), nullable=False),
+        Column("intent", String(100), nullable=False),
+        Column("payload", JSONText, nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("attempts", Integer, default=0, nullable=False),
+        Column("next_attempt_at", UTCDateTime, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
         UniqueConstraint("connection_id", "idempotency_key", name="uq_commands_idempotency"),
         Index("ix_commands_record", "record_id"),
         Index("ix_commands_status", "status"),
     )
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.id"))
-    record_id: Mapped[str | None] = mapped_column(ID)
-    operation_id: Mapped[str] = mapped_column(String(100), unique=True)
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    intent: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONText)
-    status: Mapped[str] = mapped_column(String(20))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-
-class Attempt(Base):
+class Attempt:
     """One exchange with the provider and its classified outcome."""
+    __table__ = Table(
+        "attempts", metadata,
+        Column("id", ID, primary_key=True),
+        Column("command_id", ForeignKey("commands.id"), nullable=False),
+        Column("number", Integer, nullable=False),
+        Column("request", JSONText, nullable=False),
+        Column("response_status", Integer, nullable=True),
+        Column("response_body", Text, nullable=True),
+        Column("latency_ms", Integer, nullable=True),
+        Column("outcome", String(40), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        UniqueConstraint("command_id", "number", name="uq_attempts_number"),
+    )
 
-    __tablename__ = "attempts"
-    __table_args__ = (UniqueConstraint("command_id", "number", name="uq_attempts_number"),)
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    command_id: Mapped[str] = mapped_column(ForeignKey("commands.id"))
-    number: Mapped[int] = mapped_column(Integer)
-    request: Mapped[dict[str, Any]] = mapped_column(JSONText)
-    response_status: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[str | None] = mapped_column(Text)
-    latency_ms: Mapped[int | None] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(40))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class Failure(Base):
+class Failure:
     """A classified problem tied to a delivery, command or record, with its triage state."""
-
-    __tablename__ = "failures"
-    __table_args__ = (
+    __table__ = Table(
+        "failures", metadata,
+        Column("id", ID, primary_key=True),
+        Column("category", String(40), nullable=False),
+        Column("state", String(20), nullable=False),
+        Column("connection_id", ID, nullable=True),
+        Column("record_id", ID, nullable=True),
+        Column("delivery_id", ID, nullable=True),
+        Column("command_id", ID, nullable=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("assignee", String(200), nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
         Index("ix_failures_state_category", "state", "category", "connection_id"),
         Index("ix_failures_fingerprint", "fingerprint"),
         Index("ix_failures_record", "record_id"),
         Index("ix_failures_delivery", "delivery_id"),
     )
 
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    category: Mapped[str] = mapped_column(String(40))
-    state: Mapped[str] = mapped_column(String(20))
-    connection_id: Mapped[str | None] = mapped_column(ID)
-    record_id: Mapped[str | None] = mapped_column(ID)
-    delivery_id: Mapped[str | None] = mapped_column(ID)
-    command_id: Mapped[str | None] = mapped_column(ID)
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    message: Mapped[str] = mapped_column(Text)
-    assignee: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+class FailureNote:
+    __table__ = Table(
+        "failure_notes", metadata,
+        Column("id", ID, primary_key=True),
+        Column("failure_id", ForeignKey("failures.id"), nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("note", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Index("ix_failure_notes_failure", "failure_id"),
+    )
 
 
-class FailureNote(Base):
-    __tablename__ = "failure_notes"
-    __table_args__ = (Index("ix_failure_notes_failure", "failure_id"),)
-
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    failure_id: Mapped[str] = mapped_column(ForeignKey("failures.id"))
-    actor: Mapped[str] = mapped_column(String(200))
-    note: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class AuditEntry(Base):
+class AuditEntry:
     """Append-only, hash-chained: each hash covers the previous hash and this entry's content."""
+    __table__ = Table(
+        "audit_entries", metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+        Column("at", UTCDateTime, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("action", String(100), nullable=False),
+        Column("target_type", String(50), nullable=False),
+        Column("target_id", String(255), nullable=True),
+        Column("before", JSONText, nullable=True),
+        Column("after", JSONText, nullable=True),
+        Column("reason", Text, nullable=True),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Index("ix_audit_target", "target_id"),
+    )
 
-    __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_target", "target_id"),)
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(100))
-    target_type: Mapped[str] = mapped_column(String(50))
-    target_id: Mapped[str | None] = mapped_column(String(255))
-    before: Mapped[Any | None] = mapped_column(JSONText)
-    after: Mapped[Any | None] = mapped_column(JSONText)
-    reason: Mapped[str | None] = mapped_column(Text)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class AuditHead(Base):
+class AuditHead:
     """The single row that serialises appends to the audit chain (locked FOR UPDATE)."""
-
-    __tablename__ = "audit_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
-    hash: Mapped[str] = mapped_column(String(64))
+    __table__ = Table(
+        "audit_head", metadata,
+        Column("id", Integer, primary_key=True),
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
