@@ -94,32 +94,37 @@ def iter_events(ctx: ServiceContext, *, connection: str | None = None, record_id
     return _events_pages(ctx, connection_id, record_id, chunk)
 
 
-def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str | None,
-                  chunk: int) -> Iterator[dict[str, Any]]:
-    names = {c.id: c.name for c in _connection_rows(ctx)}
-    columns = [deliveries.c[name] for name in (
-        "id", "connection_id", "provider_event_id", "event_type", "source", "received_at", "occurred_at",
-        "verdict", "verdict_reason", "record_id", "duplicate_of", "replay_of", "mapping_version", "payload_hash")]
+def _keyset_pages(ctx: ServiceContext, query: Select[Any], key: Any, chunk: int) -> Iterator[Any]:
+    """The rows of `query` in `key` order, one short read transaction per page of `chunk`, so
+    a long listing never holds a snapshot (or the whole result) open."""
     last = ""
     while True:
-        query: Select[Any] = select(*columns).where(deliveries.c.id > last).order_by(deliveries.c.id).limit(chunk)
-        if connection_id:
-            query = query.where(deliveries.c.connection_id == connection_id)
-        if record_id:
-            query = query.where(deliveries.c.record_id == record_id)
         with reading(ctx.engine) as conn:
-            rows = conn.execute(query).all()
-        for row in rows:
-            yield {"id": row.id, "connection": names.get(row.connection_id),
-                   "provider_event_id": row.provider_event_id, "event_type": row.event_type,
-                   "source": row.source, "received_at": _iso(row.received_at),
-                   "occurred_at": _iso(row.occurred_at), "verdict": row.verdict,
-                   "verdict_reason": row.verdict_reason, "record_id": row.record_id,
-                   "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
-                   "mapping_version": row.mapping_version, "payload_hash": row.payload_hash}
+            rows = conn.execute(query.where(key > last).order_by(key).limit(chunk)).all()
+        yield from rows
         if len(rows) < chunk:
             return
         last = rows[-1].id
+
+
+def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str | None,
+                  chunk: int) -> Iterator[dict[str, Any]]:
+    names = {c.id: c.name for c in _connection_rows(ctx)}
+    query: Select[Any] = select(*[deliveries.c[name] for name in (
+        "id", "connection_id", "provider_event_id", "event_type", "source", "received_at", "occurred_at",
+        "verdict", "verdict_reason", "record_id", "duplicate_of", "replay_of", "mapping_version", "payload_hash")])
+    if connection_id:
+        query = query.where(deliveries.c.connection_id == connection_id)
+    if record_id:
+        query = query.where(deliveries.c.record_id == record_id)
+    for row in _keyset_pages(ctx, query, deliveries.c.id, chunk):
+        yield {"id": row.id, "connection": names.get(row.connection_id),
+               "provider_event_id": row.provider_event_id, "event_type": row.event_type,
+               "source": row.source, "received_at": _iso(row.received_at),
+               "occurred_at": _iso(row.occurred_at), "verdict": row.verdict,
+               "verdict_reason": row.verdict_reason, "record_id": row.record_id,
+               "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
+               "mapping_version": row.mapping_version, "payload_hash": row.payload_hash}
 
 
 def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:
@@ -139,23 +144,16 @@ def iter_failures(ctx: ServiceContext, *, state: str | None = None, category: st
 def _failures_pages(ctx: ServiceContext, connection_id: str | None, state: str | None, category: str | None,
                     fingerprint: str | None, open_only: bool, chunk: int) -> Iterator[dict[str, Any]]:
     names = {c.id: c.name for c in _connection_rows(ctx)}
-    last = ""
-    while True:
-        query = select(failures).where(failures.c.id > last).order_by(failures.c.id).limit(chunk)
-        if state:
-            query = query.where(failures.c.state == state)
-        if open_only:
-            query = query.where(failures.c.state.not_in(("resolved", "ignored")))
-        if category:
-            query = query.where(failures.c.category == category)
-        if connection_id:
-            query = query.where(failures.c.connection_id == connection_id)
-        if fingerprint:
-            query = query.where(failures.c.fingerprint == fingerprint)
-        with reading(ctx.engine) as conn:
-            rows = conn.execute(query).all()
-        for row in rows:
-            yield failure_dict(row, names.get(row.connection_id))
-        if len(rows) < chunk:
-            return
-        last = rows[-1].id
+    query = select(failures)
+    if state:
+        query = query.where(failures.c.state == state)
+    if open_only:
+        query = query.where(failures.c.state.not_in(("resolved", "ignored")))
+    if category:
+        query = query.where(failures.c.category == category)
+    if connection_id:
+        query = query.where(failures.c.connection_id == connection_id)
+    if fingerprint:
+        query = query.where(failures.c.fingerprint == fingerprint)
+    for row in _keyset_pages(ctx, query, failures.c.id, chunk):
+        yield failure_dict(row, names.get(row.connection_id))
