@@ -100,8 +100,16 @@ async def help_screen(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext)
 
 
 async def palette(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext) -> None:
+    from textual.command import CommandList
+
     await pilot.press("ctrl+p", *"go to")
-    await pilot.pause(0.3)
+    # The palette searches in a task: wait until its list has stopped changing.
+    seen: list[int] = []
+    for _ in range(40):
+        await pilot.pause(0.05)
+        seen.append(app.screen.query_one(CommandList).option_count)
+        if len(seen) >= 4 and seen[-1] > 0 and len(set(seen[-4:])) == 1:
+            break
 
 
 SCREENS: dict[str, Step] = {

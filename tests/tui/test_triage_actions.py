@@ -188,3 +188,36 @@ async def test_replay_records_in_bulk_with_progress(db_ctx: ServiceContext) -> N
             assert triage.failure_detail(db_ctx, failure_id)["notes"][0]["note"].startswith("replay:")
         assert not screen.query_one("#action-progress").has_class("-running")
         assert any(text.startswith("Replay: 2 replayed") for text in notices(app))
+
+
+async def test_triage_from_the_timeline_acts_on_that_records_failure(db_ctx: ServiceContext) -> None:
+    [failure] = [f for f in queries.iter_failures(db_ctx, category="contract_mismatch", open_only=True)
+                 if f["connection"] == "acme"][:1]
+    record_id = failure["record_id"]
+    app = make_app(db_ctx)
+    async with app.run_test(notifications=True) as pilot:
+        await settle(pilot)
+        app.open_timeline(record_id)
+        await settle(pilot)
+        table = app.screen.query_one(VirtualTable)
+        failure_row = next(i for i, row in enumerate(table.rows) if row.key == failure["id"])
+        table.move_to(0)  # the first entry is the delivery that created the record
+        await pilot.press("t")  # not on a failure: says so, stays
+        assert isinstance(app.screen, TimelineScreen)
+        assert any("cursor on a failure" in text for text in notices(app))
+        table.move_to(failure_row)
+        await pilot.press("t")
+        await settle(pilot)
+        assert isinstance(app.screen, FailuresScreen)
+        assert table_keys(app.screen) == [failure["id"]]  # only this record's failure
+        await pilot.press("d")
+        await type_text(pilot, "mapping change requested")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert triage.failure_detail(db_ctx, failure["id"])["state"] == "resolved"
+        assert audit_for(db_ctx, "failure.resolve", failure["id"])
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, TimelineScreen)
+        summaries = [row.cells[2] for row in app.screen.query_one(VirtualTable).rows]  # type: ignore[misc]
+        assert any("failure.resolve: mapping change requested" in s for s in summaries)

@@ -77,7 +77,9 @@ def _audit() -> Screen[Any]:
 class WorkbenchApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "Integration Workbench"
-    COMMANDS = App.COMMANDS | {WorkbenchCommands}
+    # One provider (it has themes and quit too): hits from several providers arrive in a racing
+    # order, so equal scores would list differently from one opening to the next.
+    COMMANDS = {WorkbenchCommands}
     MODES = {"providers": ProvidersScreen, "records": _records, "errors": _errors, "audit": _audit}
     MODE_TITLES: ClassVar[dict[str, str]] = {"providers": "Providers", "records": "Records",
                                              "errors": "Error queue", "audit": "Audit"}
@@ -195,10 +197,11 @@ class WorkbenchApp(App[None]):
 
         self.open_diff(lambda ctx: delivery_against_state(ctx, delivery_id, record_id))
 
-    def open_group(self, group: FailureGroup) -> None:
+    def open_group(self, group: FailureGroup, record_id: str | None = None) -> None:
+        """The open failures of a group (only one record's, when `record_id` is given)."""
         from .screens.failures import FailuresScreen
 
-        self.push_screen(FailuresScreen(group))
+        self.push_screen(FailuresScreen(group, record_id))
 
     def open_document(self, title: str, document: Document) -> None:
         from .screens.document import DocumentScreen

@@ -102,15 +102,17 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
         Binding("o", "detail", "Detail", show=False),
     ]
 
-    def __init__(self, group: FailureGroup) -> None:
+    def __init__(self, group: FailureGroup, record_id: str | None = None) -> None:
         super().__init__()
         self.group = group
+        self.record_id = record_id  # opened from a record's timeline: only that record's failures
         self.running: str | None = None
 
     def compose_body(self) -> ComposeResult:
         g = self.group
+        scope = f" · record {escape(self.record_id)}" if self.record_id else ""
         yield Static(f"[b]{escape(g.category)}[/b] · {escape(g.connection or '-')} · "
-                     f"fingerprint {escape(g.fingerprint)}", classes="group-summary")
+                     f"fingerprint {escape(g.fingerprint)}{scope}", classes="group-summary")
         yield VirtualTable(COLUMNS, markable=True, empty="no open failures left in this group", id="failures-table")
         yield Static("", id="failure-detail", classes="detail-panel")
         with Horizontal(id="action-progress"):
@@ -132,6 +134,8 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
                                       fingerprint=g.fingerprint, open_only=True, chunk=LIMIT)
         if g.connection is None:  # the group of failures tied to no connection
             items = (item for item in items if item["connection"] is None)
+        if self.record_id:
+            items = (item for item in items if item["record_id"] == self.record_id)
         return list(islice(items, LIMIT))
 
     def show(self, data: list[dict[str, Any]]) -> None:

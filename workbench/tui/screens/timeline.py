@@ -38,13 +38,15 @@ audit entries (what operators did). It follows the store: actions taken elsewher
 
 Enter opens an entry: a delivery shows its raw payload (redacted) and what the mapping made
 of it; other entries show their details. Space marks deliveries; d diffs the two marked
-deliveries, or the delivery under the cursor against the record's current state."""
+deliveries, or the delivery under the cursor against the record's current state. t on a
+failure opens it for triage: retry, replay, resolve or ignore with a note, assign."""
 
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("space", "mark", "Mark"),
         Binding("d", "diff", "Diff"),
         Binding("s", "state", "State"),
+        Binding("t", "triage", "Triage"),
         FILTER_BINDING,
     ]
 
@@ -168,6 +170,20 @@ deliveries, or the delivery under the cursor against the record's current state.
                         "record's current state", severity="warning")
             return
         self.wb.open_state_diff(delivery, record_id)
+
+    def action_triage(self) -> None:
+        """Act on the failure under the cursor (resolve, ignore, retry, ...), without leaving
+        the record's story for the error queue."""
+        entry = self._entry()
+        if entry is None or entry.kind != "failure" or self.record is None:
+            self.notify("Put the cursor on a failure to triage it", severity="warning")
+            return
+        from workbench.services.triage import FailureGroup  # triage's imports only when used
+
+        detail = entry.detail
+        group = FailureGroup(detail["category"], self.record["connection"], detail["fingerprint"], 1,
+                             entry.summary, entry.at, entry.at)
+        self.wb.open_group(group, str(self.record["id"]))
 
     def action_state(self) -> None:
         record_id = str(self.record["id"]) if self.record else self.record_ref
