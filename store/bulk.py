@@ -127,7 +127,22 @@ def _placeholder(dialect: Dialect) -> str | None:
     return _PLACEHOLDERS.get(dialect.paramstyle)
 
 
-class RowInsert:
+class _DriverStatement:
+    """SQL in the driver's own paramstyle, run with executemany over tuples (or, for a
+    named-only paramstyle, dicts keyed by `_named`)."""
+
+    sql: str
+    _named: list[str] | None
+
+    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        if self._named is not None:
+            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]
+        return conn.exec_driver_sql(self.sql, rows if isinstance(rows, list) else list(rows)).rowcount
+
+
+class RowInsert(_DriverStatement):
     """INSERT INTO table (columns...) for rows given as tuples in `columns` order, with values
     already in driver form (see `Codec`)."""
 
@@ -140,21 +155,13 @@ class RowInsert:
         names = ", ".join(quote.quote(name) for name in self.columns)
         if mark is not None:
             self.sql = f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ({', '.join([mark] * len(columns))})"
-            self._named: list[str] | None = None
+            self._named = None
         else:  # a named-only paramstyle: let SQLAlchemy render it, pass dicts
             stmt = table.insert().values({name: bindparam(f"v_{name}") for name in self.columns})
             self.sql = str(stmt.compile(dialect=dialect))
             self._named = [f"v_{name}" for name in self.columns]
 
-    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        if not rows:
-            return 0
-        if self._named is not None:
-            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]
-        return conn.exec_driver_sql(self.sql, rows if isinstance(rows, list) else list(rows)).rowcount
-
-
-class RowUpdate:
+class RowUpdate(_DriverStatement):
     """UPDATE table SET columns... WHERE guards... for tuples (set values, then guard values),
     values in driver form. Returns the number of rows changed (or -1 where the driver can't)."""
 
@@ -166,20 +173,13 @@ class RowUpdate:
             sets = ", ".join(f"{quote.quote(name)} = {mark}" for name in self.columns)
             where = " AND ".join(f"{quote.quote(name)} = {mark}" for name in self.guards)
             self.sql = f"UPDATE {quote.format_table(table)} SET {sets} WHERE {where}"
-            self._named: list[str] | None = None
+            self._named = None
         else:
             stmt = (update(table)
                     .where(and_(*(table.c[name] == bindparam(f"w_{name}") for name in self.guards)))
                     .values({name: bindparam(f"v_{name}") for name in self.columns}))
             self.sql = str(stmt.compile(dialect=dialect))
             self._named = [f"v_{n}" for n in self.columns] + [f"w_{n}" for n in self.guards]
-
-    def execute(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        if not rows:
-            return 0
-        if self._named is not None:
-            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]
-        return conn.exec_driver_sql(self.sql, rows if isinstance(rows, list) else list(rows)).rowcount
 
 
 class InLookup:
