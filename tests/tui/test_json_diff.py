@@ -5,13 +5,12 @@ from __future__ import annotations
 import copy
 import random
 import threading
-import time
 from typing import Any
 
 import orjson
 
 from workbench.domain.json_diff import MISSING, Change, DiffNode, diff, same_json
-from workbench.tui.widgets.diff_view import changes_after, first_layout
+from workbench.tui.widgets.diff_view import FIRST_PAINT_ROWS, changes_after, first_layout
 
 
 def changes(node: DiffNode) -> list[tuple[Any, Change]]:
@@ -138,7 +137,9 @@ def _megabyte(seed: int) -> dict[str, Any]:
     return {"id": "evt", "data": {"object": {"status": "processing", "line_items": items}}}
 
 
-def test_two_megabyte_payloads_first_layout_is_fast() -> None:
+def test_two_megabyte_payloads_first_layout_is_bounded() -> None:
+    # Speed itself is measured in benchmarks/tui_bench.py; here, the reason it is fast: the
+    # first layout stays within its row budget however large and different the documents.
     left = _megabyte(1)
     assert len(orjson.dumps(left)) > 1_000_000
     right = copy.deepcopy(left)
@@ -147,10 +148,7 @@ def test_two_megabyte_payloads_first_layout_is_fast() -> None:
     del right["data"]["object"]["line_items"][10]
     every = _megabyte(2)  # every line item differs
     for other in (right, every):
-        started = time.perf_counter()
-        root = diff(left, other)
-        rows, _ = first_layout(root)
-        elapsed = time.perf_counter() - started
-        assert rows and elapsed < 0.3, elapsed
+        rows, _ = first_layout(diff(left, other))
+        assert 0 < len(rows) <= FIRST_PAINT_ROWS + 50
     root = diff(left, right)
     assert changes(root) == [("status", Change.CHANGED), (10, Change.REMOVED), ("quantity", Change.CHANGED)]
