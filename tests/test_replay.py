@@ -201,3 +201,15 @@ def test_replay_progress_counts_records(ctx):
     assert report.examined == 5 and seen[-1] == 5
     with reading(ctx.engine) as conn:
         assert conn.execute(select(func.count()).select_from(Transition.__table__)).scalar_one() == 5
+
+
+def test_replay_of_a_record_is_narrowed_by_its_connection(ctx):
+    add_stripe(ctx)
+    add_stripe(ctx, "other")
+    ingest(ctx, "acme", [capture(pi_event("evt_a1", "pi_shared", "processing", CREATED))])
+    ingest(ctx, "other", [capture(pi_event("evt_o1", "pi_shared", "succeeded", CREATED))])
+    with pytest.raises(NotFound, match="names 2 records"):
+        replay(ctx, record="pi_shared", dry_run=True)
+    assert replay(ctx, connection="other", record="pi_shared", dry_run=True).examined == 1
+    with pytest.raises(NotFound, match="in that connection"):
+        replay(ctx, connection="other", record="pi_missing", dry_run=True)

@@ -88,7 +88,7 @@ def replay(ctx: ServiceContext, *, connection: str | None = None, record: str | 
 def _record_chunks(ctx: ServiceContext, connection_id: str | None, record: str | None) -> Iterator[list[Any]]:
     if record:
         with reading(ctx.engine) as conn:
-            record_id = resolve_record_id(conn, record)
+            record_id = resolve_record_id(conn, record, connection_id)
             yield conn.execute(_record_query().where(records.c.id == record_id)).all()
         return
     last = ""

@@ -56,13 +56,20 @@ class Timeline:
         return {"record": self.record, "entries": [e.as_dict() for e in self.entries]}
 
 
-def resolve_record_id(conn: Connection, ref: str) -> str:
-    """An internal record ID, or a provider's external ID (unique across connections or not)."""
-    if conn.execute(select(records.c.id).where(records.c.id == ref)).first():
+def resolve_record_id(conn: Connection, ref: str, connection_id: str | None = None) -> str:
+    """An internal record ID, or a provider's external ID; `connection_id` narrows the search
+    to one connection (an external ID may exist in several)."""
+    by_id = select(records.c.id).where(records.c.id == ref)
+    by_external = select(refs.c.record_id).where(refs.c.external_id == ref)
+    if connection_id is not None:
+        by_id = by_id.where(records.c.connection_id == connection_id)
+        by_external = by_external.where(refs.c.connection_id == connection_id)
+    if conn.execute(by_id).first():
         return ref
-    matches = conn.execute(select(refs.c.record_id).where(refs.c.external_id == ref)).scalars().all()
+    matches = conn.execute(by_external).scalars().all()
     if not matches:
-        raise NotFound(f"no record with internal or external ID {ref!r}")
+        where = " in that connection" if connection_id is not None else ""
+        raise NotFound(f"no record with internal or external ID {ref!r}{where}")
     if len(set(matches)) > 1:
         raise NotFound(f"external ID {ref!r} names {len(set(matches))} records; use an internal ID")
     return matches[0]
