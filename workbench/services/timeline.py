@@ -76,18 +76,22 @@ def resolve_record_id(conn: Connection, ref: str, connection_id: str | None = No
 
 
 def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) -> Timeline:
+    """The record's timeline; with `limit`, only its newest `limit` entries, reading only the
+    deliveries that can be among them (a record may have tens of thousands)."""
     with reading(ctx.engine) as conn:
         record_id = resolve_record_id(conn, ref)
         record = _record_summary(conn, record_id)
         entries: list[TimelineEntry] = []
-        delivery_rows = conn.execute(select(*[c for c in deliveries.c if c.name != "body"])
-                                     .where(deliveries.c.record_id == record_id)).all()
+        delivery_rows = _delivery_rows(conn, record_id, limit)
         transition_rows = conn.execute(select(transitions).where(transitions.c.record_id == record_id)).all()
         # An original delivery reads when it arrived, with what it caused. A copy re-run by a
         # retry keeps the original's received time (it orders belief), but reads when it was
         # re-run, which is when its transition was made; so do replay and operator transitions,
         # though they name the stored event that decided them.
         received = {row.id: row.received_at for row in delivery_rows if row.replay_of is None}
+        if limit is not None:  # older originals still place the transitions they caused
+            wanted = {row.delivery_id for row in transition_rows if row.delivery_id} - set(received)
+            received.update(_received_at(conn, wanted))
         made = {row.delivery_id: row.created_at for row in transition_rows if row.delivery_id}
         for row in delivery_rows:
             at = row.received_at if row.replay_of is None else made.get(row.id, row.received_at)
@@ -95,8 +99,12 @@ def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) ->
         for row in transition_rows:
             at = received.get(row.delivery_id) if row.cause == Cause.EVENT else None
             entries.append(_transition_entry(row, at))
+        failure_rows = conn.execute(select(failures).where(failures.c.record_id == record_id)).all()
+        if limit is not None:
+            wanted = {row.delivery_id for row in failure_rows if row.delivery_id} - set(received)
+            received.update(_received_at(conn, wanted))
         failure_ids = []
-        for row in conn.execute(select(failures).where(failures.c.record_id == record_id)):
+        for row in failure_rows:
             failure_ids.append(row.id)
             entries.append(_failure_entry(row, received.get(row.delivery_id)))
         if failure_ids:
@@ -127,6 +135,27 @@ def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) ->
     if limit is not None:
         entries = entries[-limit:]
     return Timeline(record, entries)
+
+
+def _delivery_rows(conn: Connection, record_id: str, limit: int | None) -> list[Any]:
+    columns = [c for c in deliveries.c if c.name != "body"]
+    mine = deliveries.c.record_id == record_id
+    if limit is None:
+        return conn.execute(select(*columns).where(mine)).all()
+    # Originals read when they arrived, so only the newest `limit` of them can count; copies
+    # re-run by a retry read when re-run, so all of them (they are few).
+    newest = (select(deliveries.c.id).where(mine, deliveries.c.replay_of.is_(None))
+              .order_by(deliveries.c.received_at.desc(), deliveries.c.id.desc()).limit(limit))
+    copies = select(deliveries.c.id).where(mine, deliveries.c.replay_of.is_not(None))
+    ids = [*conn.execute(newest).scalars(), *conn.execute(copies).scalars()]
+    return conn.execute(select(*columns).where(deliveries.c.id.in_(ids))).all() if ids else []
+
+
+def _received_at(conn: Connection, delivery_ids: set[str]) -> dict[str, Any]:
+    if not delivery_ids:
+        return {}
+    return dict(conn.execute(select(deliveries.c.id, deliveries.c.received_at)
+                             .where(deliveries.c.id.in_(delivery_ids), deliveries.c.replay_of.is_(None))).all())
 
 
 def _record_summary(conn: Connection, record_id: str) -> dict[str, Any]:

@@ -15,14 +15,14 @@ from sqlalchemy import Connection as DbConnection
 
 from store.database import reading
 from store.models import Connection, Delivery, ProviderRef, Record
-from workbench.domain.canonical import BoundaryProblem, Cause, NotCovered
+from workbench.domain.canonical import BoundaryProblem, NotCovered
 from workbench.domain.redaction import redact, redact_text
 from workbench.domain.statuses import Status
 
 from . import timeline as tl
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
-from .timeline import Timeline, TimelineEntry, record_state
+from .timeline import Timeline, record_state
 
 records = Record.__table__
 refs = ProviderRef.__table__
@@ -320,73 +320,9 @@ TIMELINE_WINDOW = 300
 
 
 def timeline_window(ctx: ServiceContext, ref: str, newest: int = TIMELINE_WINDOW) -> Timeline:
-    """The newest `newest` entries of a record's timeline, exactly as `timeline.load_timeline`
-    makes them, without reading every delivery: a record with 10,000 deliveries paints from
-    this while the full timeline loads. Deliveries are the only unbounded source, so only the
-    newest `newest` of them are read; every other kind is read whole, then all are merged and
-    cut. (A `newest` option on load_timeline would make this unnecessary.)"""
-    deliveries = tl.deliveries
-    with reading(ctx.engine) as conn:
-        record_id = tl.resolve_record_id(conn, ref)
-        record = tl._record_summary(conn, record_id)
-        mine = deliveries.c.record_id == record_id
-        # Originals read when they arrived, so the newest `newest` of them are all that can
-        # count; copies re-run by a retry read when re-run, so all of them (they are few).
-        newest_ids = conn.execute(
-            select(deliveries.c.id).where(mine, deliveries.c.replay_of.is_(None))
-            .order_by(deliveries.c.received_at.desc(), deliveries.c.id.desc()).limit(newest)).scalars().all()
-        copy_ids = conn.execute(select(deliveries.c.id)
-                                .where(mine, deliveries.c.replay_of.is_not(None))).scalars().all()
-        delivery_rows = conn.execute(select(*[c for c in deliveries.c if c.name != "body"])
-                                     .where(deliveries.c.id.in_([*newest_ids, *copy_ids]))).all()
-        transition_rows = conn.execute(select(tl.transitions).where(tl.transitions.c.record_id == record_id)).all()
-        failure_rows = conn.execute(select(tl.failures).where(tl.failures.c.record_id == record_id)).all()
-        # As load_timeline: originals' received times place their transitions and failures.
-        received = {row.id: row.received_at for row in delivery_rows if row.replay_of is None}
-        wanted = {row.delivery_id for row in [*transition_rows, *failure_rows] if row.delivery_id} - {
-            row.id for row in delivery_rows}
-        if wanted:
-            for row in conn.execute(select(deliveries.c.id, deliveries.c.received_at)
-                                    .where(deliveries.c.id.in_(wanted), deliveries.c.replay_of.is_(None))):
-                received[row.id] = row.received_at
-        made = {row.delivery_id: row.created_at for row in transition_rows if row.delivery_id}
-        entries: list[TimelineEntry] = []
-        for row in delivery_rows:
-            at = row.received_at if row.replay_of is None else made.get(row.id, row.received_at)
-            entries.append(tl._delivery_entry(row, at))
-        for row in transition_rows:
-            at = received.get(row.delivery_id) if row.cause == Cause.EVENT else None
-            entries.append(tl._transition_entry(row, at))
-        failure_ids = []
-        for row in failure_rows:
-            failure_ids.append(row.id)
-            entries.append(tl._failure_entry(row, received.get(row.delivery_id)))
-        if failure_ids:
-            for row in conn.execute(select(tl.notes).where(tl.notes.c.failure_id.in_(failure_ids))):
-                entries.append(TimelineEntry(row.created_at, "note", row.id, f"{row.actor}: {redact_text(row.note)}",
-                                             {"failure_id": row.failure_id, "actor": row.actor}))
-        command_ids = []
-        for row in conn.execute(select(tl.commands).where(tl.commands.c.record_id == record_id)):
-            command_ids.append(row.id)
-            entries.append(TimelineEntry(row.created_at, "command", row.id,
-                                         f"command {row.intent} ({row.status}, {row.attempts} attempt(s))",
-                                         {"operation_id": row.operation_id, "intent": row.intent,
-                                          "status": row.status, "payload": redact(row.payload)}))
-        if command_ids:
-            for row in conn.execute(select(tl.attempts).where(tl.attempts.c.command_id.in_(command_ids))):
-                entries.append(TimelineEntry(row.created_at, "attempt", row.id,
-                                             f"attempt {row.number}: HTTP {row.response_status or '-'} -> "
-                                             f"{row.outcome} ({row.latency_ms or '-'} ms)",
-                                             {"command_id": row.command_id, "request": redact(row.request),
-                                              "response_status": row.response_status, "outcome": row.outcome}))
-        targets = [record_id, *failure_ids, *command_ids]
-        for row in conn.execute(select(tl.audit).where(tl.audit.c.target_id.in_(targets))):
-            reason = f": {redact_text(row.reason)}" if row.reason else ""
-            entries.append(TimelineEntry(row.at, "audit", f"audit:{row.seq}", f"{row.actor} {row.action}{reason}",
-                                         {"seq": row.seq, "target": row.target_id, "before": redact(row.before),
-                                          "after": redact(row.after)}))
-    entries.sort(key=lambda e: (e.at, tl.KIND_ORDER[e.kind], e.id))
-    return Timeline(record, entries[-newest:])
+    """The newest `newest` entries of a record's timeline: a record with 10,000 deliveries
+    paints from this while the full timeline loads."""
+    return tl.load_timeline(ctx, ref, limit=newest)
 
 
 # --------------------------------------------------------------------------- payload diff
