@@ -1,12 +1,12 @@
 # Two commands set everything up on a fresh machine (see README.md):
 #   make demo   -- builds .venv, fills the embedded store with demo data, opens the workbench
-#   make test   -- builds .venv, runs the whole suite on SQLite and on a throwaway PostgreSQL
+#   make test   -- builds .venv, runs ruff and mypy, then the whole suite on SQLite and on a throwaway PostgreSQL
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint venv bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ demo: $(STAMP)
 	$(BIN)/workbench demo --if-empty
 	$(BIN)/workbench
 
-test: $(STAMP)
+# Static checks first: a lint or type finding fails the run before any test starts.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -57,10 +57,11 @@ def _child_start(kind: str, db: str, started_at: float, result: Path) -> None:
         app.exit()
 
     if kind == "minimal":
+        from textual.app import ComposeResult
         from textual.widgets import Static
 
         class Minimal(App[None]):
-            def compose(self):  # type: ignore[no-untyped-def]
+            def compose(self) -> ComposeResult:
                 yield Static("hello")
 
             def on_mount(self) -> None:
@@ -80,7 +81,7 @@ def _child_start(kind: str, db: str, started_at: float, result: Path) -> None:
         if data:  # real figures are on screen: time the paint that shows them
             self.app.call_after_refresh(report, self.app)
 
-    ProvidersScreen.show = show  # type: ignore[method-assign]
+    ProvidersScreen.show = show  # type: ignore[method-assign]  # timing hook around the real method
     ctx = open_context(f"sqlite:///{db}")  # what the CLI does before run_tui
     tune_gc()  # what run_tui does
     WorkbenchApp(ctx, refresh_interval=None, remember_theme=False).run()
@@ -165,7 +166,7 @@ async def _in_app(db: Path, repeat: int) -> dict[str, Any]:
         # The paint that shows this data: after the next refresh of the screen.
         self.app.call_after_refresh(lambda: painted.put_nowait((type(self).__name__, time.perf_counter())))
 
-    WorkbenchScreen._loaded = loaded  # type: ignore[method-assign]
+    WorkbenchScreen._loaded = loaded  # type: ignore[method-assign]  # timing hook around the real method
 
     async def until(name: str) -> float:
         while True:
@@ -185,7 +186,7 @@ async def _in_app(db: Path, repeat: int) -> dict[str, Any]:
             app.open_timeline("pi_hot_timeline")
             timeline_ms.append((await until("TimelineScreen") - started) * 1000)
             await until("TimelineScreen")  # the whole timeline, after the first paint
-            entries = len(app.screen.query_one("VirtualTable").rows)  # type: ignore[attr-defined]
+            entries = len(app.screen.query_one("VirtualTable").rows)  # type: ignore[attr-defined]  # queried by name: no TUI import before timing
             app.pop_screen()
             await pilot.pause()
             started = time.perf_counter()
@@ -197,7 +198,7 @@ async def _in_app(db: Path, repeat: int) -> dict[str, Any]:
         await pilot.press("2")
         await until("RecordsScreen")
         for text in FILTERS:
-            had_text = bool(app.screen.query_one("FilterInput").value)  # type: ignore[attr-defined]
+            had_text = bool(app.screen.query_one("FilterInput").value)  # type: ignore[attr-defined]  # queried by name, as above
             await pilot.press("slash", "ctrl+u")
             if had_text:
                 await until("RecordsScreen")

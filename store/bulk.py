@@ -16,8 +16,8 @@ value looks to the driver, so callers can build rows in that form directly:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -30,7 +30,7 @@ from .types import JSONText, UTCDateTime
 
 Converter = Callable[[Any], Any]
 
-UTC = timezone.utc
+UTC = UTC
 _SORT_KEYS = orjson.OPT_SORT_KEYS
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -138,7 +138,7 @@ class _DriverStatement:
         if not rows:
             return 0
         if self._named is not None:
-            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]
+            rows = [dict(zip(self._named, row)) for row in rows]  # type: ignore[misc]  # named-paramstyle drivers take dicts
         return conn.exec_driver_sql(self.sql, rows if isinstance(rows, list) else list(rows)).rowcount
 
 
@@ -244,22 +244,13 @@ def in_lookup(conn: Connection, name: str, build: Callable[[list[BindParameter[A
 
 
 class BulkStatement:
-    """A compiled INSERT (or guarded UPDATE) and the converters for its parameters (dict rows)."""
+    """A compiled INSERT and the converters for its parameters (dict rows)."""
 
-    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str], *,
-                 where: Mapping[str, str] | None = None) -> None:
-        """`columns` are set from the row keys of the same names; `where` (column -> row key)
-        turns the INSERT into an UPDATE guarded by those columns."""
-        if where:
-            stmt = (update(table)
-                    .where(and_(*(table.c[col] == bindparam(f"w_{key}") for col, key in where.items())))
-                    .values({name: bindparam(f"v_{name}") for name in columns}))
-            names = [f"v_{n}" for n in columns] + [f"w_{key}" for key in where.values()]
-            types = [table.c[n].type for n in columns] + [table.c[col].type for col in where]
-        else:
-            stmt = table.insert().values({name: bindparam(f"v_{name}") for name in columns})
-            names = [f"v_{n}" for n in columns]
-            types = [table.c[n].type for n in columns]
+    def __init__(self, dialect: Dialect, table: Table, columns: Sequence[str]) -> None:
+        """`columns` are set from the row keys of the same names."""
+        stmt = table.insert().values({name: bindparam(f"v_{name}") for name in columns})
+        names = [f"v_{n}" for n in columns]
+        types = [table.c[n].type for n in columns]
         compiled = stmt.compile(dialect=dialect)
         self.sql = str(compiled)
         self.positional = bool(compiled.positional)
@@ -294,12 +285,12 @@ class BulkStatement:
         return result.rowcount
 
 
-def bulk(conn: Connection, table: Table, columns: Sequence[str], where: Mapping[str, str] | None = None) -> BulkStatement:
+def bulk(conn: Connection, table: Table, columns: Sequence[str]) -> BulkStatement:
     """The cached BulkStatement for this dialect, table and column set."""
-    key = ("dicts", conn.dialect.name, table.name, tuple(columns), tuple((where or {}).items()))
+    key = ("dicts", conn.dialect.name, table.name, tuple(columns))
     statement = _statements.get(key)
     if statement is None:
-        statement = _statements[key] = BulkStatement(conn.dialect, table, columns, where=where)
+        statement = _statements[key] = BulkStatement(conn.dialect, table, columns)
     return statement
 
 

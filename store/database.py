@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from platformdirs import user_data_dir
@@ -37,7 +37,7 @@ def resolve_url(url: str | None = None) -> str:
     return url or os.environ.get("WORKBENCH_DB") or default_url()
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     # Take transaction control from pysqlite (it would defer BEGIN until the first write and
     # run reads outside the transaction); _sqlite_begin issues BEGIN itself.
     dbapi_connection.isolation_level = None
@@ -63,7 +63,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_begin(conn: Connection) -> None:
     # A writer takes the write lock up front: a deferred transaction that reads, then writes,
     # fails outright (not after the busy timeout) when another writer committed in between.
     immediate = conn.get_execution_options().get("write", False)
@@ -100,7 +100,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _alembic_config(engine: Engine) -> "Config":
+def _alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
     config = Config()

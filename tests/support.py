@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ from workbench.services import connections
 from workbench.services.captures import Capture
 from workbench.services.context import ServiceContext
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def pi_event(event_id: str, pi: str, status: str, created: int, event_type: str | None = None,

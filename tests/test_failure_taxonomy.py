@@ -30,7 +30,7 @@ ROUTES: dict[str, tuple[int, dict, dict[str, str]]] = {
 
 
 class _Provider(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:  # http.server's naming
         if self.path == "/slow":
             time.sleep(1.0)
         status, body, headers = ROUTES.get(self.path, (200, {}, {}))

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
 from pg_cluster import PostgresCluster, PostgresUnavailable
+from sqlalchemy.engine import Engine
 
 
 @pytest.fixture

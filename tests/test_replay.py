@@ -4,6 +4,7 @@ writes nothing; a real replay explains every change and is idempotent."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +49,7 @@ def with_new_mapping(ctx: ServiceContext) -> ServiceContext:
 def store_snapshot(ctx: ServiceContext) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, for before/after comparisons."""
     with reading(ctx.engine) as conn:
-        return {name: sorted((tuple(map(repr, row)) for row in conn.execute(select(table))))
+        return {name: sorted(tuple(map(repr, row)) for row in conn.execute(select(table)))
                 for name, table in Base.metadata.tables.items()}
 
 
@@ -62,7 +63,7 @@ def _record(ctx, external_id: str = "pi_1") -> Any:
                             .where(refs.c.external_id == external_id)).one()
 
 
-def _transitions(ctx, record_id: str) -> list[Any]:
+def _transitions(ctx, record_id: str) -> Sequence[Any]:
     t = Transition.__table__
     with reading(ctx.engine) as conn:
         return conn.execute(select(t).where(t.c.record_id == record_id).order_by(t.c.version)).all()

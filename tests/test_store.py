@@ -3,7 +3,7 @@ upgraded says so in one line, and the portable column types behave alike on both
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 import workbench.cli.commands  # noqa: F401  registers the subcommands
 from store.database import StoreError, current_revision, head_revision, open_store, reading, upgrade, writing
 from store.models import AuditHead, Base, Connection, Delivery
-from tests.support import add_stripe, capture, pi_event, T0
+from tests.support import T0, add_stripe, capture, pi_event
 from workbench.cli.main import cli
 from workbench.services.ingest import ingest
 
@@ -92,7 +92,7 @@ def test_times_come_back_aware_utc_and_json_round_trips(ctx):
     ingest(ctx, "acme", [capture(pi_event("evt_1", "pi_1", "processing", int(T0.timestamp())), received, headers=headers)])
     with reading(ctx.engine) as conn:
         row = conn.execute(select(Delivery.__table__)).one()
-    assert row.received_at == received and row.received_at.tzinfo == timezone.utc
+    assert row.received_at == received and row.received_at.tzinfo == UTC
     assert row.headers == headers and isinstance(row.body, bytes)
 
 

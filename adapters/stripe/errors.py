@@ -5,8 +5,9 @@ Stripe's error `type` and `code` values stay here; only categories leave the ada
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from workbench.domain.taxonomy import Category
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -11,7 +11,7 @@ from workbench.domain.taxonomy import Category
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
-_UTC = timezone.utc
+_UTC = UTC
 
 # `created` is whole seconds and neighbouring events share them: each second becomes a
 # datetime once. Bounded (cleared when full), so memory stays constant on any stream.

@@ -102,4 +102,5 @@ def _canonical_fields(obj: dict[str, Any], provider_status: str) -> dict[str, An
         raise BoundaryProblem(
             Category.VALIDATION, f"invalid_{where}", f"payment_intent {where}: {first['msg']}"
         ) from None
-    return fields.__dict__
+    result: dict[str, Any] = fields.__dict__
+    return result

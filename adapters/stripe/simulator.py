@@ -11,9 +11,10 @@ import hashlib
 import heapq
 import hmac
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -46,7 +47,7 @@ DRIFT_STATUS = "requires_review"  # a status from a newer API version our mappin
 class SimulatorSettings:
     intents: int = 1000
     seed: int = 7
-    start: datetime = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
     duplicate_rate: float = 0.05
     reorder_rate: float = 0.08
     drift_rate: float = 0.004
@@ -173,7 +174,7 @@ def captures(settings: SimulatorSettings) -> Iterator[dict[str, Any]]:
 
 def _deliver(item: tuple[int, int, bytes], rng: random.Random) -> dict[str, Any]:
     due, _, body = item
-    received = datetime.fromtimestamp(due, tz=timezone.utc) + timedelta(milliseconds=rng.randrange(50, 900))
+    received = datetime.fromtimestamp(due, tz=UTC) + timedelta(milliseconds=rng.randrange(50, 900))
     return to_capture(body, received)
 
 

@@ -60,7 +60,7 @@ async def test_slash_focuses_the_filter_and_escape_returns_to_the_list(store: Se
         await settle(pilot)
         screen = app.screen
         assert isinstance(app.focused, FilterInput)
-        assert [row.data.connection for row in screen.query_one(VirtualTable).rows] == [  # type: ignore[attr-defined]
+        assert [row.data.connection for row in screen.query_one(VirtualTable).rows] == [  # type: ignore[attr-defined]  # row data is Any
             "globex", "globex"]
         await pilot.press("escape")
         assert isinstance(app.focused, VirtualTable)
@@ -264,7 +264,7 @@ async def test_providers_open_the_connection_records_and_failures(store: Service
         await settle(pilot)
         assert isinstance(app.screen, RecordsScreen)
         assert app.screen.query_one(FilterInput).value == "conn:globex"
-        assert {row.data.connection for row in app.screen.query_one(VirtualTable).rows} == {"globex"}  # type: ignore[attr-defined]
+        assert {row.data.connection for row in app.screen.query_one(VirtualTable).rows} == {"globex"}  # type: ignore[attr-defined]  # row data is Any
         await pilot.press("1")
         await settle(pilot)
         await pilot.press("f")

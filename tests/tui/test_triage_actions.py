@@ -51,7 +51,7 @@ async def timeline_summaries(app: WorkbenchApp, pilot: Any, record_id: str) -> l
     app.open_timeline(record_id)
     await settle(pilot)
     assert isinstance(app.screen, TimelineScreen)
-    return [row.cells[2] for row in app.screen.query_one(VirtualTable).rows]  # type: ignore[misc]
+    return [row.cells[2] for row in app.screen.query_one(VirtualTable).rows]  # type: ignore[misc]  # cells are Any
 
 
 async def type_text(pilot: Any, text: str) -> None:
@@ -64,7 +64,7 @@ async def test_resolve_one_with_a_note(db_ctx: ServiceContext) -> None:
         await settle(pilot)
         screen = await open_group(app, pilot, db_ctx)
         first = table_keys(screen)[0]
-        record_id = screen.query_one(VirtualTable).rows[0].data["record_id"]  # type: ignore[index]
+        record_id = screen.query_one(VirtualTable).rows[0].data["record_id"]  # type: ignore[index]  # row data is Any
         await pilot.press("d")
         assert isinstance(app.screen, PromptScreen)
         await pilot.press("enter")  # a note is required: nothing happens without one
@@ -147,7 +147,7 @@ async def test_retry_one(db_ctx: ServiceContext) -> None:
         await settle(pilot)
         screen = await open_group(app, pilot, db_ctx)
         first = table_keys(screen)[0]
-        record_id = screen.query_one(VirtualTable).rows[0].data["record_id"]  # type: ignore[index]
+        record_id = screen.query_one(VirtualTable).rows[0].data["record_id"]  # type: ignore[index]  # row data is Any
         events_before = len(list(queries.iter_events(db_ctx, record_id=record_id)))
         await pilot.press("r")
         await settle(pilot)
@@ -176,7 +176,7 @@ async def test_replay_records_in_bulk_with_progress(db_ctx: ServiceContext) -> N
             seen.append((done, total))
             original(action, done, total)
 
-        screen._progress = spy  # type: ignore[method-assign]
+        screen._progress = spy  # type: ignore[method-assign]  # a spy around the real method
         await pilot.press("asterisk", "p")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -219,5 +219,5 @@ async def test_triage_from_the_timeline_acts_on_that_records_failure(db_ctx: Ser
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, TimelineScreen)
-        summaries = [row.cells[2] for row in app.screen.query_one(VirtualTable).rows]  # type: ignore[misc]
+        summaries = [row.cells[2] for row in app.screen.query_one(VirtualTable).rows]
         assert any("failure.resolve: mapping change requested" in s for s in summaries)

@@ -10,13 +10,11 @@ import click
 from store.database import open_store, resolve_url
 from workbench.services import audit, connections, queries, replay as replay_service, triage
 from workbench.services.captures import CaptureReader
-from workbench.services.ingest import ingest as ingest_service
-from workbench.services.ingest import record_ingest_run
+from workbench.services.ingest import ingest as ingest_service, record_ingest_run
 from workbench.services.timeline import load_timeline
 
 from .main import EXIT_AUDIT_BROKEN, EXIT_PARTIAL, State, cli, fail, handles_errors, pass_state
 from .output import end_progress, json_array, json_value, progress_line, table
-
 
 # -- store -------------------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ def same_json(left: Any, right: Any) -> bool:
     if isinstance(left, (dict, list)):
         # The Python comparison rejects most differences cheaply; serialising settles what it
         # cannot see (True == 1 in Python, not in JSON).
-        return left == right and _fingerprint(left) == _fingerprint(right)
+        return bool(left == right) and _fingerprint(left) == _fingerprint(right)
     return bool(left == right)
 
 

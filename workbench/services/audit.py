@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
@@ -18,9 +18,9 @@ from sqlalchemy import Connection, Engine, select, update
 
 from store.database import reading
 from store.models import AuditEntry, AuditHead
+from workbench.domain.redaction import redact, redact_text
 
 from .context import ServiceContext
-from workbench.domain.redaction import redact, redact_text
 
 GENESIS_HASH = "0" * 64
 
@@ -64,7 +64,7 @@ def append(
     seq, prev_hash = conn.execute(select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
     # In UTC, as the store hands it back to verify (a clock in another zone would otherwise
     # hash "+02:00" now and read back "+00:00": a chain broken by nobody).
-    at = ctx.clock().astimezone(timezone.utc)
+    at = ctx.clock().astimezone(UTC)
     # Normalise through JSON so what is hashed now is exactly what verify reads back later.
     before = orjson.loads(orjson.dumps(before)) if before is not None else None
     after = orjson.loads(orjson.dumps(after)) if after is not None else None
@@ -77,7 +77,7 @@ def append(
         )
     )
     conn.execute(update(head).where(head.c.id == 1).values(hash=digest))
-    return seq
+    return int(seq)
 
 
 @dataclass(frozen=True)

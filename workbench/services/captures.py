@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
@@ -41,16 +41,16 @@ class CaptureReader:
             if not line or line.isspace():
                 continue
             capture = parse(line, source)
-            if type(capture) is str:
+            if isinstance(capture, str):
                 bad_lines.append(BadLine(line_no, capture))
             else:
-                yield capture  # type: ignore[misc]
+                yield capture
 
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _fromisoformat = datetime.fromisoformat
-_UTC = timezone.utc
+_UTC = UTC
 
 
 def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection as DbConnection
-from sqlalchemy import select, update
+from sqlalchemy import Connection as DbConnection, select, update
 
 from adapters import UnknownProvider
 from store.database import reading, writing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -15,7 +15,7 @@ from workbench.domain.ids import IdFactory, default_ids
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def default_actor() -> str:
@@ -33,7 +33,7 @@ class ServiceContext:
     ids: IdFactory = default_ids
     actor: str = field(default_factory=default_actor)
 
-    def as_actor(self, actor: str) -> "ServiceContext":
+    def as_actor(self, actor: str) -> ServiceContext:
         return replace(self, actor=actor)
 
 

@@ -25,7 +25,7 @@ from .captures import Capture
 from .commands import enqueue, record_attempt
 from .context import ServiceContext
 from .errors import ServiceError
-from .ingest import ingest
+from .ingest import IngestReport, ingest
 
 records = Record.__table__
 failures = Failure.__table__
@@ -78,8 +78,11 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
         intents = max(1, round(records_total * share))
         stream = adapter.simulate_captures(intents=intents, seed=seed + index, duplicate_rate=duplicate_rate,
                                            livemode=environment == "live")
-        report = ingest(ctx, name, _as_captures(stream), batch_size=5000,
-                        progress=lambda r, n=name: say(f"{n}: ingested {r.total:,} deliveries"))
+
+        def ingested(report: IngestReport, name: str = name) -> None:
+            say(f"{name}: ingested {report.total:,} deliveries")
+
+        report = ingest(ctx, name, _as_captures(stream), batch_size=5000, progress=ingested)
         summary.deliveries.update(report.counts)
         _add_commands(ctx, info, adapter, rng, commands_for=max(1, intents // 12), say=say)
     _ensure_every_category(ctx, rng, seed, summary, say)
@@ -195,6 +198,8 @@ def _ensure_every_category(ctx: ServiceContext, rng: random.Random, seed: int, s
         with reading(ctx.engine) as conn:
             record_id = conn.execute(select(records.c.id).where(records.c.connection_id == info.id)
                                      .order_by(records.c.id).limit(1)).scalar()
+        if record_id is None:  # no record to hang the commands on: the categories stay missing
+            return
         with writing(ctx.engine) as conn:
             for _ in range(SCAN_CALLS):
                 response = adapter.simulate_call(rng)

@@ -40,9 +40,24 @@ from .captures import Capture
 from .connections import ConnectionInfo, get_connection
 from .context import ServiceContext
 from .ingest_prepare import (
-    COL_DEDUPE, COL_DUPLICATE_OF, COL_EVENT_ID, COL_HASH, COL_ID, COL_MAPPING, COL_REASON, COL_RECORD, COL_REPLAY_OF, COL_VERDICT,
-    DELIVERY_COLUMNS, INVALID_CATEGORIES, NO_VERDICT, Problem, between_batches, collecting_between_batches,
-    prepare)
+    COL_DEDUPE,
+    COL_DUPLICATE_OF,
+    COL_EVENT_ID,
+    COL_HASH,
+    COL_ID,
+    COL_MAPPING,
+    COL_REASON,
+    COL_RECORD,
+    COL_REPLAY_OF,
+    COL_VERDICT,
+    DELIVERY_COLUMNS,
+    INVALID_CATEGORIES,
+    NO_VERDICT,
+    Problem,
+    between_batches,
+    collecting_between_batches,
+    prepare,
+)
 from .ingest_reader import prepared_batches
 
 log = logging.getLogger(__name__)
@@ -199,12 +214,12 @@ class _Commit:
     def _run(self, conn: Connection, transaction: Any) -> None:
         try:
             transaction.commit()
-        except BaseException as exc:  # noqa: BLE001 -- raised by wait() in the ingesting thread
+        except BaseException as exc:  # raised by wait() in the ingesting thread
             self._error = exc
         finally:
             try:
                 conn.close()
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 self._error = self._error or exc
 
     def wait(self, *, raising: bool = True) -> Counter[str]:
@@ -240,7 +255,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
             # A replayed copy points at its original, which keeps the event's dedupe key.
             row[COL_REPLAY_OF] = original
             row[COL_DEDUPE] = None
-        live = range(len(rows))
+        live = list(range(len(rows)))
 
     book = BeliefBook(ctx, connection_id, connection.provider)
     mapped_items = []

@@ -86,8 +86,9 @@ def ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture
 DELIVERY_COLUMNS = ("id", "connection_id", "source", "received_at", "headers", "body", "payload_hash",
                     "provider_event_id", "dedupe_key", "event_type", "occurred_at", "signature_verdict",
                     "verdict", "verdict_reason", "record_id", "mapping_version", "duplicate_of", "replay_of")
-(COL_ID, COL_CONNECTION, COL_SOURCE, COL_RECEIVED, COL_HEADERS, COL_BODY, COL_HASH, COL_EVENT_ID, COL_DEDUPE, COL_TYPE, COL_OCCURRED,
- COL_SIGNATURE, COL_VERDICT, COL_REASON, COL_RECORD, COL_MAPPING, COL_DUPLICATE_OF, COL_REPLAY_OF) = range(len(DELIVERY_COLUMNS))
+(COL_ID, COL_CONNECTION, COL_SOURCE, COL_RECEIVED, COL_HEADERS, COL_BODY, COL_HASH, COL_EVENT_ID, COL_DEDUPE, COL_TYPE,
+ COL_OCCURRED, COL_SIGNATURE, COL_VERDICT, COL_REASON, COL_RECORD, COL_MAPPING, COL_DUPLICATE_OF,
+ COL_REPLAY_OF) = range(len(DELIVERY_COLUMNS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,7 @@ def prepare(adapter: Any, conversions: Codec, batch: list[Capture]) -> list[Any]
     occurred_datetime = memoised(to_datetime)  # neighbouring events share their second
     sha256, sensitive = hashlib.sha256, _has_sensitive_headers
     parse, map_event = adapter.parse, adapter.map
-    prepared = []
+    prepared: list[Any] = []
     append = prepared.append
     for capture in batch:
         body = capture.body

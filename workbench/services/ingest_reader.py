@@ -13,7 +13,7 @@ import pickle
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ READER_PROCESS_ENV = "WORKBENCH_INGEST_READER"
 
 
 def prepared_batches(captures: Iterable[Capture], adapter: Any, conversions: Codec,
-                      size: int) -> Iterator[list[Any]]:
+                      size: int) -> Generator[list[Any], None, None]:
     """Prepared batches, in order: from a reader process when `captures` is a capture file
     (and this process can fork safely), else prepared here."""
     reader = _forkable_reader(captures)
@@ -81,7 +81,7 @@ def _prepared_by_reader_process(reader: CaptureReader, adapter: Any, conversions
                 raise RuntimeError("the ingest reader process ended unexpectedly") from None
             kind, payload = message[:1], memoryview(message)[1:]
             if kind == _BATCH:
-                yield _unship(payload)
+                yield _unship(payload.tobytes())
             elif kind == _PICKLED_BATCH:
                 yield pickle.loads(payload)
             elif kind == _DONE:
@@ -150,7 +150,7 @@ def _reader_main(reader: CaptureReader, adapter: Any, conversions: Codec, size: 
             del message
             between_batches()
         outbox.put(_DONE + pickle.dumps(reader.bad_lines[bad_before:]))
-    except BaseException as exc:  # noqa: BLE001 -- reported to the ingesting process
+    except BaseException as exc:  # reported to the ingesting process
         try:
             error = pickle.dumps(exc)
             pickle.loads(error)
@@ -210,7 +210,7 @@ def _ship(prepared: list[Any]) -> bytes:
 def _unship(payload: bytes) -> list[Any]:
     times: dict[str, datetime] = {}
     statuses = _STATUSES
-    prepared = []
+    prepared: list[Any] = []
     append = prepared.append
     for head, result, event_time in marshal.loads(payload):
         tag = result[0]

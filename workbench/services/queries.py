@@ -3,7 +3,7 @@ see them. Streaming where a list can be large."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -65,7 +65,7 @@ def _records_pages(ctx: ServiceContext, connection_id: str | None, status: str |
         last = rows[-1].id
 
 
-def _group_refs(rows: list[Any], names: dict[str, str]) -> Iterator[dict[str, Any]]:
+def _group_refs(rows: Sequence[Any], names: dict[str, str]) -> Iterator[dict[str, Any]]:
     # Rows arrive ordered by record ID, one per reference; plain tuple unpacking keeps this
     # loop cheap enough for `records --json` over hundreds of thousands of records.
     current: dict[str, Any] | None = None
@@ -82,7 +82,7 @@ def _group_refs(rows: list[Any], names: dict[str, str]) -> Iterator[dict[str, An
         yield current
 
 
-def _connection_rows(ctx: ServiceContext) -> list[Any]:
+def _connection_rows(ctx: ServiceContext) -> Sequence[Any]:
     with reading(ctx.engine) as conn:
         return conn.execute(select(connections.c.id, connections.c.name)).all()
 

@@ -8,7 +8,7 @@ Running it twice changes nothing the second time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,8 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from store.database import reading, writing
-from store.models import Connection as ConnectionRow
-from store.models import Delivery, ProviderRef, Record, Transition
+from store.models import Connection as ConnectionRow, Delivery, ProviderRef, Record, Transition
 from workbench.domain.belief import Apply, decide, event_key
 from workbench.domain.canonical import Belief, BoundaryProblem, Cause, MappedEvent, NotCovered
 
@@ -85,7 +84,7 @@ def replay(ctx: ServiceContext, *, connection: str | None = None, record: str | 
     return report
 
 
-def _record_chunks(ctx: ServiceContext, connection_id: str | None, record: str | None) -> Iterator[list[Any]]:
+def _record_chunks(ctx: ServiceContext, connection_id: str | None, record: str | None) -> Iterator[Sequence[Any]]:
     if record:
         with reading(ctx.engine) as conn:
             record_id = resolve_record_id(conn, record, connection_id)
@@ -109,7 +108,7 @@ def _record_query() -> Any:
             .join(connections, connections.c.id == records.c.connection_id))
 
 
-def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: list[Any], dry_run: bool) -> list[ReplayChange]:
+def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: Sequence[Any], dry_run: bool) -> list[ReplayChange]:
     ids = [row.id for row in rows]
     by_record: dict[str, list[Any]] = {record_id: [] for record_id in ids}
     # Originals only: duplicates and replayed copies repeat an original's bytes.

@@ -3,6 +3,7 @@ attempt and audit entry, merged in time order. A product feature, not debug outp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,8 +12,18 @@ import orjson
 from sqlalchemy import Connection, select
 
 from store.database import reading
-from store.models import (Attempt, AuditEntry, Command, Connection as ConnectionRow, Delivery, Failure,
-                          FailureNote, ProviderRef, Record, Transition)
+from store.models import (
+    Attempt,
+    AuditEntry,
+    Command,
+    Connection as ConnectionRow,
+    Delivery,
+    Failure,
+    FailureNote,
+    ProviderRef,
+    Record,
+    Transition,
+)
 from workbench.domain.canonical import Cause
 from workbench.domain.redaction import redact, redact_text
 
@@ -72,7 +83,7 @@ def resolve_record_id(conn: Connection, ref: str, connection_id: str | None = No
         raise NotFound(f"no record with internal or external ID {ref!r}{where}")
     if len(set(matches)) > 1:
         raise NotFound(f"external ID {ref!r} names {len(set(matches))} records; use an internal ID")
-    return matches[0]
+    return str(matches[0])
 
 
 def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) -> Timeline:
@@ -137,7 +148,7 @@ def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) ->
     return Timeline(record, entries)
 
 
-def _delivery_rows(conn: Connection, record_id: str, limit: int | None) -> list[Any]:
+def _delivery_rows(conn: Connection, record_id: str, limit: int | None) -> Sequence[Any]:
     columns = [c for c in deliveries.c if c.name != "body"]
     mine = deliveries.c.record_id == record_id
     if limit is None:

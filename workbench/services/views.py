@@ -10,8 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, literal, select, tuple_
-from sqlalchemy import Connection as DbConnection
+from sqlalchemy import ColumnElement, Connection as DbConnection, and_, func, literal, select, tuple_
 
 from store.database import reading
 from store.models import Connection, Delivery, ProviderRef, Record
@@ -216,7 +215,7 @@ def _position(row: Any, order: str) -> tuple[str, ...]:
     return (row.id,)
 
 
-def _prefix(column: Any, prefix: str, dialect: str) -> ColumnElement[bool]:
+def _prefix(column: ColumnElement[str], prefix: str, dialect: str) -> ColumnElement[bool]:
     """`column` starts with `prefix`, in a form the dialect serves from a B-tree index."""
     if dialect == "sqlite":
         # SQLite's LIKE is case-insensitive and skips the index; a BINARY range does not.
@@ -254,8 +253,9 @@ def _filters(conn: DbConnection, flt: RecordFilter, *, use_status_index: bool) -
     # row by row along the page order instead of driving the query (and sorting every match).
     hide = dialect == "sqlite" and not use_status_index
 
-    def eq(column: Any, value: str) -> ColumnElement[bool]:
-        return (column.concat("") if hide else column) == value
+    def eq(column: ColumnElement[str], value: str) -> ColumnElement[bool]:
+        target = column.concat("") if hide else column
+        return target == value
 
     conditions: list[ColumnElement[bool]] = []
     if flt.record_prefix:

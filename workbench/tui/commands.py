@@ -19,7 +19,7 @@ Command = tuple[str, Callable[[], object], str]
 
 class WorkbenchCommands(Provider):
     def _commands(self) -> list[Command]:
-        app: WorkbenchApp = self.app  # type: ignore[assignment]
+        app: WorkbenchApp = self.app  # type: ignore[assignment]  # Provider.app is typed App; ours is this app
         commands: list[Command] = [
             (f"Go to {title}", partial(app.go_to, mode), f"open the {title} screen")
             for mode, title in app.MODE_TITLES.items()

@@ -66,7 +66,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
 
     @property
     def wb(self) -> WorkbenchApp:
-        return self.app  # type: ignore[return-value]
+        return self.app  # type: ignore[return-value]  # Screen.app is typed App; every screen runs in ours
 
     @property
     def ctx(self) -> ServiceContext:

@@ -70,7 +70,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         prompt = self.query_one(Input)
-        prompt.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]
+        prompt.cursor_blink = self.app.cursor_blink  # type: ignore[attr-defined]  # WorkbenchApp sets it; tests turn it off
         prompt.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -69,7 +69,7 @@ The panel below the table breaks the open failures down by category."""
         # The first load takes what the app started fetching while it started up.
         prefetched, self.wb.prefetched = self.wb.prefetched, None
         if prefetched is not None:
-            return prefetched.result()  # type: ignore[no-any-return]
+            return prefetched.result()
         return self.load_health(self.ctx)
 
     def show(self, data: list[ConnectionHealth]) -> None:

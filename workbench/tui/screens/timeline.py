@@ -90,7 +90,7 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
             self.reload()
         self._timeline = loaded
         self.record = record = loaded.record
-        refs = ", ".join(str(ref["external_id"]) for ref in record["provider_refs"]) or "-"  # type: ignore[index, union-attr]
+        refs = ", ".join(str(ref["external_id"]) for ref in record["provider_refs"]) or "-"
         updated = short_time(datetime.fromisoformat(str(record["updated_at"])))
         self.query_one("#timeline-record", Static).update(
             f"[b]{escape(str(record['id']))}[/b] · {escape(str(record['connection']))} · "
@@ -181,7 +181,7 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
         from workbench.services.triage import FailureGroup  # triage's imports only when used
 
         detail = entry.detail
-        group = FailureGroup(detail["category"], self.record["connection"], detail["fingerprint"], 1,
+        group = FailureGroup(detail["category"], str(self.record["connection"]), detail["fingerprint"], 1,
                              entry.summary, entry.at, entry.at)
         self.wb.open_group(group, str(self.record["id"]))
 
