@@ -32,6 +32,9 @@ class ServiceContext:
     clock: Callable[[], datetime] = utc_now
     ids: IdFactory = default_ids
     actor: str = field(default_factory=default_actor)
+    # The store could only be opened for reading (a read-only file or directory): faces show
+    # it and offer no writes; a write reaching the store anyway fails with a one-line error.
+    read_only: bool = False
 
     def as_actor(self, actor: str) -> ServiceContext:
         return replace(self, actor=actor)
