@@ -19,7 +19,6 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select, text
 
-import workbench.cli.commands  # noqa: F401  registers the subcommands
 from store.database import open_store, reading, writing
 from store.models import Base
 from tests.support import T0, capture_line, pi_event

@@ -4,6 +4,7 @@ upgraded says so in one line, and the portable column types behave alike on both
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,7 +13,6 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-import workbench.cli.commands  # noqa: F401  registers the subcommands
 from store.database import StoreError, current_revision, head_revision, open_store, reading, upgrade, writing
 from store.models import AuditHead, Base, Connection, Delivery
 from tests.support import T0, add_stripe, capture, pi_event
@@ -54,24 +54,25 @@ def test_db_upgrade_command_twice_never_shows_the_password(db_url):
 
 
 def test_a_store_that_is_not_upgraded(db_url):
-    """The embedded SQLite store upgrades itself; a shared PostgreSQL store is only upgraded by
-    `workbench db upgrade`, and anything else says so in one line."""
+    """A store is only created on purpose (`db upgrade`, `demo`); a shared PostgreSQL store is
+    only upgraded by `workbench db upgrade`; anything else says so in one line."""
     result = CliRunner().invoke(cli, ["--db", with_password(db_url), "records", "--json"])
     assert "hunter2" not in result.output
-    if db_url.startswith("sqlite"):
-        assert result.exit_code == 0 and result.stdout == "[]\n"
-        return
     assert result.exit_code == 1 and result.stdout == ""
     [line] = result.stderr.splitlines()
-    assert line.startswith("error: ") and "is not at the current schema; run `workbench db upgrade`" in line
-    with pytest.raises(StoreError, match="workbench db upgrade"):
-        open_store(db_url)
-    # nothing was created by the refusal
-    probe = create_engine(db_url)
-    try:
-        assert inspect(probe).get_table_names() == []
-    finally:
-        probe.dispose()
+    if db_url.startswith("sqlite"):
+        assert line.startswith("error: no store at sqlite:///") and "yet" in line
+        assert "`workbench demo`" in line and "`workbench db upgrade`" in line
+        assert not Path(db_url.removeprefix("sqlite:///")).exists()  # the refusal created nothing
+    else:
+        assert line.startswith("error: ") and "is not at the current schema; run `workbench db upgrade`" in line
+        with pytest.raises(StoreError, match="workbench db upgrade"):
+            open_store(db_url)
+        probe = create_engine(db_url)
+        try:
+            assert inspect(probe).get_table_names() == []  # nothing was created by the refusal
+        finally:
+            probe.dispose()
     assert CliRunner().invoke(cli, ["--db", db_url, "db", "upgrade"]).exit_code == 0
     assert CliRunner().invoke(cli, ["--db", db_url, "records", "--json"]).stdout == "[]\n"
 
@@ -80,9 +81,13 @@ def test_an_unreachable_store_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["--db", "postgresql+psycopg://nobody@127.0.0.1:1/none", "records"])
     assert result.exit_code == 1 and result.stdout == ""
     [line] = result.stderr.splitlines()
-    assert line.startswith("error: cannot open store:")
-    bad = CliRunner().invoke(cli, ["--db", "not a url", "records"])
-    assert bad.exit_code == 1 and len(bad.stderr.splitlines()) == 1
+    assert line.startswith("error: cannot connect to the store at postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert "refused" in line and "check that it is running" in line
+    for url in ("not a url", "nosuchdb://x/y"):
+        bad = CliRunner().invoke(cli, ["--db", url, "records"])
+        assert bad.exit_code == 1 and bad.stdout == ""
+        [line] = bad.stderr.splitlines()
+        assert line.startswith("error: cannot open store: --db is not a database URL")
 
 
 def test_times_come_back_aware_utc_and_json_round_trips(ctx):

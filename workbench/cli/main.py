@@ -8,76 +8,45 @@ Exit status: 0 ok, 1 error (nothing written), 2 usage, 3 partial (some input lin
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from store.database import StoreError, open_store
-from workbench.services.context import ServiceContext
-from workbench.services.errors import ServiceError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_ERROR = 1
-EXIT_PARTIAL = 3
-EXIT_AUDIT_BROKEN = 4
+from . import connection_commands, failure_commands, history_commands, ingest_command, list_commands, store_commands
+from .support import EXIT_USAGE, State, guarded
 
 
-class State:
-    """Opens the store only when a command needs it (so --help never touches a database)."""
+class WorkbenchGroup(click.Group):
+    """The top-level group: every command's errors are reported the same way, once."""
 
-    def __init__(self, db: str | None) -> None:
-        self.db = db
-        self._ctx: ServiceContext | None = None
-
-    @property
-    def ctx(self) -> ServiceContext:
-        if self._ctx is None:
-            self._ctx = ServiceContext(engine=open_store(self.db))
-        return self._ctx
+    def invoke(self, ctx: click.Context) -> Any:
+        return guarded(lambda: super(WorkbenchGroup, self).invoke(ctx), ctx.obj if isinstance(ctx.obj, State) else None)
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def handles_errors(func: F) -> F:
-    """Operator-facing errors become one line on stderr and a non-zero exit, never a traceback."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (ServiceError, StoreError) as exc:
-            fail(str(exc))
-        except BrokenPipeError:  # `workbench records --json | head`
-            sys.stderr.close()
-            sys.exit(0)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=WorkbenchGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", envvar="WORKBENCH_DB", metavar="URL",
               help="SQLAlchemy URL of the store (default: the embedded SQLite store; env WORKBENCH_DB).")
+@click.option("--verbose", "-v", is_flag=True,
+              help="On an error, also print the (redacted) traceback; env WORKBENCH_DEBUG=1 does the same.")
 @click.pass_context
-@handles_errors
-def cli(click_ctx: click.Context, db: str | None) -> None:
+def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
     """Integration workbench: with no command, opens the TUI."""
-    click_ctx.obj = State(db)
+    click_ctx.obj = State(db, verbose)
     if click_ctx.invoked_subcommand is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script or a pipe: no TUI to show
+            click.echo(click_ctx.get_help())
+            click_ctx.exit(EXIT_USAGE)
         from workbench.tui.app import run_tui  # the TUI's import cost only when it is wanted
 
         run_tui(click_ctx.obj.ctx)
 
 
+for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
+               history_commands):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
 def main() -> None:
-    from . import commands  # noqa: F401  registers the subcommands
-
     cli(prog_name="workbench")
-
-
-pass_state = click.make_pass_decorator(State)

@@ -1,26 +1,46 @@
-"""Printing for the CLI: JSON for scripts (streamed), aligned columns for people."""
+"""Printing for the CLI: JSON for scripts, aligned columns for people.
+
+A listing prints whole or not at all: JSON is spooled (in memory up to a few megabytes, then
+to a temporary file) and copied to stdout only once complete, so a store error half-way
+leaves no half array for a script to misread, and memory stays bounded."""
 
 from __future__ import annotations
 
+import shutil
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, Any
 
 import click
 import orjson
 
+SPOOL_IN_MEMORY = 8 << 20
+COPY_CHUNK = 1 << 20
+
+
+@contextmanager
+def spooled_stdout() -> Iterator[IO[bytes]]:
+    """A binary stream that reaches stdout only if the block completes."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        yield spool
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout.buffer, COPY_CHUNK)
+    sys.stdout.flush()
+
 
 def json_array(items: Iterable[dict[str, Any]]) -> None:
-    """Stream a JSON array without holding the whole list in memory."""
-    out = sys.stdout.buffer
-    out.write(b"[")
-    first = True
-    for item in items:
-        out.write(b"\n" if first else b",\n")
-        out.write(orjson.dumps(item))
-        first = False
-    out.write(b"\n]\n" if not first else b"]\n")
-    out.flush()
+    """A JSON array, one item per line, without holding the whole list in memory."""
+    dumps = orjson.dumps
+    with spooled_stdout() as out:
+        out.write(b"[")
+        first = True
+        for item in items:
+            out.write(b"\n" if first else b",\n")
+            out.write(dumps(item))
+            first = False
+        out.write(b"\n]\n" if not first else b"]\n")
 
 
 def json_value(value: Any) -> None:

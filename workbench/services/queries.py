@@ -11,9 +11,12 @@ from sqlalchemy import Select, select
 from store.database import reading
 from store.models import Connection, Delivery, Failure, ProviderRef, Record
 from workbench.domain.redaction import redact_text
+from workbench.domain.statuses import Status
+from workbench.domain.taxonomy import Category, TriageState
 
 from .connections import get_connection
 from .context import ServiceContext
+from .errors import InvalidArgument
 
 records = Record.__table__
 refs = ProviderRef.__table__
@@ -22,6 +25,17 @@ deliveries = Delivery.__table__
 failures = Failure.__table__
 
 STREAM_CHUNK = 5000
+# A failure state filter meaning "still in the error queue" (any state but resolved or ignored).
+UNRESOLVED = "unresolved"
+STATUSES = tuple(str(s) for s in Status)
+STATES = (*(str(s) for s in TriageState), UNRESOLVED)
+CATEGORIES = tuple(str(c) for c in Category)
+
+
+def _check(kind: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    """A filter value outside the domain's names would silently match nothing: refuse it."""
+    if value is not None and value not in allowed:
+        raise InvalidArgument(f"unknown {kind} {value!r}; expected one of {', '.join(allowed)}")
 
 
 def _iso(value: Any) -> str | None:
@@ -33,6 +47,7 @@ def iter_records(ctx: ServiceContext, *, connection: str | None = None, status: 
     """Every matching record with its provider references, in ID order, in keyset pages.
 
     An unknown connection raises here, before the first item (so nothing half-printed)."""
+    _check("record status", status, STATUSES)
     connection_id = get_connection(ctx, connection).id if connection else None
     return _records_pages(ctx, connection_id, status, chunk)
 
@@ -137,6 +152,11 @@ def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:
 def iter_failures(ctx: ServiceContext, *, state: str | None = None, category: str | None = None,
                   connection: str | None = None, fingerprint: str | None = None,
                   open_only: bool = False, chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
+    """Failures in ID order; `state` may be `unresolved` (the error queue: not resolved or ignored)."""
+    _check("failure state", state, STATES)
+    _check("failure category", category, CATEGORIES)
+    if state == UNRESOLVED:
+        state, open_only = None, True
     connection_id = get_connection(ctx, connection).id if connection else None
     return _failures_pages(ctx, connection_id, state, category, fingerprint, open_only, chunk)
 

@@ -1,0 +1,87 @@
+"""History: a record's timeline, replay through the current mapping, the audit trail."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from workbench.services import audit, replay as replay_service
+from workbench.services.timeline import load_timeline
+
+from .output import end_progress, json_value, progress_line, spooled_stdout
+from .support import EXIT_AUDIT_BROKEN, State, pass_state
+
+
+@click.command()
+@click.argument("record_ref", metavar="ID")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def timeline(state: State, record_ref: str, as_json: bool) -> None:
+    """The story of one record (internal or external ID), in time order."""
+    story = load_timeline(state.ctx, record_ref)
+    if as_json:
+        json_value(story.as_dict())
+        return
+    record = story.record
+    refs = ", ".join(f"{r['provider']}:{r['external_id']}" for r in record["provider_refs"])
+    click.echo(f"{record['id']}  {record['kind']} on {record['connection']}  [{record['status']} v{record['version']}]  {refs}")
+    for entry in story.entries:
+        click.echo(f"{entry.at.isoformat(sep=' ', timespec='seconds')}  {entry.kind:<10}  {entry.summary}")
+
+
+@click.command()
+@click.option("--connection", "connection_name")
+@click.option("--record", "record_ref")
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def replay(state: State, connection_name: str | None, record_ref: str | None, dry_run: bool, as_json: bool) -> None:
+    """Re-run stored raw events through the current mapping."""
+    report = replay_service.replay(state.ctx, connection=connection_name, record=record_ref, dry_run=dry_run,
+                                   progress=lambda n: progress_line(f"examined {n:,} records"))
+    end_progress()
+    if as_json:
+        json_value({"dry_run": dry_run, "examined": report.examined,
+                    "changes": [c.as_dict() for c in report.changes]})
+        return
+    verb = "would change" if dry_run else "changed"
+    for change in report.changes:
+        click.echo(f"{change.record_id} ({change.external_id}): {change.from_status} -> {change.to_status}"
+                   f"{' fields ' + ','.join(change.changed_fields) if change.changed_fields else ''}  why: {change.reason}")
+    click.echo(f"{report.examined} record(s) examined, {len(report.changes)} {verb}"
+               + (" (dry run: nothing written)" if dry_run else ""))
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit trail."""
+
+
+@audit_group.command("verify")
+@pass_state
+def audit_verify(state: State) -> None:
+    """Check the hash chain; names the first broken entry."""
+    result = audit.verify(state.ctx)
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} entries")
+        return
+    click.echo(f"audit chain broken at entry {result.broken_seq}: {result.problem}", err=True)
+    sys.exit(EXIT_AUDIT_BROKEN)
+
+
+@audit_group.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File (default: stdout).")
+@pass_state
+def audit_export(state: State, output: str | None) -> None:
+    """Write the trail as JSON lines (payloads redacted)."""
+    if output:
+        with open(output, "wb") as out:
+            count = audit.export(state.ctx, out)
+        click.echo(f"wrote {count} entries to {output}", err=True)
+    else:
+        with spooled_stdout() as out:  # whole trail or nothing: an error mid-way prints no partial file
+            audit.export(state.ctx, out)
+
+
+COMMANDS = (timeline, replay, audit_group)

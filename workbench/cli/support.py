@@ -1,0 +1,101 @@
+"""What every command shares: the lazily opened store, exit codes, and the one place where
+errors become one line on stderr (never a traceback, never a driver's message)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import click
+
+from workbench.domain.redaction import redact_text
+from workbench.services.context import ServiceContext, open_context
+from workbench.services.errors import InvalidArgument, ServiceError
+from workbench.services.store_admin import store_location
+from workbench.services.store_faults import explain
+
+T = TypeVar("T")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_AUDIT_BROKEN = 4
+
+DEBUG_ENV = "WORKBENCH_DEBUG"
+
+
+class State:
+    """Opens the store only when a command needs it (so --help never touches a database)."""
+
+    def __init__(self, db: str | None, verbose: bool = False) -> None:
+        self.db = db
+        self.verbose = verbose
+        self._ctx: ServiceContext | None = None
+
+    @property
+    def location(self) -> str:
+        return self._ctx.location if self._ctx is not None else store_location(self.db)
+
+    def context(self, *, create: bool = False) -> ServiceContext:
+        """The store's context; `create` only for the commands that make a store on purpose."""
+        if self._ctx is None:
+            self._ctx = open_context(self.db, create=create)
+        return self._ctx
+
+    @property
+    def ctx(self) -> ServiceContext:
+        return self.context()
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _verbose(state: State | None) -> bool:
+    return (state is not None and state.verbose) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _print_traceback(exc: BaseException) -> None:
+    # Engines hide statement parameters; redaction catches credentials in any other message.
+    text = "".join(traceback.format_exception(exc))
+    kept = [line for line in text.splitlines() if not line.lstrip().startswith("[parameters:")]
+    click.echo(redact_text("\n".join(kept)), err=True)
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """`workbench records --json | head`: the reader left; exit quietly, and keep Python's own
+    flush at exit from complaining about the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (tests)
+        pass
+    sys.exit(0)
+
+
+def guarded(call: Callable[[], T], state: State | None) -> T:
+    """Run a command; anything it raises becomes one line and an exit status."""
+    try:
+        return call()
+    except (click.exceptions.Exit, click.ClickException, click.Abort):
+        raise
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except Exception as exc:
+        if _verbose(state):
+            _print_traceback(exc)
+        if isinstance(exc, InvalidArgument):
+            fail(str(exc), EXIT_USAGE)
+        if isinstance(exc, ServiceError):
+            fail(str(exc))
+        explained = explain(exc, state.location if state is not None else store_location(None))
+        if explained is not None:
+            fail(str(explained))
+        fail(f"unexpected {type(exc).__name__} (a bug in the workbench); run with --verbose to see where")
