@@ -121,6 +121,15 @@ def loaded(store: str, tmp_path: Path) -> str:
 
 # -- db and connections ------------------------------------------------------------------------------
 
+def test_no_command_without_a_terminal_prints_help(tmp_path):
+    """`workbench` opens the TUI only on a terminal; from a script or a pipe it shows the help."""
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'none.db'}"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stdout.startswith("Usage: ") and "records" in result.stdout and "db" in result.stdout
+    assert not (tmp_path / "none.db").exists()
+
+
+
 def test_db_upgrade_twice_is_fine(db_url):
     for _ in range(2):
         result = wb(db_url, "db", "upgrade")
@@ -319,6 +328,59 @@ def test_failures_json_and_groups(loaded):
     assert shown["id"] == validation["id"] and shown["policy"]["reviewer"] == "operator"
 
 
+@pytest.mark.parametrize("args, option", [
+    (("records", "--status", "bogus"), "--status"),
+    (("failures", "--state", "opn"), "--state"),
+    (("failures", "--category", "nope"), "--category"),
+])
+def test_filter_values_are_checked(loaded, args, option):
+    result = wb(loaded, *args, "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert option in result.stderr and args[-1] in result.stderr and "Traceback" not in result.stderr
+
+
+def test_filter_values_are_checked_by_the_service_too(loaded):
+    """The TUI and other callers get the same refusal as the command line."""
+    from workbench.services import queries
+    from workbench.services.context import open_context
+    from workbench.services.errors import InvalidArgument
+
+    ctx = open_context(loaded)
+    try:
+        for call in (lambda: queries.iter_records(ctx, status="bogus"),
+                     lambda: queries.iter_failures(ctx, state="opn"),
+                     lambda: queries.iter_failures(ctx, category="nope")):
+            with pytest.raises(InvalidArgument, match="expected one of"):
+                call()
+    finally:
+        ctx.engine.dispose()
+
+
+def test_unresolved_means_every_failure_still_in_the_queue(loaded):
+    [rejected, *_] = js(wb(loaded, "failures", "--json"))
+    assert wb(loaded, "failures", "resolve", rejected["id"], "--note", "done").exit_code == 0
+    unresolved = js(wb(loaded, "failures", "--state", "unresolved", "--json"))
+    assert len(unresolved) == 2 and rejected["id"] not in {f["id"] for f in unresolved}
+    assert unresolved == [f for f in js(wb(loaded, "failures", "--json")) if f["state"] not in ("resolved", "ignored")]
+
+
+@pytest.mark.parametrize("name", ["", "-dash-first", ".hidden", "a b", "a/b", "x" * 65, "naïve", "evil\x1b[31m",
+                                  "semi;colon"])
+def test_connection_names_follow_the_rule(store, name):
+    before = counts(store)
+    result = wb(store, "connection", "add", "--provider", "stripe", "--", name)
+    assert result.exit_code == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: connection name ") and "1-64 letters, digits, '.', '_' or '-'" in line
+    assert "\x1b" not in result.stderr  # shown escaped, never sent to the terminal
+    assert counts(store) == before
+
+
+def test_connection_names_at_the_limits_are_fine(store):
+    for name in ("a", "9", "A.b_c-d", "x" * 64):
+        assert wb(store, "connection", "add", name, "--provider", "stripe").exit_code == 0, name
+
+
 # -- triage ------------------------------------------------------------------------------------------
 
 def _failure(db_url: str, category: str) -> dict[str, Any]:
@@ -491,6 +553,17 @@ def test_demo_on_a_small_store_shows_every_failure_category_and_stuck_records(db
     assert any(f["assignee"] == "maria.ops" for f in failures)
     assert any(c["paused"] for c in js(wb(db_url, "connection", "list", "--json")))
     assert wb(db_url, "audit", "verify").exit_code == 0
+    # the summary's counts are the ones `failures --state` finds, in its names
+    [by_state] = [line for line in result.stdout.splitlines() if line.startswith("failures: ")]
+    printed = dict(reversed(part.split(" ")) for part in by_state.removeprefix("failures: ").split(" (")[0].split(", "))
+    for state, count in printed.items():
+        assert len(js(wb(db_url, "failures", "--state", state, "--json"))) == int(count)
+    unresolved = js(wb(db_url, "failures", "--state", "unresolved", "--json"))
+    assert f"({len(unresolved)} unresolved: `workbench failures --state unresolved`)" in by_state
+    assert {f["state"] for f in unresolved} <= {"open", "retrying", "needs_review"}
+    assert len(unresolved) == sum(int(printed.get(s, 0)) for s in ("open", "retrying", "needs_review"))
+    [by_category] = [line for line in result.stdout.splitlines() if line.startswith("unresolved failures by")]
+    assert sum(int(part.split(" ")[0]) for part in by_category.split(": ")[1].split(", ")) == len(unresolved)
     again = wb(db_url, "demo", "--if-empty")
     assert again.exit_code == 0 and "already has data" in again.stdout
     one_line_error(wb(db_url, "demo", "--records", "10"), "already")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from workbench.domain.taxonomy import TriageState
 from workbench.services.store_admin import upgrade_store
 
 from .output import end_progress, progress_line
@@ -47,7 +48,11 @@ def demo(state: State, records_total: int, deliveries_total: int | None, open_fa
     click.echo(f"records: {summary.records:,}")
     click.echo("deliveries: " + ", ".join(f"{v} {k}" for k, v in sorted(summary.deliveries.items())))
     click.echo(f"commands: {summary.commands:,}")
-    click.echo("open failures: " + ", ".join(f"{v} {k}" for k, v in sorted(summary.open_failures.items())))
+    by_state = summary.failures_by_state
+    click.echo("failures: " + ", ".join(f"{by_state[s]} {s}" for s in map(str, TriageState) if by_state[s])
+               + f" ({sum(summary.open_failures.values())} unresolved: `workbench failures --state unresolved`)")
+    click.echo("unresolved failures by category: "
+               + ", ".join(f"{v} {k}" for k, v in sorted(summary.open_failures.items())))
 
 
 COMMANDS = (db, demo)

@@ -3,6 +3,7 @@ and audited."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,15 @@ from store.models import Connection, ConnectionVersion
 
 from . import audit
 from .context import ServiceContext
-from .errors import NotFound, ServiceError
+from .errors import InvalidArgument, NotFound, ServiceError
 
 connections = Connection.__table__
 versions = ConnectionVersion.__table__
 
 ENVIRONMENTS = ("sandbox", "live")
+# Names go into commands, file names and logs: short, and nothing a shell or a terminal reads.
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,9 @@ def _info(row: Any) -> ConnectionInfo:
 
 def add_connection(ctx: ServiceContext, name: str, provider: str, environment: str = "sandbox",
                    reason: str | None = None) -> ConnectionInfo:
-    if not name.strip():
-        raise ServiceError("a connection needs a name")
+    if not VALID_NAME.fullmatch(name):
+        shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "..."  # repr: control characters escaped
+        raise InvalidArgument(f"connection name {shown} is not allowed: use {NAME_RULE}")
     if environment not in ENVIRONMENTS:
         raise ServiceError(f"environment must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}")
     try:

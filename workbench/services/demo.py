@@ -53,7 +53,11 @@ class DemoSummary:
     records: int = 0
     deliveries: Counter[str] = field(default_factory=Counter)
     commands: int = 0
+    # Unresolved failures (every state but resolved and ignored: `failures --state unresolved`)
+    # by category.
     open_failures: Counter[str] = field(default_factory=Counter)
+    # Every failure by triage state, in the names `failures --state` takes.
+    failures_by_state: Counter[str] = field(default_factory=Counter)
 
 
 def has_data(ctx: ServiceContext) -> bool:
@@ -96,6 +100,8 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
         summary.open_failures.update(dict(conn.execute(
             select(failures.c.category, func.count()).where(failures.c.state.in_(OPEN_STATES))
             .group_by(failures.c.category)).all()))
+        summary.failures_by_state.update(dict(conn.execute(
+            select(failures.c.state, func.count()).group_by(failures.c.state)).all()))
     return summary
 
 
