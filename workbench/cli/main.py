@@ -20,7 +20,7 @@ class WorkbenchGroup(click.Group):
     """The top-level group: every command's errors are reported the same way, once."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        return guarded(lambda: super(WorkbenchGroup, self).invoke(ctx), ctx.obj if isinstance(ctx.obj, State) else None)
+        return guarded(lambda: super(WorkbenchGroup, self).invoke(ctx), ctx)
 
 
 @click.group(cls=WorkbenchGroup, invoke_without_command=True,

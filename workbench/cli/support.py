@@ -80,7 +80,7 @@ def _quiet_broken_pipe() -> NoReturn:
     sys.exit(0)
 
 
-def guarded(call: Callable[[], T], state: State | None) -> T:
+def guarded(call: Callable[[], T], click_ctx: click.Context) -> T:
     """Run a command; anything it raises becomes one line and an exit status."""
     try:
         return call()
@@ -89,6 +89,7 @@ def guarded(call: Callable[[], T], state: State | None) -> T:
     except BrokenPipeError:
         _quiet_broken_pipe()
     except Exception as exc:
+        state = click_ctx.obj if isinstance(click_ctx.obj, State) else None  # set once the group ran
         if _verbose(state):
             _print_traceback(exc)
         if isinstance(exc, InvalidArgument):
