@@ -381,6 +381,43 @@ def test_connection_names_at_the_limits_are_fine(store):
         assert wb(store, "connection", "add", name, "--provider", "stripe").exit_code == 0, name
 
 
+def test_a_listing_that_fails_half_way_prints_nothing(loaded, monkeypatch):
+    """A store error after the first page: no half array on stdout, one line on stderr."""
+    from workbench.services import queries
+
+    real = queries.iter_records
+
+    def failing_after_the_first_page(ctx: Any, **filters: Any) -> Any:
+        for n, item in enumerate(real(ctx, chunk=1, **filters)):  # one record per page (and transaction)
+            yield item
+            if n == 0:  # between pages, the table goes away under the listing
+                with writing(ctx.engine) as conn:
+                    conn.execute(text("ALTER TABLE records RENAME TO records_gone"))
+
+    monkeypatch.setattr(queries, "iter_records", failing_after_the_first_page)
+    one_line_error(wb(loaded, "records", "--json"), "has no table 'records'")
+
+
+def test_a_bug_is_one_line_and_verbose_shows_the_redacted_traceback(store, monkeypatch):
+    from workbench.services import connections
+
+    def broken(ctx: Any) -> Any:
+        raise KeyError("leaked sk_live_CANARY0123456 in a message")
+
+    monkeypatch.setattr(connections, "list_connections", broken)
+    result = wb(store, "connection", "list")
+    one_line_error(result, "unexpected KeyError", "run with --verbose")
+    assert "CANARY" not in result.output
+    for verbose in (["--verbose"], ["-v"]):
+        shown = wb(store, *verbose, "connection", "list")
+        assert shown.exit_code == 1 and shown.stdout == ""
+        assert "Traceback" in shown.stderr and "in broken" in shown.stderr and "[redacted]" in shown.stderr
+        assert "CANARY" not in shown.stderr
+        assert shown.stderr.splitlines()[-1].startswith("error: unexpected KeyError")
+    monkeypatch.setenv("WORKBENCH_DEBUG", "1")
+    assert "Traceback" in wb(store, "connection", "list").stderr
+
+
 # -- triage ------------------------------------------------------------------------------------------
 
 def _failure(db_url: str, category: str) -> dict[str, Any]:

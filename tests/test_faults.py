@@ -130,6 +130,7 @@ def test_a_read_only_store_can_be_read_and_refuses_writes_in_one_line(store, wha
         path.parent.chmod(0o555)
     with read_only(path, directory_too=what != "file") if what != "directory" else _restore_dir(path):
         as_user = {"prefix": AS_ORDINARY_USER}
+        assert opened_read_only(store, AS_ORDINARY_USER)  # what the TUI shows its banner from
         assert ok(run(store, "records", "--json", **as_user)) == listed
         assert "evt_2" in ok(run(store, "events", "--json", **as_user))
         assert "pi_1" in ok(run(store, "timeline", "pi_1", **as_user))
@@ -138,6 +139,16 @@ def test_a_read_only_store_can_be_read_and_refuses_writes_in_one_line(store, wha
                       ["connection", "pause", "acme", "--reason", "incident"]):
             clean_failure(run(store, *write, **as_user), f"the store at {store} is read-only:")
     intact(store, before)
+    assert not opened_read_only(store, AS_ORDINARY_USER)
+
+
+PROBE_READ_ONLY = "import sys; from workbench.services.context import open_context; print(open_context(sys.argv[1]).read_only)"
+
+
+def opened_read_only(db_url: str, prefix: list[str]) -> bool:
+    probe = subprocess.run([*prefix, sys.executable, "-c", PROBE_READ_ONLY, db_url], capture_output=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr.decode()
+    return probe.stdout == b"True\n"
 
 
 @contextmanager
