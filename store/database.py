@@ -76,7 +76,8 @@ def display_url(url: str) -> str:
 
 
 def busy_timeout_ms() -> int:
-    """How long a SQLite writer waits for another's lock (WORKBENCH_BUSY_TIMEOUT_MS)."""
+    """How long a writer waits for another's lock (WORKBENCH_BUSY_TIMEOUT_MS; on PostgreSQL
+    only when set: its lock_timeout)."""
     raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
     if not raw:
         return DEFAULT_BUSY_TIMEOUT_MS
@@ -167,7 +168,10 @@ def make_engine(url: str, *, access: SqliteAccess = "rw") -> Engine:
     parsed = make_url(url)
     # Error messages name the statement but never its parameters (raw headers and bodies).
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        # PostgreSQL waits for locks indefinitely unless the operator set a limit.
+        server_options = ({"connect_args": {"options": f"-c lock_timeout={busy_timeout_ms()}"}}
+                          if parsed.get_backend_name() == "postgresql" and os.environ.get(BUSY_TIMEOUT_ENV) else {})
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, **server_options)
     read_only = access != "rw"
     database = parsed.database
     target: str | URL = url

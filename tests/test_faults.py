@@ -191,6 +191,23 @@ def test_a_write_lock_held_by_another_process(store):
     ok(run(store, "connection", "add", "globex", "--provider", "stripe"))  # the lock is gone: it works
 
 
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_row_lock_held_by_another_session(store):
+    """On PostgreSQL, WORKBENCH_BUSY_TIMEOUT_MS (when set) is the sessions' lock_timeout."""
+    before = counts(store)
+    engine = create_engine(store)
+    try:
+        with engine.connect() as holder, holder.begin():
+            holder.execute(text("SELECT * FROM audit_head FOR UPDATE"))  # what every audited write takes
+            clean_failure(run(store, "connection", "add", "globex", "--provider", "stripe",
+                              env={"WORKBENCH_BUSY_TIMEOUT_MS": "300"}),
+                          "is locked by another session", "try again")
+            assert "pi_1" in ok(run(store, "records", "--json"))  # readers are not blocked
+    finally:
+        engine.dispose()
+    intact(store, before)
+
+
 @sqlite_only
 def test_a_bad_busy_timeout_is_a_one_line_error(store):
     clean_failure(run(store, "records", env={"WORKBENCH_BUSY_TIMEOUT_MS": "soon"}),
