@@ -398,6 +398,14 @@ def test_a_listing_that_fails_half_way_prints_nothing(loaded, monkeypatch):
     one_line_error(wb(loaded, "records", "--json"), "has no table 'records'")
 
 
+def test_hostile_ids_and_file_names_stay_one_line(store, tmp_path):
+    for args in (["timeline", "pi\n\x1b[31mred"], ["ingest", "acme", str(tmp_path / "no\nsuch\x1b[2J")],
+                 ["failures", "show", "fail\r\nerror: forged"]):
+        result = wb(store, *args)
+        one_line_error(result)
+        assert "\x1b" not in result.stderr and "\r" not in result.stderr
+
+
 def test_a_bug_is_one_line_and_verbose_shows_the_redacted_traceback(store, monkeypatch):
     from workbench.services import connections
 

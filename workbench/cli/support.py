@@ -53,8 +53,13 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+# Control characters in an error (from a hostile ID or file name) are shown escaped: the
+# message stays one line and sends nothing to the terminal.
+_ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {message.translate(_ESCAPE_CONTROLS)}", err=True)
     sys.exit(code)
 
 
