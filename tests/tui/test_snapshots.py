@@ -100,16 +100,18 @@ async def help_screen(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext)
 
 
 async def palette(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext) -> None:
-    from textual.command import CommandList
+    from textual.command import CommandList, CommandPalette
 
     await pilot.press("ctrl+p", *"go to")
-    # The palette searches in a task: wait until its list has stopped changing.
-    seen: list[int] = []
-    for _ in range(40):
-        await pilot.pause(0.05)
-        seen.append(app.screen.query_one(CommandList).option_count)
-        if len(seen) >= 4 and seen[-1] > 0 and len(set(seen[-4:])) == 1:
-            break
+    # pilot.press returns once the palette has handled the last key, so its search for the
+    # whole text is under way in a worker: wait for that worker, then for the list it filled.
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    palette = app.screen
+    assert isinstance(palette, CommandPalette)
+    commands = palette.query_one(CommandList)
+    shown = [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]
+    assert shown == [f"Go to {title}" for title in app.MODE_TITLES.values()]
 
 
 SCREENS: dict[str, Step] = {
