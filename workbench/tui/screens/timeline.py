@@ -26,6 +26,9 @@ COLUMNS = [
     Column("ID", 20, cut="middle", drop_below=120),
 ]
 
+# The first load reads only this many of the newest entries, so a record with 10,000 paints at once.
+FIRST_WINDOW = 300
+
 KIND_TONES = {"transition": "accent", "failure": "error", "note": "dim", "audit": "dim", "command": "ok",
               "attempt": "ok"}
 
@@ -76,15 +79,13 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
         return self._whole
 
     def fetch(self, whole: bool) -> tuple[bool, Timeline]:
-        if whole:
-            return True, timeline.load_timeline(self.ctx, self.record_ref)
-        return False, views.timeline_window(self.ctx, self.record_ref)
+        return whole, timeline.load_timeline(self.ctx, self.record_ref, limit=None if whole else FIRST_WINDOW)
 
     def show(self, data: tuple[bool, Timeline]) -> None:
         whole, loaded = data
         first = self._timeline is None
         # A full window may not be everything: read the whole timeline next (and from then on).
-        self._partial = not whole and len(loaded.entries) >= views.TIMELINE_WINDOW
+        self._partial = not whole and len(loaded.entries) >= FIRST_WINDOW
         self._whole = True
         if self._partial:
             self.reload()
