@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
 from textual.widgets import Static
 
 from workbench.services import connections, health
@@ -14,8 +13,8 @@ from workbench.services.health import ConnectionHealth
 
 from ..formatting import age, count, short_time
 from ..widgets import Column, Row, VirtualTable
-from .base import WorkbenchScreen
 from .dialogs import PromptScreen
+from .table_screen import TableScreen
 
 COLUMNS = [
     Column("Connection", None, min_width=12),
@@ -34,8 +33,11 @@ def by_category(item: ConnectionHealth) -> str:
     return ", ".join(f"{category} {count(n)}" for category, n in ordered) or "none"
 
 
-class ProvidersScreen(WorkbenchScreen[list[ConnectionHealth]]):
+class ProvidersScreen(TableScreen[list[ConnectionHealth]]):
     WHERE = "Providers"
+    NAME = "providers"
+    COLUMNS = COLUMNS
+    EMPTY = "no connections yet: add one with `workbench connection add`"
     HELP = """Every connection with its health at a glance.
 
 Last event: when the newest delivery arrived (age). Ev/h: deliveries in the hour up to the
@@ -49,17 +51,8 @@ The panel below the table breaks the open failures down by category."""
         Binding("p", "pause", "Pause/resume"),
     ]
 
-    def compose_body(self) -> ComposeResult:
-        yield VirtualTable(COLUMNS, empty="no connections yet: add one with `workbench connection add`",
-                           id="providers-table")
+    def compose_below(self) -> ComposeResult:
         yield Static("", id="providers-detail", classes="detail-panel")
-
-    def main_widget(self) -> Widget:
-        return self.query_one(VirtualTable)
-
-    def on_mount(self) -> None:
-        self.query_one(VirtualTable).focus()
-        super().on_mount()
 
     @staticmethod
     def load_health(ctx: ServiceContext) -> list[ConnectionHealth]:
@@ -82,7 +75,7 @@ The panel below the table breaks the open failures down by category."""
             last = age(item.lag(now)) if item.last_event_at else "never"
             rows.append(Row(item.name, (item.name, item.environment, last, count(item.events_last_hour), failures,
                                         review, state, by_category(item)), data=item))
-        table = self.query_one(VirtualTable)
+        table = self.table
         table.set_rows(rows)
         total = sum(item.open_failure_total for item in data)
         self.status.set_info(f"{len(data)} connection(s) · {count(total)} open failure(s)")
@@ -107,25 +100,21 @@ The panel below the table breaks the open failures down by category."""
             f"Records needing review: {count(item.needs_review)}"
         )
 
-    def _current(self) -> ConnectionHealth | None:
-        row = self.query_one(VirtualTable).current_row
-        return row.data if row is not None and isinstance(row.data, ConnectionHealth) else None
-
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
         self.action_records()
 
     def action_records(self) -> None:
-        item = self._current()  # Enter and the palette both land here
+        item = self.current(ConnectionHealth)  # Enter and the palette both land here
         if item is not None:
             self.wb.open_records(f"conn:{item.name}")
 
     def action_failures(self) -> None:
-        item = self._current()
+        item = self.current(ConnectionHealth)
         if item is not None:
             self.wb.open_errors(item.name)
 
     def action_pause(self) -> None:
-        item = self._current()
+        item = self.current(ConnectionHealth)
         if item is None:
             return
         verb = "Resume" if item.paused else "Pause"

@@ -43,6 +43,18 @@ class Row:
     data: object = field(default=None, compare=False)
 
 
+class TableMessage(Message):
+    """From a VirtualTable; `control` lets a handler pick its table by selector."""
+
+    def __init__(self, table: VirtualTable) -> None:
+        super().__init__()
+        self.table = table
+
+    @property
+    def control(self) -> VirtualTable:
+        return self.table
+
+
 @lru_cache(maxsize=256)
 def column_layout(columns: tuple[Column, ...], markable: bool, width: int) -> tuple[tuple[int, Column, int], ...]:
     """(column index, column, width) for the columns that fit `width`: asked for every line
@@ -76,37 +88,22 @@ class VirtualTable(CursorView):
         *(f"vtable--tone-{tone}" for tone in TONES),
     }
 
-    class Highlighted(Message):
+    class Highlighted(TableMessage):
         def __init__(self, table: VirtualTable, row: Row | None) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class Selected(Message):
+    class Selected(TableMessage):
         def __init__(self, table: VirtualTable, row: Row) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class Edge(Message):
+    class Edge(TableMessage):
         """The cursor tried to move past the first (-1) or last (+1) row: the screen may page."""
 
         def __init__(self, table: VirtualTable, direction: int) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.direction = direction
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
 
     def __init__(self, columns: Sequence[Column], *, markable: bool = False, empty: str = "nothing here",
                  name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
