@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import capture, make_context, pi_event
-from tests.tui.fixture_store import fill
+from tests.support import capture, pi_event
 from workbench.services import connections, queries
 from workbench.services.context import ServiceContext
 from workbench.services.errors import ServiceError
@@ -20,12 +19,6 @@ from workbench.services.views import (
     parse_record_filter,
     records_page,
 )
-
-
-@pytest.fixture
-def db_ctx(engine: Any) -> ServiceContext:
-    return fill(make_context(engine, deterministic=True))
-
 
 VOCABULARY = Vocabulary(frozenset({"completed", "needs_review"}), frozenset({"payment"}), {"acme": "con_1"})
 

@@ -12,9 +12,9 @@ from textual.widgets import Static
 from workbench.services import audit
 from workbench.services.audit import VerifyResult
 
+from ..errors import describe_error
 from ..formatting import clock_time, count
 from ..widgets import Column, Row, VirtualTable
-from .base import describe_error
 from .document import json_document
 from .table_screen import TableScreen
 

@@ -23,9 +23,9 @@ from workbench.services import queries, triage
 from workbench.services.context import ServiceContext
 from workbench.services.triage import FailureGroup, Progress, TriageResult
 
+from ..errors import describe_error
 from ..formatting import count
 from ..widgets import Column, Row, VirtualTable
-from .base import describe_error
 from .dialogs import ConfirmScreen, PromptScreen
 from .table_screen import TableScreen
 
@@ -82,6 +82,7 @@ class FailuresScreen(TableScreen[list[dict[str, Any]]]):
     COLUMNS = COLUMNS
     EMPTY = "no open failures left in this group"
     MARKABLE = True
+    WRITES = frozenset({"act"})
     HELP = """The open failures of one group. Space marks a failure, * marks all (or none); actions
 apply to the marked failures, or to the one under the cursor:
 
@@ -203,6 +204,8 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
 
     def action_act(self, name: str) -> None:
         action = ACTIONS[name]
+        if self.refused(action.verb):
+            return
         if self.running:
             self.notify(f"{self.running} is still running", severity="warning")
             return
@@ -266,7 +269,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
             return
         self.query_one("#action-progress").remove_class("-running")
         if result is None:
-            self.notify(error or "failed", title=f"{action.verb} failed", severity="error", markup=False)
+            self.notify(f"{action.verb} failed: {error}", severity="error", markup=False)
         else:
             self.table.clear_marks()
             self.notify(summarise(action, result), severity="warning" if result.skipped else "information",

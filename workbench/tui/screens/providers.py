@@ -11,6 +11,7 @@ from workbench.services import connections, health
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
 
+from ..errors import describe_error
 from ..formatting import age, count, short_time
 from ..widgets import Column, Row, VirtualTable
 from .dialogs import PromptScreen
@@ -38,6 +39,7 @@ class ProvidersScreen(TableScreen[list[ConnectionHealth]]):
     NAME = "providers"
     COLUMNS = COLUMNS
     EMPTY = "no connections yet: add one with `workbench connection add`"
+    WRITES = frozenset({"pause"})
     HELP = """Every connection with its health at a glance.
 
 Last event: when the newest delivery arrived (age). Ev/h: deliveries in the hour up to the
@@ -114,6 +116,8 @@ The panel below the table breaks the open failures down by category."""
             self.wb.open_errors(item.name)
 
     def action_pause(self) -> None:
+        if self.refused("Pause/resume"):
+            return
         item = self.current(ConnectionHealth)
         if item is None:
             return
@@ -131,8 +135,9 @@ The panel below the table breaks the open failures down by category."""
     def _set_paused(self, name: str, paused: bool, reason: str) -> None:
         try:
             connections.set_paused(self.ctx, name, paused, reason)
-        except Exception as exc:
-            self._post(self.notify, str(exc), severity="error", markup=False)
+        except Exception as exc:  # one line on screen; the app keeps running
+            verb = "Pause" if paused else "Resume"
+            self._post(self.notify, f"{verb} {name} failed: {describe_error(exc)}", severity="error", markup=False)
             return
         self._post(self.notify, f"{name} {'paused' if paused else 'resumed'}")
         self._post(self.reload)
