@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from tests.tui.conftest import make_app, notices, settle, type_text
 from workbench.services import audit, triage
@@ -131,3 +132,73 @@ def test_errors_other_than_the_stores_are_one_redacted_line() -> None:
     message = describe_error(ValueError("sk_live_abcdefghijklmnop\nsecond line"))
     assert message.startswith("unexpected ValueError: ") and "sk_live_abcdefghijklmnop" not in message
     assert "\n" not in message and "second line" not in message
+
+
+def store_error(engine: Engine, statement: str, *, first: str | None = None) -> BaseException:
+    """What the database really raises for `statement` (after `first`, in the same
+    transaction), through SQLAlchemy as the services see it."""
+    try:
+        with engine.begin() as conn:
+            if first:
+                conn.execute(text(first))
+            conn.execute(text(statement), {"canary": CANARY})
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"{statement!r} did not fail")
+
+
+def test_a_locked_sqlite_store_reads_as_busy(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = create_engine(f"sqlite:///{path}")
+    waiter = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+    with holder.connect() as conn:
+        conn.execute(text("CREATE TABLE notes (body TEXT)"))
+        conn.commit()
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # another process's write lock, held
+        message = describe_error(store_error(waiter, "INSERT INTO notes VALUES (:canary)"))
+        conn.rollback()
+    holder.dispose()
+    waiter.dispose()
+    assert message.startswith("the store is busy") and "try again" in message
+    assert_one_clean_line(message)
+
+
+def test_a_read_only_sqlite_store_reads_as_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    writable = create_engine(f"sqlite:///{path}")
+    with writable.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (body TEXT)"))
+    writable.dispose()
+    read_only = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    message = describe_error(store_error(read_only, "INSERT INTO notes VALUES (:canary)"))
+    read_only.dispose()
+    assert message.startswith("the store is read-only")
+    assert_one_clean_line(message)
+
+
+def test_a_damaged_sqlite_file_reads_as_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"this is not a database " * 512)
+    engine = create_engine(f"sqlite:///{path}")
+    message = describe_error(store_error(engine, "SELECT * FROM notes WHERE body = :canary"))
+    engine.dispose()
+    assert message.startswith("the store file is damaged")
+    assert_one_clean_line(message)
+
+
+def test_store_errors_read_the_same_on_each_backend(engine: Engine) -> None:
+    missing = describe_error(store_error(engine, "SELECT * FROM no_such_table WHERE x = :canary"))
+    assert missing.startswith("the store's schema is missing a table")
+    assert_one_clean_line(missing)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (body TEXT UNIQUE)"))
+        conn.execute(text("INSERT INTO notes VALUES (:canary)"), {"canary": CANARY})
+    conflict = describe_error(store_error(engine, "INSERT INTO notes VALUES (:canary)"))
+    assert conflict.startswith("the store refused a conflicting change")
+    assert_one_clean_line(conflict)
+    read_only = "SET TRANSACTION READ ONLY" if engine.dialect.name == "postgresql" else "PRAGMA query_only = ON"
+    refused = describe_error(store_error(engine, "INSERT INTO notes VALUES ('x' || :canary)", first=read_only))
+    assert refused.startswith("the store is read-only")
+    assert_one_clean_line(refused)
+
+
