@@ -6,6 +6,7 @@ the report (or the SVGs) before committing them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -142,6 +143,19 @@ def test_themes(theme: str, store: ServiceContext, snap_compare: Any) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot)
         app.open_timeline("pi_3AcmeCCC")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_read_only(store: ServiceContext, snap_compare: Any) -> None:
+    """A read-only store: the banner under the status line, and a footer without the triage
+    actions (the failures of a group, where they would otherwise be)."""
+    app = make_app(dataclasses.replace(store, read_only=True))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        app.open_group(triage.groups(store)[0])
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
