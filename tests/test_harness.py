@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,7 +92,5 @@ def test_missing_binaries_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_helpers_are_loaded_once_under_their_package_name() -> None:
     # tests/ is a package: a bare `import pg_cluster` (or `support`) would load a second copy
     # of the module, with its own classes, beside tests.pg_cluster.
-    import sys
-
     assert "tests.pg_cluster" in sys.modules and "tests.support" in sys.modules
     assert "pg_cluster" not in sys.modules and "support" not in sys.modules

@@ -84,3 +84,19 @@ def notices(app: WorkbenchApp) -> list[str]:
 
 async def type_text(pilot: Pilot[Any], text: str) -> None:
     await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
+
+
+async def palette_search(pilot: Pilot[Any], query: str = "") -> list[str]:
+    """Open the command palette, type `query`, and return the commands it lists (their names),
+    once its search has finished. The palette stays open."""
+    from textual.command import CommandList, CommandPalette
+
+    await pilot.press("ctrl+p", *query)
+    # pilot.press returns once the palette has handled the last key, so its search for the
+    # whole text is under way in a worker: wait for that worker, then for the list it filled.
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    palette = pilot.app.screen
+    assert isinstance(palette, CommandPalette)
+    commands = palette.query_one(CommandList)
+    return [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]

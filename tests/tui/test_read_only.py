@@ -11,9 +11,8 @@ import dataclasses
 from typing import Any
 
 import pytest
-from textual.command import CommandList, CommandPalette
 
-from tests.tui.conftest import make_app, notices, settle
+from tests.tui.conftest import make_app, notices, palette_search, settle
 from workbench.services import audit, triage
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
@@ -34,14 +33,8 @@ def footer_actions(app: WorkbenchApp) -> set[str]:
             if active.binding.show}
 
 
-async def palette_commands(app: WorkbenchApp, pilot: Any) -> list[str]:
-    await pilot.press("ctrl+p")
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    palette = app.screen
-    assert isinstance(palette, CommandPalette)
-    commands = palette.query_one(CommandList)
-    shown = [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]
+async def palette_commands(pilot: Any) -> list[str]:
+    shown = await palette_search(pilot)
     await pilot.press("escape")
     return shown
 
@@ -57,7 +50,7 @@ async def test_failures_screen_reads_but_does_not_write(db_ctx: ServiceContext) 
         assert isinstance(screen, FailuresScreen) and screen.table.rows
         assert str(screen.query_one(".read-only-banner").render()) == READ_ONLY_BANNER
         assert "act" not in footer_actions(app) and "mark" in footer_actions(app)
-        palette = await palette_commands(app, pilot)
+        palette = await palette_commands(pilot)
         assert "Failures: Open" in palette
         assert not [c for c in palette if c.split(": ")[-1] in {"Retry", "Replay", "Resolve", "Ignore", "Assign"}]
         before = [triage.failure_detail(db_ctx, row.key) for row in screen.table.rows]
@@ -83,7 +76,7 @@ async def test_pause_is_hidden_and_refused(db_ctx: ServiceContext) -> None:
         screen = app.screen
         assert isinstance(screen, ProvidersScreen) and screen.table.rows
         assert "pause" not in footer_actions(app) and "records" in footer_actions(app)
-        assert "Providers: Pause/resume" not in await palette_commands(app, pilot)
+        assert "Providers: Pause/resume" not in await palette_commands(pilot)
         await pilot.press("p")
         await settle(pilot)
         assert screen.is_current

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import make_app, settle
+from tests.tui.conftest import make_app, palette_search, settle
 from workbench.services import queries, triage, views
 from workbench.services.context import ServiceContext
 from workbench.tui.app import WorkbenchApp
@@ -101,17 +101,7 @@ async def help_screen(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext)
 
 
 async def palette(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext) -> None:
-    from textual.command import CommandList, CommandPalette
-
-    await pilot.press("ctrl+p", *"go to")
-    # pilot.press returns once the palette has handled the last key, so its search for the
-    # whole text is under way in a worker: wait for that worker, then for the list it filled.
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    palette = app.screen
-    assert isinstance(palette, CommandPalette)
-    commands = palette.query_one(CommandList)
-    shown = [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]
+    shown = await palette_search(pilot, "go to")
     assert shown == [f"Go to {title}" for title in app.MODE_TITLES.values()]
 
 
