@@ -19,6 +19,7 @@ from workbench.services.health import ConnectionHealth
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.base import READ_ONLY_BANNER
 from workbench.tui.screens.failures import FailuresScreen
+from workbench.tui.screens.help import screen_keys
 from workbench.tui.screens.providers import ProvidersScreen
 
 pytestmark = pytest.mark.asyncio
@@ -53,6 +54,8 @@ async def test_failures_screen_reads_but_does_not_write(db_ctx: ServiceContext) 
         palette = await palette_commands(pilot)
         assert "Failures: Open" in palette
         assert not [c for c in palette if c.split(": ")[-1] in {"Retry", "Replay", "Resolve", "Ignore", "Assign"}]
+        described = {what for _, what in screen_keys(screen)}
+        assert "Open" in described and not described & {"Retry", "Replay", "Resolve", "Ignore", "Assign"}
         before = [triage.failure_detail(db_ctx, row.key) for row in screen.table.rows]
         for key in ("r", "p", "d", "i", "a"):
             await pilot.press(key)
