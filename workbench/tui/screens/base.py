@@ -226,7 +226,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
     def on_key(self, event: events.Key) -> None:
         # A write's key on a read-only store: its binding is switched off (check_action), so
         # the key arrives here instead of doing nothing in silence.
-        if not self.ctx.read_only:
+        if not self.ctx.read_only or isinstance(self.focused, Input):  # in a text field a letter is text
             return
         for binding in type(self).BINDINGS:
             if (isinstance(binding, Binding) and event.key in binding.key.split(",")
