@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from store.database import open_store
+
+# tests/ is a package: its helpers are imported as `tests.<module>` only (pytest puts the
+# repository root on sys.path), so no helper module is ever loaded twice under two names.
+from tests.pg_cluster import PostgresCluster, PostgresUnavailable
+from tests.support import make_context
+from workbench.services.context import ServiceContext
 
 # ===========================================================================
 # Database backends harness: every test using `db_url` runs on SQLite and on
@@ -26,14 +33,6 @@ import pytest
 #                     deselects the other backends' tests, including any test
 #                     marked `postgres`.
 # ===========================================================================
-
-# pytest puts tests/ on sys.path only while tests/ has no __init__.py; keep the
-# sibling import working (as one module name) if it ever becomes a package.
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from pg_cluster import PostgresCluster, PostgresUnavailable  # noqa: E402
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -115,9 +114,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 # ---------------------------------------------------------------------------
 # Workbench fixtures: an upgraded store and a service context on each backend.
 # ---------------------------------------------------------------------------
-from store.database import open_store  # noqa: E402
-from tests.support import make_context  # noqa: E402
-from workbench.services.context import ServiceContext  # noqa: E402
 
 
 @pytest.fixture

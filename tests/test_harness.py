@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from pg_cluster import PostgresCluster, PostgresUnavailable
 from sqlalchemy.engine import Engine
+
+from tests.pg_cluster import PostgresCluster, PostgresUnavailable
 
 
 @pytest.fixture
@@ -85,3 +87,10 @@ def test_missing_binaries_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("PG_BIN", str(tmp_path))
     with pytest.raises(PostgresUnavailable, match="PG_BIN=.* does not contain initdb"):
         PostgresCluster().start()
+
+
+def test_helpers_are_loaded_once_under_their_package_name() -> None:
+    # tests/ is a package: a bare `import pg_cluster` (or `support`) would load a second copy
+    # of the module, with its own classes, beside tests.pg_cluster.
+    assert "tests.pg_cluster" in sys.modules and "tests.support" in sys.modules
+    assert "pg_cluster" not in sys.modules and "support" not in sys.modules

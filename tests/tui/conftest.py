@@ -14,7 +14,8 @@ import pytest
 from textual.pilot import Pilot
 
 from store.database import open_store
-from tests.tui.fixture_store import DISPLAY_NOW, build_store
+from tests.support import make_context
+from tests.tui.fixture_store import DISPLAY_NOW, build_store, fill
 from workbench.services.context import ServiceContext
 from workbench.tui.app import WorkbenchApp
 
@@ -50,6 +51,12 @@ def store(template_store: tuple[Path, ServiceContext], tmp_path: Path) -> Iterat
     engine.dispose()
 
 
+@pytest.fixture
+def db_ctx(engine: Any) -> ServiceContext:
+    """The fixture store's content on each backend (SQLite and PostgreSQL)."""
+    return fill(make_context(engine, deterministic=True))
+
+
 def make_app(ctx: ServiceContext, **options: Any) -> WorkbenchApp:
     settings: dict[str, Any] = {"refresh_interval": None, "clock": lambda: DISPLAY_NOW,
                                 "theme": "workbench-dark", "remember_theme": False, "cursor_blink": False}
@@ -68,3 +75,28 @@ async def settle(pilot: Pilot[Any]) -> None:
         if not loading and not any(worker.is_running for worker in app.workers):
             return
     raise AssertionError("the app did not settle")
+
+
+def notices(app: WorkbenchApp) -> list[str]:
+    """The notifications shown so far (run the app with `notifications=True`)."""
+    return [str(n.message) for n in app._notifications]
+
+
+async def type_text(pilot: Pilot[Any], text: str) -> None:
+    await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
+
+
+async def palette_search(pilot: Pilot[Any], query: str = "") -> list[str]:
+    """Open the command palette, type `query`, and return the commands it lists (their names),
+    once its search has finished. The palette stays open."""
+    from textual.command import CommandList, CommandPalette
+
+    await pilot.press("ctrl+p", *query)
+    # pilot.press returns once the palette has handled the last key, so its search for the
+    # whole text is under way in a worker: wait for that worker, then for the list it filled.
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    palette = pilot.app.screen
+    assert isinstance(palette, CommandPalette)
+    commands = palette.query_one(CommandList)
+    return [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]

@@ -1,10 +1,16 @@
-"""The UI thread never waits on the database: with a store that takes two seconds to answer,
-keys are handled and screens change before the slow call returns."""
+"""The UI thread never waits on the database: while a store call is held (blocked on an event
+the test releases), keys are handled and screens change; once released, the data shows.
+
+No sleeps and no clocks: the store call cannot return before the test lets it, so the
+assertions hold however busy the machine is."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,62 +21,91 @@ from workbench.services.context import ServiceContext
 from workbench.tui.screens.help import HelpScreen
 from workbench.tui.screens.providers import ProvidersScreen
 from workbench.tui.screens.records import RecordsScreen
-from workbench.tui.widgets import FilterInput
+from workbench.tui.widgets import FilterInput, VirtualTable
 
 pytestmark = pytest.mark.asyncio
-SLOW_SECONDS = 3.0
+# Only a safety net so a broken test fails instead of hanging; never reached when it passes.
+GIVE_UP_SECONDS = 30.0
 
 
-def slow(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> threading.Event:
-    """Make `module.name` take SLOW_SECONDS; the event is set once a call has returned."""
+@dataclass
+class Gate:
+    """A store call held until `release()`: `entered` is set once a call is waiting at the
+    gate, `returned` once a call has come back with the store's answer."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    opened: threading.Event = field(default_factory=threading.Event)
+    returned: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.opened.set()
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, GIVE_UP_SECONDS), "the store call never started"
+
+
+@contextmanager
+def held(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> Iterator[Gate]:
+    """Hold every call of `module.name` until the gate is released (at the latest on exit, so
+    no worker thread outlives the test)."""
     original = getattr(module, name)
-    returned = threading.Event()
+    gate = Gate()
 
-    def slow_call(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(SLOW_SECONDS)
+    def held_call(*args: Any, **kwargs: Any) -> Any:
+        gate.entered.set()
+        if not gate.opened.wait(GIVE_UP_SECONDS):
+            raise TimeoutError("the test never released the store call")
         try:
             return original(*args, **kwargs)
         finally:
-            returned.set()
+            gate.returned.set()
 
-    monkeypatch.setattr(module, name, slow_call)
-    return returned
+    monkeypatch.setattr(module, name, held_call)
+    try:
+        yield gate
+    finally:
+        gate.release()
 
 
-async def test_keys_work_while_the_providers_query_is_slow(store: ServiceContext,
+async def test_keys_work_while_the_providers_query_is_held(store: ServiceContext,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    returned = slow(monkeypatch, health, "connection_health")
-    app = make_app(store)
-    started = time.monotonic()
-    async with app.run_test() as pilot:
-        await pilot.pause()
-        assert isinstance(app.screen, ProvidersScreen) and app.screen.loading_data
-        await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
-        await pilot.press("escape", "2")
-        await pilot.pause()
-        assert isinstance(app.screen, RecordsScreen)
-        # All of that happened while the Providers query was still running.
-        assert not returned.is_set()
-        assert time.monotonic() - started < SLOW_SECONDS
-        await settle(pilot)
-        assert returned.is_set()
+    with held(monkeypatch, health, "connection_health") as gate:
+        app = make_app(store)
+        async with app.run_test() as pilot:
+            await gate.wait_entered()
+            assert isinstance(app.screen, ProvidersScreen) and app.screen.loading_data
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape", "2")
+            await pilot.pause()
+            assert isinstance(app.screen, RecordsScreen)
+            # All of that happened while the Providers query was held.
+            assert not gate.returned.is_set()
+            gate.release()
+            await pilot.press("1")
+            await settle(pilot)
+            assert gate.returned.is_set()
+            providers = app.screen
+            assert isinstance(providers, ProvidersScreen) and not providers.loading_data
+            assert [row.key for row in providers.query_one(VirtualTable).rows] == ["acme", "globex"]
 
 
-async def test_typing_in_the_filter_while_the_records_query_is_slow(store: ServiceContext,
+async def test_typing_in_the_filter_while_the_records_query_is_held(store: ServiceContext,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app(store)
     async with app.run_test() as pilot:
         await settle(pilot)
-        returned = slow(monkeypatch, views, "records_page")
-        started = time.monotonic()
-        await pilot.press("2", "slash", *"pi_3Acme")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, RecordsScreen)
-        assert screen.query_one(FilterInput).value == "pi_3Acme"
-        assert screen.loading_data and not returned.is_set()
-        assert time.monotonic() - started < SLOW_SECONDS
-        await settle(pilot)
+        with held(monkeypatch, views, "records_page") as gate:
+            await pilot.press("2")
+            await gate.wait_entered()
+            await pilot.press("slash", *"pi_3Acme")
+            screen = app.screen
+            assert isinstance(screen, RecordsScreen)
+            assert screen.query_one(FilterInput).value == "pi_3Acme"
+            assert screen.loading_data and not gate.returned.is_set()
+            gate.release()
+            await settle(pilot)
         # One query in flight at a time; the last text typed is what the table shows.
         assert "external pi_3Acme" in str(screen.query_one(".status-info").render())
+        rows = screen.query_one(VirtualTable).rows
+        assert rows and all(any(ext.startswith("pi_3Acme") for ext in str(row.cells[1]).split(", ")) for row in rows)

@@ -6,13 +6,14 @@ the report (or the SVGs) before committing them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import make_app, settle
+from tests.tui.conftest import make_app, palette_search, settle
 from workbench.services import queries, triage, views
 from workbench.services.context import ServiceContext
 from workbench.tui.app import WorkbenchApp
@@ -100,16 +101,8 @@ async def help_screen(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext)
 
 
 async def palette(app: WorkbenchApp, pilot: Pilot[Any], ctx: ServiceContext) -> None:
-    from textual.command import CommandList
-
-    await pilot.press("ctrl+p", *"go to")
-    # The palette searches in a task: wait until its list has stopped changing.
-    seen: list[int] = []
-    for _ in range(40):
-        await pilot.pause(0.05)
-        seen.append(app.screen.query_one(CommandList).option_count)
-        if len(seen) >= 4 and seen[-1] > 0 and len(set(seen[-4:])) == 1:
-            break
+    shown = await palette_search(pilot, "go to")
+    assert shown == [f"Go to {title}" for title in app.MODE_TITLES.values()]
 
 
 SCREENS: dict[str, Step] = {
@@ -140,6 +133,19 @@ def test_themes(theme: str, store: ServiceContext, snap_compare: Any) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot)
         app.open_timeline("pi_3AcmeCCC")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_read_only(store: ServiceContext, snap_compare: Any) -> None:
+    """A read-only store: the banner under the status line, and a footer without the triage
+    actions (the failures of a group, where they would otherwise be)."""
+    app = make_app(dataclasses.replace(store, read_only=True))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        app.open_group(triage.groups(store)[0])
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import make_context
-from tests.tui.conftest import make_app, settle
-from tests.tui.fixture_store import fill
+from tests.tui.conftest import make_app, notices, settle, type_text
 from workbench.services import audit, queries, triage
 from workbench.services.context import ServiceContext
 from workbench.tui.app import WorkbenchApp
@@ -20,11 +18,6 @@ from workbench.tui.screens.timeline import TimelineScreen
 from workbench.tui.widgets import VirtualTable
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def db_ctx(engine: Any) -> ServiceContext:
-    return fill(make_context(engine, deterministic=True))
 
 
 async def open_group(app: WorkbenchApp, pilot: Any, ctx: ServiceContext) -> FailuresScreen:
@@ -43,19 +36,11 @@ def audit_for(ctx: ServiceContext, action: str, failure_id: str) -> list[dict[st
     return [e for e in audit.search(ctx, action) if e["action"] == action and e["target_id"] == failure_id]
 
 
-def notices(app: WorkbenchApp) -> list[str]:
-    return [str(n.message) for n in app._notifications]
-
-
 async def timeline_summaries(app: WorkbenchApp, pilot: Any, record_id: str) -> list[str]:
     app.open_timeline(record_id)
     await settle(pilot)
     assert isinstance(app.screen, TimelineScreen)
     return [row.cells[2] for row in app.screen.query_one(VirtualTable).rows]  # type: ignore[misc]  # cells are Any
-
-
-async def type_text(pilot: Any, text: str) -> None:
-    await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
 
 
 async def test_resolve_one_with_a_note(db_ctx: ServiceContext) -> None:

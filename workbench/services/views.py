@@ -18,10 +18,9 @@ from workbench.domain.canonical import BoundaryProblem, NotCovered
 from workbench.domain.redaction import redact, redact_text
 from workbench.domain.statuses import Status
 
-from . import timeline as tl
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
-from .timeline import Timeline, record_state
+from .timeline import record_state
 
 records = Record.__table__
 refs = ProviderRef.__table__
@@ -312,17 +311,6 @@ def _page(conn: DbConnection, base: Any, order: tuple[Any, ...], after: tuple[st
 
 def _exists(conn: DbConnection, query: Any) -> bool:
     return conn.execute(query.limit(1)).first() is not None
-
-
-# --------------------------------------------------------------------------- timeline window
-
-TIMELINE_WINDOW = 300
-
-
-def timeline_window(ctx: ServiceContext, ref: str, newest: int = TIMELINE_WINDOW) -> Timeline:
-    """The newest `newest` entries of a record's timeline: a record with 10,000 deliveries
-    paints from this while the full timeline loads."""
-    return tl.load_timeline(ctx, ref, limit=newest)
 
 
 # --------------------------------------------------------------------------- payload diff

@@ -160,17 +160,15 @@ class WorkbenchApp(App[None]):
         return screen
 
     def open_records(self, text: str) -> None:
-        async def go() -> None:
-            screen = await self._open_mode_root("records")
-            set_filter = getattr(screen, "set_filter", None)
-            if set_filter is not None:
-                set_filter(text)
-
-        self.call_later(go)
+        self._open_filtered("records", text)
 
     def open_errors(self, text: str) -> None:
+        self._open_filtered("errors", text)
+
+    def _open_filtered(self, mode: str, text: str) -> None:
+        """A top-level screen, back at its root, showing what matches `text`."""
         async def go() -> None:
-            screen = await self._open_mode_root("errors")
+            screen = await self._open_mode_root(mode)
             set_filter = getattr(screen, "set_filter", None)
             if set_filter is not None:
                 set_filter(text)

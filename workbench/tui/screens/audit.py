@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from rich.markup import escape
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from workbench.services import audit
 from workbench.services.audit import VerifyResult
 
+from ..errors import describe_error
 from ..formatting import clock_time, count
-from ..widgets import Column, FilterInput, Row, VirtualTable
-from .base import WorkbenchScreen, describe_error
+from ..widgets import Column, Row, VirtualTable
 from .document import json_document
+from .table_screen import TableScreen
 
 SEARCH_LIMIT = 500
 
@@ -31,8 +30,12 @@ COLUMNS = [
 ]
 
 
-class AuditScreen(WorkbenchScreen[list[dict[str, Any]]]):
+class AuditScreen(TableScreen[list[dict[str, Any]]]):
     WHERE = "Audit"
+    NAME = "audit"
+    COLUMNS = COLUMNS
+    EMPTY = "no audit entries match"
+    FILTER = "/ search: actor, action, target, reason"
     HELP = f"""The audit trail: who did what to which target, when and why, newest first (the
 newest {SEARCH_LIMIT} matches). Type after / to search actor, action, target or reason.
 
@@ -50,21 +53,15 @@ verification; v verifies again. Enter shows an entry with its before and after."
         super().__init__()
         self._verifying = False
 
-    def compose_body(self) -> ComposeResult:
+    def compose_above(self) -> ComposeResult:
         yield Static("audit verify: not run yet", id="audit-verify", classes="verify-line")
-        yield FilterInput(placeholder="/ search: actor, action, target, reason", id="audit-filter")
-        yield VirtualTable(COLUMNS, empty="no audit entries match", id="audit-table")
-
-    def main_widget(self) -> Widget:
-        return self.query_one(VirtualTable)
 
     def on_mount(self) -> None:
-        self.query_one(VirtualTable).focus()
         super().on_mount()
         self.action_verify()
 
     def request(self) -> str:
-        return self.query_one(Input).value.strip()
+        return self.filter_text.strip()
 
     def fetch(self, request: str) -> list[dict[str, Any]]:
         return audit.search(self.ctx, request or None, limit=SEARCH_LIMIT)
@@ -73,22 +70,11 @@ verification; v verifies again. Enter shows an entry with its before and after."
         rows = [Row(str(e["seq"]), (str(e["seq"]), e["at"][5:19].replace("T", " "), e["actor"], e["action"],
                                     f"{e['target_type']} {e['target_id'] or ''}".strip(), e["reason"] or ""),
                     data=e) for e in data]
-        self.query_one(VirtualTable).set_rows(rows)
-        search = self.query_one(Input).value.strip()
+        self.table.set_rows(rows)
+        search = self.filter_text.strip()
         limit = f" (newest {SEARCH_LIMIT})" if len(rows) >= SEARCH_LIMIT else ""
         self.status.set_info(f"{count(len(rows))} entr{'y' if len(rows) == 1 else 'ies'}{limit}"
                              + (f" matching {search!r}" if search else ""))
-
-    @on(Input.Changed, "#audit-filter")
-    def _search_changed(self, event: Input.Changed) -> None:
-        self.reload()
-
-    @on(Input.Submitted, "#audit-filter")
-    def _search_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(VirtualTable).focus()
-
-    def action_open(self) -> None:
-        self.query_one(VirtualTable).action_select()
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
         entry = event.row.data

@@ -3,7 +3,12 @@
 Loading is always off the UI thread: `reload()` takes a request on the UI thread, `fetch()`
 runs it against the services in a thread worker, and `show()` puts the result on screen back
 on the UI thread. At most one fetch per screen is in flight; a reload asked for meanwhile runs
-once the current one lands, so a slow store delays data but never input.
+once the current one lands, so a slow store delays data but never input. A failure anywhere in
+a worker is one line on screen (see ..errors); the screen stays up.
+
+A store opened read-only shows a banner on every screen; each screen names its WRITES (the
+actions that change the store), which are then hidden from the footer and the palette, and
+refused with one line if reached.
 """
 
 from __future__ import annotations
@@ -11,16 +16,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input
-from textual.worker import get_current_worker
+from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.services.context import ServiceContext
-from workbench.services.errors import ServiceError
 
+from ..errors import describe_error
 from ..formatting import clock_time
 from ..widgets import StatusLine
 
@@ -34,19 +40,14 @@ Data = TypeVar("Data")
 # keys went to the table). `check_action` turns it off inside a text field, where / is text.
 FILTER_BINDING = Binding("slash", "focus_filter", "Filter", priority=True)
 
-
-def describe_error(exc: BaseException) -> str:
-    """One line for the operator: service errors speak for themselves, others show their type."""
-    if isinstance(exc, ServiceError):
-        return str(exc)
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+READ_ONLY_BANNER = "READ-ONLY: this process cannot write to the store, so triage and pause are off"
 
 
 class WorkbenchScreen(Screen[None], Generic[Data]):
     WHERE: ClassVar[str] = "Workbench"
     HELP: ClassVar[str] = ""
     LIVE: ClassVar[bool] = True  # follow the store on the app's refresh timer
+    WRITES: ClassVar[frozenset[str]] = frozenset()  # actions that change the store
 
     BINDINGS = [
         Binding("escape", "back", "Back", show=False),
@@ -62,6 +63,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         self._fetch_started = 0.0
         self._fetch_seconds = 0.0  # how long the last fetch took
         self._fetch_ended = 0.0
+        self._last_failure: str | None = None
         self.loaded_once = False
 
     @property
@@ -84,6 +86,8 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine(self.WHERE)
+        if self.ctx.read_only:
+            yield Static(READ_ONLY_BANNER, classes="read-only-banner", markup=False)
         yield from self.compose_body()
         yield Footer(compact=True)
 
@@ -165,6 +169,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         if not self.is_attached:
             return
         self.loaded_once = True
+        self._last_failure = None
         self.show(data)
         self.status.set_refreshed(f"refreshed {clock_time(self.wb.now())}")
         self._next()
@@ -183,8 +188,19 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
             return
         self.load_failed(exc)
         self.status.set_refreshed("refresh failed", failed=True)
-        self.notify(describe_error(exc), title="Could not load", severity="error", markup=False)
+        message = f"Could not load {self.WHERE}: {describe_error(exc)}"
+        # Said once: while the store keeps failing the same way, the live refresh and the
+        # keys typed meanwhile only keep the status line red.
+        if message != self._last_failure:
+            self.notify(message, severity="error", markup=False)
+        self._last_failure = message
         self._next()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The net under every worker that lets an exception out (the loaders above catch
+        # theirs): one line, and the screen stays up.
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.notify(f"{self.WHERE}: {describe_error(event.worker.error)}", severity="error", markup=False)
 
     def _next(self) -> None:
         if self._again:
@@ -196,7 +212,28 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "focus_filter" and isinstance(self.focused, Input):
             return False
+        if action in self.WRITES and self.ctx.read_only:
+            return False  # hidden from the footer and the palette; on_key says why
         return True
+
+    def refused(self, what: str) -> bool:
+        """Whether a write is refused because the store is read-only (then one line says so)."""
+        if self.ctx.read_only:
+            self.notify(f"{what} is off: the store is read-only (this process cannot write to it)",
+                        severity="warning", markup=False)
+        return self.ctx.read_only
+
+    def on_key(self, event: events.Key) -> None:
+        # A write's key on a read-only store: its binding is switched off (check_action), so
+        # the key arrives here instead of doing nothing in silence.
+        if not self.ctx.read_only or isinstance(self.focused, Input):  # in a text field a letter is text
+            return
+        for binding in type(self).BINDINGS:
+            if (isinstance(binding, Binding) and event.key in binding.key.split(",")
+                    and binding.action.split("(")[0] in self.WRITES):
+                event.stop()
+                self.refused(binding.description or binding.action)
+                return
 
     def action_back(self) -> None:
         focused = self.focused

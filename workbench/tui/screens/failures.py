@@ -17,17 +17,17 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Static
 
 from workbench.services import queries, triage
 from workbench.services.context import ServiceContext
 from workbench.services.triage import FailureGroup, Progress, TriageResult
 
+from ..errors import describe_error
 from ..formatting import count
 from ..widgets import Column, Row, VirtualTable
-from .base import WorkbenchScreen, describe_error
 from .dialogs import ConfirmScreen, PromptScreen
+from .table_screen import TableScreen
 
 LIMIT = 2000  # failures listed per group; actions reach the rest through marks on later refreshes
 
@@ -76,8 +76,13 @@ def summarise(action: TriageAction, result: TriageResult) -> str:
     return text
 
 
-class FailuresScreen(WorkbenchScreen[list[dict[str, Any]]]):
+class FailuresScreen(TableScreen[list[dict[str, Any]]]):
     WHERE = "Failures"
+    NAME = "failures"
+    COLUMNS = COLUMNS
+    EMPTY = "no open failures left in this group"
+    MARKABLE = True
+    WRITES = frozenset({"act"})
     HELP = """The open failures of one group. Space marks a failure, * marks all (or none); actions
 apply to the marked failures, or to the one under the cursor:
 
@@ -108,23 +113,17 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
         self.record_id = record_id  # opened from a record's timeline: only that record's failures
         self.running: str | None = None
 
-    def compose_body(self) -> ComposeResult:
+    def compose_above(self) -> ComposeResult:
         g = self.group
         scope = f" · record {escape(self.record_id)}" if self.record_id else ""
         yield Static(f"[b]{escape(g.category)}[/b] · {escape(g.connection or '-')} · "
                      f"fingerprint {escape(g.fingerprint)}{scope}", classes="group-summary")
-        yield VirtualTable(COLUMNS, markable=True, empty="no open failures left in this group", id="failures-table")
+
+    def compose_below(self) -> ComposeResult:
         yield Static("", id="failure-detail", classes="detail-panel")
         with Horizontal(id="action-progress"):
             yield Label("", id="action-label")
             yield ProgressBar(show_eta=False, id="action-bar")
-
-    def main_widget(self) -> Widget:
-        return self.query_one(VirtualTable)
-
-    def on_mount(self) -> None:
-        self.query_one(VirtualTable).focus()
-        super().on_mount()
 
     # ----------------------------------------------------------------- loading
 
@@ -142,13 +141,13 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
         rows = [Row(f["id"], ((f["state"], STATE_TONES.get(f["state"], "")), f["record_id"] or "-",
                               f["assignee"] or "-", (f["created_at"] or "")[:19].replace("T", " "), f["message"]),
                     data=f) for f in data]
-        table = self.query_one(VirtualTable)
+        table = self.table
         table.set_rows(rows)
         self._update_info()
         self._show_detail(table.current_row)
 
     def _update_info(self) -> None:
-        table = self.query_one(VirtualTable)
+        table = self.table
         marked = len(table.marked)
         shown = (f"first {count(len(table.rows))} of {count(self.group.count)}" if len(table.rows) >= LIMIT
                  else count(len(table.rows)))
@@ -170,21 +169,14 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
     # ----------------------------------------------------------------- marks and navigation
 
     def action_mark(self) -> None:
-        table = self.query_one(VirtualTable)
+        table = self.table
         table.toggle_mark()
         table.action_cursor(1)
         self._update_info()
 
     def action_mark_all(self) -> None:
-        self.query_one(VirtualTable).mark_all()
+        self.table.mark_all()
         self._update_info()
-
-    def _current(self) -> dict[str, Any] | None:
-        row = self.query_one(VirtualTable).current_row
-        return row.data if row is not None and isinstance(row.data, dict) else None
-
-    def action_open(self) -> None:
-        self.query_one(VirtualTable).action_select()
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
         failure = event.row.data
@@ -194,7 +186,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
             self.notify("This failure names no record", severity="warning")
 
     def action_detail(self) -> None:
-        failure = self._current()
+        failure = self.current(dict)
         if failure is not None:
             failure_id = failure["id"]
             self.wb.open_detail_loader(f"failure {failure_id}",
@@ -203,7 +195,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
     # ----------------------------------------------------------------- actions
 
     def targets(self) -> list[str]:
-        table = self.query_one(VirtualTable)
+        table = self.table
         marked = [row.key for row in table.marked_rows]
         if marked:
             return marked
@@ -212,6 +204,8 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
 
     def action_act(self, name: str) -> None:
         action = ACTIONS[name]
+        if self.refused(action.verb):
+            return
         if self.running:
             self.notify(f"{self.running} is still running", severity="warning")
             return
@@ -275,9 +269,9 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
             return
         self.query_one("#action-progress").remove_class("-running")
         if result is None:
-            self.notify(error or "failed", title=f"{action.verb} failed", severity="error", markup=False)
+            self.notify(f"{action.verb} failed: {error}", severity="error", markup=False)
         else:
-            self.query_one(VirtualTable).clear_marks()
+            self.table.clear_marks()
             self.notify(summarise(action, result), severity="warning" if result.skipped else "information",
                         markup=False)
         self.reload()

@@ -49,13 +49,15 @@ def key_table(keys: list[tuple[str, str]]) -> Text:
 
 def screen_keys(screen: Screen[Any]) -> list[tuple[str, str]]:
     """The keys a screen defines (in the footer or not), then the visible keys of the focused
-    widget; not the focus and scrolling plumbing every Textual widget inherits."""
+    widget; not the focus and scrolling plumbing every Textual widget inherits, nor the writes
+    a read-only store has switched off."""
     keys: list[tuple[str, str]] = []
     seen: set[str] = set()
 
     def add(bindings: object) -> None:
         for binding in bindings if isinstance(bindings, list) else []:
-            if isinstance(binding, Binding) and binding.description and binding.action not in seen:
+            if (isinstance(binding, Binding) and binding.description and binding.action not in seen
+                    and screen.check_action(binding.action.split("(")[0], ()) is not False):
                 seen.add(binding.action)
                 keys.append((key_display(binding.key), binding.description))
 

@@ -5,14 +5,34 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from rich.markup import escape
 from textual.binding import Binding
 
+from workbench.domain.redaction import MASK, is_sensitive_key
 from workbench.services import timeline
 from workbench.services.context import ServiceContext
 from workbench.services.views import pretty_json
 
 from .document import Document, DocumentScreen
+
+
+def headers_text(headers: Any) -> str:
+    """Headers as a JSON-looking object, one line a header: from a dict, or from a list of
+    (name, value) pairs, where a repeated header shows once per value. A name that says
+    secret is masked here too, whichever shape the service sent."""
+    if isinstance(headers, dict):
+        pairs = list(headers.items())
+    elif isinstance(headers, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in headers):
+        pairs = [(p[0], p[1]) for p in headers]
+    else:  # an unexpected shape: shown as it is rather than not at all
+        return pretty_json(headers)
+    if not pairs:
+        return "{}"
+    lines = [f"  {orjson.dumps(str(name)).decode()}: "
+             f"{orjson.dumps(MASK if is_sensitive_key(str(name)) and value not in (None, '') else value).decode()}"
+             for name, value in pairs]
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def payload_document(payload: dict[str, Any]) -> Document:
@@ -31,7 +51,7 @@ def payload_document(payload: dict[str, Any]) -> Document:
     body = payload["body"]
     doc.section("── body" + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
                 pretty_json(body) if payload.get("body_is_json") else str(body))
-    doc.section("── headers ──", pretty_json(payload["headers"]))
+    doc.section("── headers ──", headers_text(payload["headers"]))
     if transition:
         doc.section("── mapping result ──", pretty_json(transition))
     return doc

@@ -5,17 +5,17 @@ from __future__ import annotations
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
 from textual.widgets import Static
 
 from workbench.services import connections, health
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
 
+from ..errors import describe_error
 from ..formatting import age, count, short_time
 from ..widgets import Column, Row, VirtualTable
-from .base import WorkbenchScreen
 from .dialogs import PromptScreen
+from .table_screen import TableScreen
 
 COLUMNS = [
     Column("Connection", None, min_width=12),
@@ -34,8 +34,12 @@ def by_category(item: ConnectionHealth) -> str:
     return ", ".join(f"{category} {count(n)}" for category, n in ordered) or "none"
 
 
-class ProvidersScreen(WorkbenchScreen[list[ConnectionHealth]]):
+class ProvidersScreen(TableScreen[list[ConnectionHealth]]):
     WHERE = "Providers"
+    NAME = "providers"
+    COLUMNS = COLUMNS
+    EMPTY = "no connections yet: add one with `workbench connection add`"
+    WRITES = frozenset({"pause"})
     HELP = """Every connection with its health at a glance.
 
 Last event: when the newest delivery arrived (age). Ev/h: deliveries in the hour up to the
@@ -49,17 +53,8 @@ The panel below the table breaks the open failures down by category."""
         Binding("p", "pause", "Pause/resume"),
     ]
 
-    def compose_body(self) -> ComposeResult:
-        yield VirtualTable(COLUMNS, empty="no connections yet: add one with `workbench connection add`",
-                           id="providers-table")
+    def compose_below(self) -> ComposeResult:
         yield Static("", id="providers-detail", classes="detail-panel")
-
-    def main_widget(self) -> Widget:
-        return self.query_one(VirtualTable)
-
-    def on_mount(self) -> None:
-        self.query_one(VirtualTable).focus()
-        super().on_mount()
 
     @staticmethod
     def load_health(ctx: ServiceContext) -> list[ConnectionHealth]:
@@ -82,7 +77,7 @@ The panel below the table breaks the open failures down by category."""
             last = age(item.lag(now)) if item.last_event_at else "never"
             rows.append(Row(item.name, (item.name, item.environment, last, count(item.events_last_hour), failures,
                                         review, state, by_category(item)), data=item))
-        table = self.query_one(VirtualTable)
+        table = self.table
         table.set_rows(rows)
         total = sum(item.open_failure_total for item in data)
         self.status.set_info(f"{len(data)} connection(s) · {count(total)} open failure(s)")
@@ -107,25 +102,23 @@ The panel below the table breaks the open failures down by category."""
             f"Records needing review: {count(item.needs_review)}"
         )
 
-    def _current(self) -> ConnectionHealth | None:
-        row = self.query_one(VirtualTable).current_row
-        return row.data if row is not None and isinstance(row.data, ConnectionHealth) else None
-
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
         self.action_records()
 
     def action_records(self) -> None:
-        item = self._current()  # Enter and the palette both land here
+        item = self.current(ConnectionHealth)  # Enter and the palette both land here
         if item is not None:
             self.wb.open_records(f"conn:{item.name}")
 
     def action_failures(self) -> None:
-        item = self._current()
+        item = self.current(ConnectionHealth)
         if item is not None:
             self.wb.open_errors(item.name)
 
     def action_pause(self) -> None:
-        item = self._current()
+        if self.refused("Pause/resume"):
+            return
+        item = self.current(ConnectionHealth)
         if item is None:
             return
         verb = "Resume" if item.paused else "Pause"
@@ -142,8 +135,9 @@ The panel below the table breaks the open failures down by category."""
     def _set_paused(self, name: str, paused: bool, reason: str) -> None:
         try:
             connections.set_paused(self.ctx, name, paused, reason)
-        except Exception as exc:
-            self._post(self.notify, str(exc), severity="error", markup=False)
+        except Exception as exc:  # one line on screen; the app keeps running
+            verb = "Pause" if paused else "Resume"
+            self._post(self.notify, f"{verb} {name} failed: {describe_error(exc)}", severity="error", markup=False)
             return
         self._post(self.notify, f"{name} {'paused' if paused else 'resumed'}")
         self._post(self.reload)

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual import on
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
-from textual.widgets import Input
 
 from workbench.services import views
 from workbench.services.views import RecordPage, Vocabulary
 
 from ..formatting import short_time
-from ..widgets import Column, FilterInput, Row, VirtualTable
-from .base import FILTER_BINDING, WorkbenchScreen
+from ..widgets import Column, Row, VirtualTable
+from .base import FILTER_BINDING
+from .table_screen import TableScreen
 
 COLUMNS = [
     Column("Record", None, min_width=14, cut="middle"),
@@ -50,8 +47,12 @@ class RecordsResult:
     vocabulary: Vocabulary
 
 
-class RecordsScreen(WorkbenchScreen[RecordsResult]):
+class RecordsScreen(TableScreen[RecordsResult]):
     WHERE = "Records"
+    NAME = "records"
+    COLUMNS = COLUMNS
+    EMPTY = "no records match"
+    FILTER = "/ filter: id, external id, status, kind, connection"
     HELP = """Every record, a page at a time. Type after / to filter; every term must match:
 
   rec_01a2…      internal ID prefix     pi_3Ab…    external ID prefix
@@ -73,8 +74,7 @@ moving past the last or first row). Enter opens the record's timeline."""
     page_size = views.PAGE_SIZE
 
     def __init__(self, text: str = "") -> None:
-        super().__init__()
-        self._initial = text
+        super().__init__(text)
         self._anchor: tuple[str, tuple[str, ...]] | None = None
         self._vocabulary: Vocabulary | None = None
         self._page: RecordPage | None = None
@@ -83,26 +83,10 @@ moving past the last or first row). Enter opens the record's timeline."""
         self._generation = 0
         self._turning = False  # a page turn is loading: one at a time
 
-    def compose_body(self) -> ComposeResult:
-        yield FilterInput(self._initial, placeholder="/ filter: id, external id, status, kind, connection",
-                          id="records-filter")
-        yield VirtualTable(COLUMNS, empty="no records match", id="records-table")
-
-    def main_widget(self) -> Widget:
-        return self.query_one(VirtualTable)
-
-    def on_mount(self) -> None:
-        self.query_one(VirtualTable).focus()
-        super().on_mount()
-
-    def set_filter(self, text: str) -> None:
-        """Show records matching `text` (from another screen or the palette)."""
-        self.query_one(Input).value = text  # Input.Changed reloads
-
     # ----------------------------------------------------------------- loading
 
     def request(self) -> RecordsRequest:
-        return RecordsRequest(self.query_one(Input).value, self._anchor, self._vocabulary, self._generation)
+        return RecordsRequest(self.filter_text, self._anchor, self._vocabulary, self._generation)
 
     def fetch(self, request: RecordsRequest) -> RecordsResult:
         vocabulary = request.vocabulary or views.filter_vocabulary(self.ctx)
@@ -123,7 +107,7 @@ moving past the last or first row). Enter opens the record's timeline."""
         rows = [Row(r.id, (r.id, ", ".join(r.external_ids) or "-", (r.status, STATUS_TONES.get(r.status, "")),
                            r.connection, r.kind, str(r.version), short_time(r.updated_at)), data=r)
                 for r in page.rows]
-        table = self.query_one(VirtualTable)
+        table = self.table
         cursor, self._cursor_to = self._cursor_to, None
         table.set_rows(rows, cursor=cursor)
         # Later refreshes re-read this page in place (new records appear where they sort).
@@ -137,17 +121,12 @@ moving past the last or first row). Enter opens the record's timeline."""
     def load_failed(self, exc: Exception) -> None:
         self._turning = False
 
-    @on(Input.Changed, "#records-filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
+    def filter_changed(self) -> None:
         self._generation += 1
         self._anchor = None
         self._page_number = 1
         self._cursor_to = 0
         self.reload()
-
-    @on(Input.Submitted, "#records-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(VirtualTable).focus()
 
     # ----------------------------------------------------------------- paging
 
@@ -176,6 +155,3 @@ moving past the last or first row). Enter opens the record's timeline."""
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
         self.wb.open_timeline(event.row.key)
-
-    def action_open(self) -> None:
-        self.query_one(VirtualTable).action_select()

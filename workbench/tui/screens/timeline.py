@@ -6,18 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.markup import escape
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from workbench.services import timeline, views
 from workbench.services.timeline import Timeline, TimelineEntry
 
 from ..formatting import short_time
-from ..widgets import Column, FilterInput, Row, VirtualTable
-from .base import FILTER_BINDING, WorkbenchScreen
+from ..widgets import Column, Row, VirtualTable
+from .base import FILTER_BINDING
+from .table_screen import TableScreen
 
 COLUMNS = [
     Column("At", 14),
@@ -26,12 +25,20 @@ COLUMNS = [
     Column("ID", 20, cut="middle", drop_below=120),
 ]
 
+# The first load reads only this many of the newest entries, so a record with 10,000 paints at once.
+FIRST_WINDOW = 300
+
 KIND_TONES = {"transition": "accent", "failure": "error", "note": "dim", "audit": "dim", "command": "ok",
               "attempt": "ok"}
 
 
-class TimelineScreen(WorkbenchScreen[tuple[bool, Timeline]]):
+class TimelineScreen(TableScreen[tuple[bool, Timeline]]):
     WHERE = "Timeline"
+    NAME = "timeline"
+    COLUMNS = COLUMNS
+    EMPTY = "no entries"
+    MARKABLE = True
+    FILTER = "/ filter entries: kind or text"
     HELP = """The story of one record, oldest first: deliveries (raw events as received), commands
 and attempts, transitions (changes of belief, with their cause), failures and their notes, and
 audit entries (what operators did). It follows the store: actions taken elsewhere appear here.
@@ -60,31 +67,20 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
         self._whole = False
         self._partial = False
 
-    def compose_body(self) -> ComposeResult:
+    def compose_above(self) -> ComposeResult:
         yield Static("", id="timeline-record", classes="record-summary")
-        yield FilterInput(placeholder="/ filter entries: kind or text", id="timeline-filter")
-        yield VirtualTable(COLUMNS, markable=True, empty="no entries", id="timeline-table")
-
-    def main_widget(self) -> Widget:
-        return self.query_one(VirtualTable)
-
-    def on_mount(self) -> None:
-        self.query_one(VirtualTable).focus()
-        super().on_mount()
 
     def request(self) -> bool:
         return self._whole
 
     def fetch(self, whole: bool) -> tuple[bool, Timeline]:
-        if whole:
-            return True, timeline.load_timeline(self.ctx, self.record_ref)
-        return False, views.timeline_window(self.ctx, self.record_ref)
+        return whole, timeline.load_timeline(self.ctx, self.record_ref, limit=None if whole else FIRST_WINDOW)
 
     def show(self, data: tuple[bool, Timeline]) -> None:
         whole, loaded = data
         first = self._timeline is None
         # A full window may not be everything: read the whole timeline next (and from then on).
-        self._partial = not whole and len(loaded.entries) >= views.TIMELINE_WINDOW
+        self._partial = not whole and len(loaded.entries) >= FIRST_WINDOW
         self._whole = True
         if self._partial:
             self.reload()
@@ -101,13 +97,13 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
     def _render_rows(self, cursor_to_end: bool = False) -> None:
         if self._timeline is None:
             return
-        needle = self.query_one(Input).value.strip().lower()
+        needle = self.filter_text.strip().lower()
         entries = self._timeline.entries
         rows = [Row(entry.id, (short_time(entry.at), entry.kind, entry.summary, entry.id),
                     tone=KIND_TONES.get(entry.kind), data=entry)
                 for entry in entries
                 if not needle or needle in entry.kind or needle in entry.summary.lower()]
-        table = self.query_one(VirtualTable)
+        table = self.table
         # Newest at the bottom, and the first view starts there: what just happened.
         table.set_rows(rows, cursor=len(rows) - 1 if cursor_to_end else None)
         marked = len(table.marked)
@@ -116,20 +112,11 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
             shown = f"newest {shown} (loading the rest…)"
         self.status.set_info(f"{shown} entries" + (f" · {marked} marked" if marked else ""))
 
-    @on(Input.Changed, "#timeline-filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self._render_rows()
-
-    @on(Input.Submitted, "#timeline-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(VirtualTable).focus()
+    def filter_changed(self) -> None:
+        self._render_rows()  # the whole timeline is here: no need to ask the store again
 
     def _entry(self) -> TimelineEntry | None:
-        row = self.query_one(VirtualTable).current_row
-        return row.data if row is not None and isinstance(row.data, TimelineEntry) else None
-
-    def action_open(self) -> None:
-        self.query_one(VirtualTable).action_select()
+        return self.current(TimelineEntry)
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
         entry = event.row.data
@@ -141,7 +128,7 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
             self.wb.open_detail(f"{entry.kind} {entry.id}", entry.as_dict())
 
     def action_mark(self) -> None:
-        table = self.query_one(VirtualTable)
+        table = self.table
         entry = self._entry()
         if entry is None:
             return
@@ -157,7 +144,7 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
 
     def action_diff(self) -> None:
         # Marks are kept in table order (time order): the older delivery goes on the left.
-        marked = [row.key for row in self.query_one(VirtualTable).marked_rows]
+        marked = [row.key for row in self.table.marked_rows]
         record_id = str(self.record["id"]) if self.record else self.record_ref
         if len(marked) == 2:
             left, right = marked

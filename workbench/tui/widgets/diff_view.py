@@ -15,16 +15,14 @@ from dataclasses import dataclass
 import orjson
 from rich.segment import Segment
 from rich.style import Style
-from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from workbench.domain.json_diff import MISSING, Change, DiffNode
 
 from ..formatting import middle, truncate
+from .cursor_view import CursorView
 
 FIRST_PAINT_ROWS = 400  # open changed subtrees until about this many rows are visible
 Path = tuple[int, ...]
@@ -76,14 +74,9 @@ def _changes(node: DiffNode, path: Path) -> Iterator[tuple[DiffNode, Path]]:
         yield node, path
 
 
-class DiffView(ScrollView, can_focus=True):
+class DiffView(CursorView):
+    HEADER_LINES = 1
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", show=False),
-        Binding("down,j", "cursor(1)", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home", "edge(-1)", show=False),
-        Binding("end", "edge(1)", show=False),
         Binding("enter,space", "fold", "Fold", show=True),
         Binding("right,l", "open", show=False),
         Binding("left,h", "close", show=False),
@@ -106,7 +99,6 @@ class DiffView(ScrollView, can_focus=True):
         self.titles: tuple[tuple[str, str], tuple[str, str]] = (("", ""), ("", ""))
         self.rows: list[DiffRow] = []
         self.expanded: set[int] = set()  # id() of expanded nodes: nodes live as long as the tree
-        self.cursor = 0
 
     # ----------------------------------------------------------------- model
 
@@ -120,17 +112,18 @@ class DiffView(ScrollView, can_focus=True):
             rows, expanded = first_layout(root)
         self.rows, self.expanded = rows, expanded
         self.cursor = 0
-        self._resize_virtual()
+        self.update_virtual_size()
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
 
-    def _resize_virtual(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
 
     def _rebuild(self) -> None:
         assert self.root is not None
         self.rows = list(_flatten(self.root, 0, (), self.expanded))
-        self._resize_virtual()
+        self.update_virtual_size()
 
     def _toggle(self, index: int, open_: bool | None = None) -> None:
         row = self.rows[index]
@@ -150,7 +143,7 @@ class DiffView(ScrollView, can_focus=True):
             below = [shown for i, child in enumerate(row.node.children)
                      for shown in _flatten(child, row.depth + 1, row.path + (i,), self.expanded)]
             self.rows[index + 1:index + 1] = below
-        self._resize_virtual()
+        self.update_virtual_size()
         self.refresh()
 
     def reveal(self, path: Path) -> None:
@@ -162,31 +155,15 @@ class DiffView(ScrollView, can_focus=True):
             node = node.children[index]
         self._rebuild()
         target = next((i for i, row in enumerate(self.rows) if row.path == path), 0)
-        self._move(target)
+        self.move_to(target)
 
     # ----------------------------------------------------------------- actions
 
-    def _move(self, index: int) -> None:
-        if not self.rows:
-            return
-        self.cursor = max(0, min(index, len(self.rows) - 1))
-        visible = max(1, self.scrollable_content_region.height - 1)
-        top = int(self.scroll_y)
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + visible:
-            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
-        self.refresh()
-        self.post_message(self.Moved(self, self.rows[self.cursor]))
+    def cursor_moved(self) -> None:
+        self.post_message(self.Moved(self, self.rows[self.cursor] if self.rows else None))
 
-    def action_cursor(self, delta: int) -> None:
-        self._move(self.cursor + delta)
-
-    def action_page(self, direction: int) -> None:
-        self._move(self.cursor + direction * max(1, self.scrollable_content_region.height - 2))
-
-    def action_edge(self, direction: int) -> None:
-        self._move(0 if direction < 0 else len(self.rows) - 1)
+    def activate(self) -> None:
+        self.action_fold()
 
     def action_fold(self) -> None:
         if self.rows:
@@ -199,7 +176,7 @@ class DiffView(ScrollView, can_focus=True):
         if row.node.expandable and id(row.node) not in self.expanded:
             self._toggle(self.cursor, True)
         elif row.node.expandable:
-            self._move(self.cursor + 1)
+            self.move_to(self.cursor + 1)
 
     def action_close(self) -> None:
         if not self.rows:
@@ -210,7 +187,7 @@ class DiffView(ScrollView, can_focus=True):
             return
         for index in range(self.cursor - 1, -1, -1):  # to the parent
             if self.rows[index].depth < row.depth:
-                self._move(index)
+                self.move_to(index)
                 return
 
     def action_next_change(self, direction: int) -> None:
@@ -221,16 +198,6 @@ class DiffView(ScrollView, can_focus=True):
             self.app.bell()
             return
         self.reveal(found[1])
-
-    def on_click(self, event: events.Click) -> None:
-        index = int(self.scroll_y) + event.y - 1
-        if event.y > 0 and 0 <= index < len(self.rows):
-            if index == self.cursor:
-                self._toggle(index)
-            self._move(index)
-
-    def on_resize(self, _: events.Resize) -> None:
-        self._resize_virtual()
 
     # ----------------------------------------------------------------- rendering
 

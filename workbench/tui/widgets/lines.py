@@ -7,21 +7,17 @@ import re
 
 from rich.segment import Segment
 from textual.binding import Binding
-from textual.geometry import Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from .cursor_view import CursorView
 
 JSON_KEY = re.compile(r'^(\s*)("(?:[^"\\]|\\.)*")(:)')
 
 
-class TextLines(ScrollView, can_focus=True):
+class TextLines(CursorView):
+    """Text to read, not rows to pick: the keys every view shares scroll it (no cursor)."""
+
     BINDINGS = [
-        Binding("up,k", "scroll_up", show=False),
-        Binding("down,j", "scroll_down", show=False),
-        Binding("pageup", "page_up", show=False),
-        Binding("pagedown", "page_down", show=False),
-        Binding("home", "scroll_home", show=False),
-        Binding("end", "scroll_end", show=False),
         Binding("left,h", "scroll_left", show=False),
         Binding("right,l", "scroll_right", show=False),
     ]
@@ -32,6 +28,7 @@ class TextLines(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.lines: list[str] = []
         self.headings: set[int] = set()
+        self._width = 0
 
     def set_lines(self, lines: list[str], headings: set[int] | None = None) -> None:
         self.lines = lines
@@ -39,10 +36,38 @@ class TextLines(ScrollView, can_focus=True):
         # Width of the longest line decides horizontal scrolling; only scan a bounded sample
         # so a huge payload does not stall (long lines further down are cut, not lost: the
         # view can still scroll right by the sampled width).
-        width = max((len(line) for line in lines[:5000]), default=0)
-        self.virtual_size = Size(width, len(lines))
+        self._width = max((len(line) for line in lines[:5000]), default=0)
+        self.update_virtual_size()
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
+
+    @property
+    def row_count(self) -> int:
+        return len(self.lines)
+
+    def content_width(self) -> int:
+        return self._width
+
+    def scroll_cursor_into_view(self) -> None:
+        pass  # no cursor: the view stays where the reader scrolled it
+
+    def action_cursor(self, delta: int) -> None:
+        if delta < 0:
+            self.action_scroll_up()
+        else:
+            self.action_scroll_down()
+
+    def action_page(self, direction: int) -> None:
+        if direction < 0:
+            self.action_page_up()
+        else:
+            self.action_page_down()
+
+    def action_edge(self, direction: int) -> None:
+        if direction < 0:
+            self.action_scroll_home()
+        else:
+            self.action_scroll_end()
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from rich.segment import Segment
 from rich.style import Style
-from textual import events
-from textual.binding import Binding
-from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..formatting import middle, truncate
+from .cursor_view import CursorView
 
 TONES = ("ok", "warn", "error", "dim", "accent", "added", "removed", "changed")
 
@@ -45,68 +43,76 @@ class Row:
     data: object = field(default=None, compare=False)
 
 
-class VirtualTable(ScrollView, can_focus=True):
+class TableMessage(Message):
+    """From a VirtualTable; `control` lets a handler pick its table by selector."""
+
+    def __init__(self, table: VirtualTable) -> None:
+        super().__init__()
+        self.table = table
+
+    @property
+    def control(self) -> VirtualTable:
+        return self.table
+
+
+@lru_cache(maxsize=256)
+def column_layout(columns: tuple[Column, ...], markable: bool, width: int) -> tuple[tuple[int, Column, int], ...]:
+    """(column index, column, width) for the columns that fit `width`: asked for every line
+    painted, so computed once per table shape and width."""
+    shown = [(i, c) for i, c in enumerate(columns) if width >= c.drop_below]
+    gutter = 2 if markable else 1
+    fixed = sum(c.width or 0 for _, c in shown) + len(shown) - 1 + gutter
+    flex = [c for _, c in shown if c.width is None]
+    spare = max(0, width - fixed)
+    share = spare // len(flex) if flex else 0
+    extra = spare - share * len(flex) if flex else 0
+    layout = []
+    for i, column in shown:
+        if column.width is not None:
+            layout.append((i, column, column.width))
+        else:
+            size = max(column.min_width, share + extra)
+            extra = 0
+            layout.append((i, column, size))
+    return tuple(layout)
+
+
+class VirtualTable(CursorView):
     """Rows of cells and a cursor. Screens bind Enter (their own label in the footer) and call
     `action_select`; a click on the cursor row (or a double click) selects too."""
 
-    BINDINGS = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("k", "cursor(-1)", show=False),
-        Binding("j", "cursor(1)", show=False),
-        Binding("pageup", "page(-1)", show=False),
-        Binding("pagedown", "page(1)", show=False),
-        Binding("home", "edge(-1)", show=False),
-        Binding("end", "edge(1)", show=False),
-    ]
+    HEADER_LINES = 1
 
     COMPONENT_CLASSES = {
         "vtable--header", "vtable--cursor", "vtable--marked", "vtable--empty",
         *(f"vtable--tone-{tone}" for tone in TONES),
     }
 
-    class Highlighted(Message):
+    class Highlighted(TableMessage):
         def __init__(self, table: VirtualTable, row: Row | None) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class Selected(Message):
+    class Selected(TableMessage):
         def __init__(self, table: VirtualTable, row: Row) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class Edge(Message):
+    class Edge(TableMessage):
         """The cursor tried to move past the first (-1) or last (+1) row: the screen may page."""
 
         def __init__(self, table: VirtualTable, direction: int) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.direction = direction
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
 
     def __init__(self, columns: Sequence[Column], *, markable: bool = False, empty: str = "nothing here",
                  name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.columns = list(columns)
+        self.columns = tuple(columns)
         self.markable = markable
         self.empty_text = empty
         self.rows: list[Row] = []
         self.marked: set[str] = set()
-        self.cursor = 0
-        self._columns_cache: tuple[int, list[tuple[int, Column, int]]] | None = None
 
     # ----------------------------------------------------------------- data
 
@@ -123,9 +129,13 @@ class VirtualTable(ScrollView, can_focus=True):
             index = next((i for i, row in enumerate(self.rows) if row.key == wanted), None)
         if index is None:
             index = cursor if cursor is not None else self.cursor
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
-        self._set_cursor(max(0, min(index, len(self.rows) - 1)))
+        self.update_virtual_size()
+        self.place_cursor(max(0, min(index, len(self.rows) - 1)))
         self.refresh()
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
 
     @property
     def current_row(self) -> Row | None:
@@ -154,85 +164,21 @@ class VirtualTable(ScrollView, can_focus=True):
 
     # ----------------------------------------------------------------- cursor
 
-    def _set_cursor(self, index: int) -> None:
-        self.cursor = index
-        self._scroll_cursor_into_view()
+    def cursor_moved(self) -> None:
         self.post_message(self.Highlighted(self, self.current_row))
 
-    def move_to(self, index: int) -> None:
-        if self.rows:
-            self._set_cursor(max(0, min(index, len(self.rows) - 1)))
-            self.refresh()
+    def overrun(self, direction: int) -> None:
+        self.post_message(self.Edge(self, direction))
 
-    def _scroll_cursor_into_view(self) -> None:
-        visible = max(1, self.scrollable_content_region.height - 1)
-        top = int(self.scroll_y)
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + visible:
-            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
-
-    def action_cursor(self, delta: int) -> None:
-        target = self.cursor + delta
-        if target < 0 or target >= len(self.rows):
-            self.post_message(self.Edge(self, -1 if target < 0 else 1))
-            return
-        self.move_to(target)
-
-    def action_page(self, direction: int) -> None:
-        page = max(1, self.scrollable_content_region.height - 2)
-        target = self.cursor + direction * page
-        if (direction < 0 and self.cursor == 0) or (direction > 0 and self.cursor >= len(self.rows) - 1):
-            self.post_message(self.Edge(self, direction))
-            return
-        self.move_to(target)
-
-    def action_edge(self, direction: int) -> None:
-        self.move_to(0 if direction < 0 else len(self.rows) - 1)
+    def activate(self) -> None:
+        self.action_select()
 
     def action_select(self) -> None:
         row = self.current_row
         if row is not None:
             self.post_message(self.Selected(self, row))
 
-    def on_click(self, event: events.Click) -> None:
-        if event.y == 0:
-            return
-        index = int(self.scroll_y) + event.y - 1
-        if 0 <= index < len(self.rows):
-            again = index == self.cursor
-            self.move_to(index)
-            if again or event.chain > 1:
-                self.action_select()
-
-    def on_resize(self, _: events.Resize) -> None:
-        self._columns_cache = None
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
-        self._scroll_cursor_into_view()
-
     # ----------------------------------------------------------------- rendering
-
-    def _layout(self, width: int) -> list[tuple[int, Column, int]]:
-        """(column index, column, width) for the columns that fit `width`."""
-        if self._columns_cache and self._columns_cache[0] == width:
-            return self._columns_cache[1]
-        shown = [(i, c) for i, c in enumerate(self.columns) if width >= c.drop_below]
-        gutter = 2 if self.markable else 1
-        fixed = sum(c.width or 0 for _, c in shown) + len(shown) - 1 + gutter
-        flex = [c for _, c in shown if c.width is None]
-        spare = max(0, width - fixed)
-        share = spare // len(flex) if flex else 0
-        extra = spare - share * len(flex) if flex else 0
-        layout = []
-        for i, column in shown:
-            if column.width is not None:
-                layout.append((i, column, column.width))
-            else:
-                size = max(column.min_width, share + extra)
-                extra = 0
-                layout.append((i, column, size))
-        self._columns_cache = (width, layout)
-        return layout
 
     def _fit(self, text: str, column: Column, width: int) -> str:
         text = middle(text, width) if column.cut == "middle" else truncate(text, width)
@@ -243,7 +189,7 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
-        layout = self._layout(width)
+        layout = column_layout(self.columns, self.markable, width)
         base = self.rich_style
         gutter = "  " if self.markable else " "
         if y == 0:
