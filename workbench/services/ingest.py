@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from adapters import Adapter
 from store.bulk import codec, in_lookup, row_insert
 from store.database import writing
 from store.models import Delivery
@@ -139,7 +140,7 @@ class _Batch:
     batch touched, and random keys touch most), while only a chunk at a time is being worked
     on. Chunks are kept until the commit, to store them again after a conflict."""
 
-    def __init__(self, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any) -> None:
+    def __init__(self, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter) -> None:
         self._ctx, self._connection, self._adapter = ctx, connection, adapter
         self._chunks: list[list[Any]] = []
         self._counts: Counter[str] = Counter()
@@ -229,7 +230,7 @@ class _Commit:
         return self._counts
 
 
-def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any,
+def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
                   batch: list[Capture], *, replay_of: list[str | None] | None = None) -> Counter[str]:
     """Ingest one batch of captures in `conn`'s transaction; returns counts per verdict."""
     return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), batch),
@@ -241,7 +242,7 @@ def _dedupe_statement(in_params: list[Any]) -> Any:
             .where(deliveries.c.connection_id == bindparam("connection_id"), deliveries.c.dedupe_key.in_(in_params)))
 
 
-def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any,
+def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
            prepared: list[Any], *, replay_of: list[str | None] | None = None) -> Counter[str]:
     """Write one prepared batch in `conn`'s transaction. Leaves `prepared` as it was, so a
     retry can store it again."""
@@ -266,7 +267,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
         if isinstance(result, NotCovered):
             row = rows[i]
             row[COL_VERDICT], row[COL_REASON] = Verdict.IGNORED, result.reason
-            row[COL_MAPPING] = getattr(adapter, "mapping_version", None)
+            row[COL_MAPPING] = adapter.mapping_version
             continue
         mapped_items.append((rows[i], result, prepared[i][2]))
     book.load(conn, {(mapped.kind, mapped.external_id) for _, mapped, _ in mapped_items})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from adapters import Adapter
 from store.bulk import Codec, memoised
 from workbench.domain.canonical import BoundaryProblem
 from workbench.domain.redaction import MASK, is_sensitive_key
@@ -117,7 +118,7 @@ def _has_sensitive_headers(headers: dict[str, str]) -> bool:
     return found
 
 
-def prepare(adapter: Any, conversions: Codec, batch: list[Capture]) -> list[Any]:
+def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[Any]:
     """Capture, parse and map each delivery: everything that does not depend on the store.
     Mapping runs before the duplicate check (it is pure: a duplicate's result is dropped
     later), so each parsed payload is freed at once."""

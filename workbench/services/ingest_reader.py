@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from adapters import Adapter
 from store.bulk import Codec
 from workbench.domain.canonical import MappedEvent, NotCovered
 from workbench.domain.statuses import Status
@@ -29,7 +30,7 @@ from .ingest_prepare import Problem, batches, between_batches, prepare, ramped_b
 READER_PROCESS_ENV = "WORKBENCH_INGEST_READER"
 
 
-def prepared_batches(captures: Iterable[Capture], adapter: Any, conversions: Codec,
+def prepared_batches(captures: Iterable[Capture], adapter: Adapter, conversions: Codec,
                       size: int) -> Generator[list[Any], None, None]:
     """Prepared batches, in order: from a reader process when `captures` is a capture file
     (and this process can fork safely), else prepared here."""
@@ -61,7 +62,7 @@ def _forkable_reader(captures: Iterable[Capture]) -> CaptureReader | None:
     return captures
 
 
-def _prepared_by_reader_process(reader: CaptureReader, adapter: Any, conversions: Codec,
+def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec,
                                 size: int) -> Iterator[list[Any]]:
     import multiprocessing
 
@@ -108,7 +109,7 @@ def _widen_pipe(end: Any) -> None:
         pass
 
 
-def _reader_main(reader: CaptureReader, adapter: Any, conversions: Codec, size: int, sending: Any,
+def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, size: int, sending: Any,
                  receiving: Any) -> None:
     """In the reader process: read, prepare and send batches until the file ends. A sender
     thread writes each batch to the pipe while the next is prepared, so this runs up to two
