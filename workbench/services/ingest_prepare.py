@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
@@ -54,19 +55,6 @@ def between_batches() -> None:
     gc.collect(1)  # the young generations: this batch's leftovers, if any made a cycle
 
 
-def _batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture]]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
-def _ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture]]:
-    # A small first batch, so the ingesting process starts storing sooner.
-    first = list(islice(items, max(1, size // 10)))
-    if first:
-        yield first
-        yield from _batches(items, size)
-
-
 def batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture]]:
     while batch := list(islice(items, size)):
         yield batch
@@ -104,18 +92,14 @@ class Problem:
 
 NO_VERDICT = Problem(Category.UNKNOWN, "no_verdict", "no verdict reached")
 INVALID_CATEGORIES = (Category.VALIDATION, Category.CONTRACT_MISMATCH)
-_sensitive_header_sets: dict[tuple[str, ...], bool] = {}
-
-
 def _has_sensitive_headers(headers: dict[str, str]) -> bool:
-    # Senders repeat the same header names: check each set of names once (bounded memo).
-    names = tuple(headers)
-    found = _sensitive_header_sets.get(names)
-    if found is None:
-        if len(_sensitive_header_sets) >= 1024:
-            _sensitive_header_sets.clear()
-        found = _sensitive_header_sets[names] = any(map(is_sensitive_key, names))
-    return found
+    return _any_sensitive(tuple(headers))
+
+
+@lru_cache(maxsize=1024)
+def _any_sensitive(names: tuple[str, ...]) -> bool:
+    # Senders repeat the same header names: each set of names is checked once.
+    return any(map(is_sensitive_key, names))
 
 
 def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[Any]:
