@@ -110,10 +110,11 @@ def run_baseline(path: Path, db: Path) -> dict[str, Any]:
 
 def run_pipeline(path: Path, db: Path, batch_size: int | None) -> dict[str, Any]:
     from store.database import open_store
+    from workbench.cli.settings import reader_process_wanted
     from workbench.services.captures import CaptureReader
     from workbench.services.connections import add_connection
     from workbench.services.context import ServiceContext
-    from workbench.services.ingest import ingest
+    from workbench.services.ingest import DEFAULT_BATCH, ingest
 
     engine = open_store(f"sqlite:///{db}")
     ctx = ServiceContext(engine=engine, actor="user:bench")
@@ -129,11 +130,11 @@ def run_pipeline(path: Path, db: Path, batch_size: int | None) -> dict[str, Any]
             next_sample[0] = done + max(total // 10, 1)
 
     rss_start = _rss_mb()
-    kwargs = {"batch_size": batch_size} if batch_size else {}
     started = time.perf_counter()
     with open(path, "rb") as f:
         reader = CaptureReader(f)
-        report = ingest(ctx, "bench", reader, progress=progress, **kwargs)
+        report = ingest(ctx, "bench", reader, progress=progress, batch_size=batch_size or DEFAULT_BATCH,
+                        reader_process=reader_process_wanted())
     elapsed = time.perf_counter() - started
     engine.dispose()
     reader_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reader process, if any

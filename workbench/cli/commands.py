@@ -10,11 +10,12 @@ import click
 from store.database import open_store, resolve_url
 from workbench.services import audit, connections, queries, replay as replay_service, triage
 from workbench.services.captures import CaptureReader
-from workbench.services.ingest import ingest as ingest_service, record_ingest_run
+from workbench.services.ingest import DEFAULT_BATCH, ingest as ingest_service, record_ingest_run
 from workbench.services.timeline import load_timeline
 
 from .main import EXIT_AUDIT_BROKEN, EXIT_PARTIAL, State, cli, fail, handles_errors, pass_state
 from .output import end_progress, json_array, json_value, progress_line, table
+from .settings import reader_process_wanted
 
 # -- store -------------------------------------------------------------------------------------
 
@@ -117,9 +118,8 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
             fail(f"cannot read {file}: {exc.strerror or exc}")
     with stream:
         reader = CaptureReader(stream)
-        options = {"batch_size": batch_size} if batch_size else {}
         report = ingest_service(ctx, name, reader, progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"),
-                                **options)
+                                batch_size=batch_size or DEFAULT_BATCH, reader_process=reader_process_wanted())
         end_progress()
     record_ingest_run(ctx, name, report, source="stdin" if file == "-" else str(Path(file).resolve()),
                       skipped_lines=len(reader.bad_lines))

@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from operator import itemgetter
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
@@ -59,13 +60,16 @@ from .ingest_prepare import (
     collecting_between_batches,
     prepare,
 )
-from .ingest_reader import prepared_batches
+from .ingest_reader import prepared_chunks
 
 log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 
 DEFAULT_BATCH = 20000  # deliveries per transaction
+# A batch commits at least this often, so that a slow stream's deliveries show (and other
+# writers get the lock) within about a second.
+MAX_BATCH_SECONDS = 1.0
 CHUNK_SIZE = 5000  # deliveries prepared, sent and stored at a time (bounds memory)
 MAX_BATCH_TRIES = 5
 
@@ -89,49 +93,76 @@ def ingest(
     *,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[IngestReport], None] | None = None,
+    reader_process: bool = False,
 ) -> IngestReport:
-    """Ingest captures into a connection; returns counts per verdict. Each `batch_size`
-    deliveries are one transaction; `progress` sees the report after each commit."""
+    """Ingest captures into a connection; returns counts per verdict. A batch (one
+    transaction) commits after `batch_size` deliveries, after MAX_BATCH_SECONDS, or when the
+    input pauses, whichever comes first; `progress` sees the report after each commit.
+    `reader_process` prepares a capture file in a forked reader process (see ingest_reader:
+    only where this process may fork); by default everything runs in this process."""
     connection = get_connection(ctx, connection_name)
     adapter = ctx.adapters.get(connection.provider)
     report = IngestReport()
     committing: _Commit | None = None
-    batch: _Batch | None = None
 
-    def committed(commit: _Commit) -> None:
-        report.add(commit.wait())
-        if progress:
-            progress(report)
+    def settle() -> None:  # the commit under way done, and counted
+        nonlocal committing
+        if committing is not None:
+            commit, committing = committing, None
+            report.add(commit.wait())
+            if progress:
+                progress(report)
 
-    with collecting_between_batches():
-        chunks = prepared_batches(captures, adapter, codec(ctx.engine.dialect), min(batch_size, CHUNK_SIZE))
-        try:
-            with closing(chunks):  # stops the reader process if a batch fails
-                for chunk in chunks:  # taken in while the previous batch commits
-                    while chunk:
-                        if batch is None:
-                            if committing is not None:
-                                commit, committing = committing, None
-                                committed(commit)
-                            batch = _Batch(ctx, connection, adapter)
-                        room = batch_size - batch.size
-                        part, chunk = (chunk, []) if len(chunk) <= room else (chunk[:room], chunk[room:])
-                        batch.add(part)
-                        del part
-                        if batch.size >= batch_size:
-                            committing, batch = batch.commit(), None
+    chunks = prepared_chunks(captures, adapter, codec(ctx.engine.dialect), min(batch_size, CHUNK_SIZE),
+                             reader_process=reader_process)
+    try:
+        with closing(chunks):  # stops the reader process or the feeder thread if a batch fails
+            chunk = next(chunks, None)
+            while chunk is not None:
+                settle()  # one write transaction at a time
+                if chunk:
+                    with collecting_between_batches():
+                        committing, rest = _fill_batch(_Batch(ctx, connection, adapter), chunk, chunks, batch_size)
+                        # Taken in while the batch commits (a pause in the input shows as []).
+                        chunk = rest if rest is not None else next(chunks, None)
                     between_batches()
-            if batch is not None:
-                committing, batch = batch.commit(), None
-            if committing is not None:
-                commit, committing = committing, None
-                committed(commit)
-        finally:
-            if batch is not None:
-                batch.abandon()
-            if committing is not None:  # failing: still wait for the commit under way
-                committing.wait(raising=False)
+                else:  # the input paused, and nothing is left uncommitted: wait for more
+                    chunk = next(chunks, None)
+            settle()
+    finally:
+        if committing is not None:  # failing: still wait for the commit under way
+            committing.wait(raising=False)
     return report
+
+
+def _fill_batch(batch: _Batch, chunk: list[Any], chunks: Iterator[list[Any]],
+                batch_size: int) -> tuple[_Commit, list[Any] | None]:
+    """Store `chunk` and the chunks after it in `batch` until it is full, it has been open
+    MAX_BATCH_SECONDS, or the input pauses or ends; start its commit. Returns the commit and
+    what is left over: the rest of a chunk that did not fit, [] when the input paused, None
+    when the next chunk is yet to be taken (or the input ended)."""
+    try:
+        started = monotonic()
+        while True:
+            room = batch_size - batch.size
+            if len(chunk) > room:
+                batch.add(chunk[:room])
+                rest: list[Any] | None = chunk[room:]
+                break
+            batch.add(chunk)
+            del chunk
+            if batch.size >= batch_size or monotonic() - started >= MAX_BATCH_SECONDS:
+                rest = None
+                break
+            following = next(chunks, None)
+            if not following:
+                rest = following
+                break
+            chunk = following
+    except BaseException:
+        batch.abandon()
+        raise
+    return batch.commit(), rest
 
 
 class _Batch:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,20 +36,40 @@ def stored_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
+# Pauses of the collector under way (ingests in several threads may overlap) and whether it
+# ran before the first of them.
+_pause_lock = threading.Lock()
+_pauses = 0
+_enabled_before = False
+
+
 @contextmanager
 def collecting_between_batches() -> Iterator[None]:
-    """The cyclic GC, which ingest's allocations would otherwise start hundreds of times per
-    batch (a fifth of ingest's time: each run traverses every live row, and full runs all the
-    libraries' hundreds of thousands of objects too), runs once per batch instead, at
-    `between_batches()`, when hardly anything is alive. Ingest makes no reference cycles of
-    its own, so this only changes when garbage is found, not whether."""
-    enabled = gc.isenabled()
-    gc.disable()
+    """The cyclic GC paused for one batch, and set back as it was when the batch ends, however
+    it ends (a collector that was off stays off). Ingest's allocations would otherwise start it
+    hundreds of times per batch (a fifth of ingest's time: each run traverses every live row,
+    and full runs all the libraries' hundreds of thousands of objects too); `between_batches()`
+    collects once instead, when hardly anything is alive. Ingest makes no reference cycles of
+    its own, so this only changes when garbage is found, not whether.
+
+    The pause is process-wide: while a batch is stored, other threads (a receiver's event loop,
+    the TUI) run without cyclic collection too. That is acceptable because it is bounded (a
+    batch closes after its size or a second, see ingest.MAX_BATCH_SECONDS, plus the chunk
+    under way) and loses nothing: reference counting still frees everything acyclic at once,
+    and cycles made meanwhile are collected after the pause."""
+    global _pauses, _enabled_before
+    with _pause_lock:
+        if _pauses == 0:
+            _enabled_before = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _enabled_before:
+                gc.enable()
 
 
 def between_batches() -> None:

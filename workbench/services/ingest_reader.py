@@ -1,15 +1,20 @@
-"""Preparing a capture file in a reader process on the second core.
+"""Where ingest's prepared chunks come from: a reader process, a feeder thread, or here.
 
-The ingesting process stores (stage 2) while a forked reader reads, parses and maps (stage 1)
-up to two chunks ahead; chunks travel as marshal bytes through a widened pipe.
+`prepared_chunks` is stage 1 of ingest (see ingest_prepare) as the driver consumes it. Asked for
+(`reader_process=True`), a capture file is read, parsed and mapped in a forked reader process on
+the second core, up to two chunks ahead; chunks travel as marshal bytes through a widened pipe
+(pickle for anything that is not a builtin). A stream that may block (standard input, a pipe)
+is read on a feeder thread (see ingest_feed); anything else is prepared here, chunk by chunk.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import marshal
 import os
 import pickle
+import stat
 import sys
 import threading
 import traceback
@@ -24,46 +29,86 @@ from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category
 
 from .captures import Capture, CaptureReader
-from .ingest_prepare import Problem, batches, between_batches, prepare, ramped_batches
+from .ingest_feed import prepared_as_fed
+from .ingest_prepare import Problem, between_batches, prepare, ramped_batches
 
-# Set WORKBENCH_INGEST_READER=0 to read and prepare capture files in the ingesting process.
-READER_PROCESS_ENV = "WORKBENCH_INGEST_READER"
+log = logging.getLogger(__name__)
 
 
-def prepared_batches(captures: Iterable[Capture], adapter: Adapter, conversions: Codec,
-                      size: int) -> Generator[list[Any], None, None]:
-    """Prepared batches, in order: from a reader process when `captures` is a capture file
-    (and this process can fork safely), else prepared here."""
-    reader = _forkable_reader(captures)
-    if reader is not None:
-        yield from _prepared_by_reader_process(reader, adapter, conversions, size)
+class ReaderProcessFailed(RuntimeError):
+    """The reader process raised; `child_traceback` is its traceback, as text."""
+
+    def __init__(self, message: str, child_traceback: str = "") -> None:
+        super().__init__(message)
+        self.child_traceback = child_traceback
+
+
+def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, size: int, *,
+                    reader_process: bool = False) -> Generator[list[Any], None, None]:
+    """Prepared chunks of at most `size` deliveries, in order. An empty chunk means that none
+    is ready and the next waits for input: the caller commits what it holds first.
+
+    With `reader_process`, a capture file is prepared in a forked reader process (only ask for
+    it where forking is safe: no other thread of this process may hold a lock the child needs);
+    where one cannot be used, preparing falls back to this process and says why at debug level."""
+    if reader_process:
+        reader, why_not = _reader_for_process(captures)
+        if reader is not None:
+            log.debug("ingest: preparing %s in a reader process", getattr(reader.stream, "name", "the file"))
+            yield from _prepared_by_reader_process(reader, adapter, conversions, size)
+            return
+        log.debug("ingest: no reader process (%s); preparing in this process", why_not)
+    if _may_block(captures):
+        yield from prepared_as_fed(captures, adapter, conversions, size)
         return
-    for batch in batches(iter(captures), size):
-        yield prepare(adapter, conversions, batch)
+    # Ramped as in the reader process, so both make the same chunks (and the same rows).
+    for chunk in ramped_batches(iter(captures), size):
+        yield prepare(adapter, conversions, chunk)
 
 
-def _forkable_reader(captures: Iterable[Capture]) -> CaptureReader | None:
-    if not isinstance(captures, CaptureReader) or os.environ.get(READER_PROCESS_ENV, "1") == "0":
-        return None
-    # fork() is safe on Linux only (macOS frameworks may not survive it), and pays only with a
-    # second core.
-    if not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2:
-        return None
-    # Forking a process that runs other threads can leave the child holding a lock no thread
-    # will ever release: only fork from a single-threaded process.
-    if threading.active_count() > 1:
+def _regular_file(captures: Iterable[Capture]) -> int | None:
+    """The descriptor of the regular file `captures` reads, if it is a CaptureReader of one."""
+    if not isinstance(captures, CaptureReader):
         return None
     try:
-        descriptor = captures.stream.fileno()  # a real file: the child reads on from it
+        descriptor = captures.stream.fileno()
+        return descriptor if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
+    except (AttributeError, OSError, ValueError):  # no descriptor (an in-memory stream)
+        return None
+
+
+def _may_block(captures: Iterable[Capture]) -> bool:
+    # A capture stream over a pipe, a terminal or a socket: its writer decides when more comes.
+    if not isinstance(captures, CaptureReader) or _regular_file(captures) is not None:
+        return False
+    try:
+        captures.stream.fileno()
     except (AttributeError, OSError, ValueError):
-        return None
-    if descriptor == 0:  # multiprocessing closes standard input in the child
-        return None
-    return captures
+        return False  # in memory: never waits
+    return True
+
+
+def _reader_for_process(captures: Iterable[Capture]) -> tuple[CaptureReader | None, str]:
+    """The capture file to prepare in a reader process, or None and why it cannot be."""
+    if not isinstance(captures, CaptureReader):
+        return None, "the input is not a capture file"
+    # fork() is safe on Linux only (macOS frameworks may not survive it).
+    if not sys.platform.startswith("linux"):
+        return None, f"fork() is not safe on {sys.platform}"
+    if (os.cpu_count() or 1) < 2:
+        return None, "one CPU core: a second process would only take turns with this one"
+    descriptor = _regular_file(captures)
+    if descriptor is None:
+        return None, "the input is not a regular file: it is read as it arrives"
+    if descriptor == 0:
+        return None, "the input is standard input, which multiprocessing closes in the child"
+    return captures, ""
 
 
 def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec,
                                 size: int) -> Iterator[list[Any]]:
+    """Chunks prepared in a forked reader process; its error, if it fails, raised here as
+    ReaderProcessFailed (after the chunks it sent before)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -89,7 +134,9 @@ def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, convers
                 reader.bad_lines.extend(pickle.loads(payload))
                 return
             else:
-                raise pickle.loads(payload)
+                name, message, child_traceback = pickle.loads(payload)
+                raise ReaderProcessFailed(f"the ingest reader process failed: {name}: {message}",
+                                          child_traceback)
     finally:
         receiving.close()  # a reader still sending gets a broken pipe and stops
         process.join(timeout=5)
@@ -120,8 +167,10 @@ def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, si
     receiving.close()  # the copy forked with us: only the ingesting process may hold it open
     # Everything inherited belongs to the ingesting process, its database connections above
     # all: no collection here may finalize any of it (a finalized connection would talk to the
-    # database over the parent's socket). Only this process's own garbage is collected.
+    # database over the parent's socket). Only this process's own garbage is collected: once
+    # per chunk, at between_batches() (this process does nothing else: the pause lasts its life).
     gc.freeze()
+    gc.disable()
 
     outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
     failed = threading.Event()
@@ -151,14 +200,8 @@ def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, si
             del message
             between_batches()
         outbox.put(_DONE + pickle.dumps(reader.bad_lines[bad_before:]))
-    except BaseException as exc:  # reported to the ingesting process
-        try:
-            error = pickle.dumps(exc)
-            pickle.loads(error)
-        except Exception:
-            error = pickle.dumps(RuntimeError(
-                f"ingest reader process failed:\n{''.join(traceback.format_exception(exc))}"))
-        outbox.put(_ERROR + error)
+    except BaseException as exc:  # reported to the ingesting process, as text (always picklable)
+        outbox.put(_ERROR + pickle.dumps((type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)))))
     finally:
         outbox.put(None)
         sender.join()
