@@ -124,19 +124,17 @@ def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, convers
             try:
                 message = receiving.recv_bytes()
             except EOFError:
-                raise RuntimeError("the ingest reader process ended unexpectedly") from None
-            kind, payload = message[:1], memoryview(message)[1:]
-            if kind == _BATCH:
-                yield _unship(payload.tobytes())
-            elif kind == _PICKLED_BATCH:
-                yield pickle.loads(payload)
-            elif kind == _DONE:
-                reader.bad_lines.extend(pickle.loads(payload))
+                raise ReaderProcessFailed(f"the ingest reader process ended unexpectedly "
+                                          f"(exit code {process.exitcode})") from None
+            kind = message[:1]
+            if kind == _DONE:
+                reader.bad_lines.extend(pickle.loads(memoryview(message)[1:]))
                 return
-            else:
-                name, message, child_traceback = pickle.loads(payload)
-                raise ReaderProcessFailed(f"the ingest reader process failed: {name}: {message}",
-                                          child_traceback)
+            if kind == _ERROR:
+                name, text, child_traceback = pickle.loads(memoryview(message)[1:])
+                raise ReaderProcessFailed(f"the ingest reader process failed: {name}: {text}", child_traceback)
+            yield _unship(message)
+            del message
     finally:
         receiving.close()  # a reader still sending gets a broken pipe and stops
         process.join(timeout=5)
@@ -218,7 +216,7 @@ class _Unshippable(Exception):
 
 
 def _ship(prepared: list[Any]) -> bytes:
-    """A prepared batch as bytes. marshal (builtin types only) is several times cheaper than
+    """A prepared batch as bytes (a kind byte, then the batch). marshal (builtin types only) is several times cheaper than
     pickle both ways, so results and times travel as plain tuples and strings; a batch holding
     anything else (a PostgreSQL naive datetime, an adapter's own types) goes pickled."""
     times: dict[Any, str] = {}
@@ -251,7 +249,12 @@ def _ship(prepared: list[Any]) -> bytes:
         return _PICKLED_BATCH + pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _unship(payload: bytes) -> list[Any]:
+def _unship(message: bytes) -> list[Any]:
+    """A prepared batch from `_ship`'s bytes."""
+    payload = memoryview(message)[1:]
+    if message[:1] == _PICKLED_BATCH:
+        pickled: list[Any] = pickle.loads(payload)
+        return pickled
     times: dict[str, datetime] = {}
     statuses = _STATUSES
     prepared: list[Any] = []
