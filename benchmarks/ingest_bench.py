@@ -11,7 +11,8 @@ on that same file and in the same run:
   (received_at and body) into a WAL / synchronous=NORMAL file, committing every 5,000;
 * the pipeline: `workbench.services.ingest.ingest` reading the file through `CaptureReader`
   into a fresh embedded store made by `store.database.open_store` (with its reader process
-  on the second core, as any ingest of a capture file; WORKBENCH_INGEST_READER=0 turns it off).
+  on the second core, as `workbench ingest` of a capture file; WORKBENCH_INGEST_READER=0 turns
+  it off).
 
 Each runs in its own subprocess (so neither the generator nor the other run counts towards its
 memory), on a file-backed database under benchmarks/out/. Throughput targets: at least 20,000

@@ -1,18 +1,24 @@
 """The ingest pipeline, the same for every source (file, webhook, poll, replay).
 
-Per batch, in one transaction: capture raw bytes and headers first (nothing that follows can
-stop them being stored), parse, identify the event (provider ID or payload hash), drop
-duplicates, map, order against the record's watermark, apply through the state machine, and
-write everything in bulk. A batch commits whole or not at all, so a process killed half-way
+Per batch, in one transaction: hash the raw bytes and mask credentials in the headers, parse,
+identify the event (provider ID or payload hash), drop duplicates, map, order against the
+record's watermark, apply through the state machine, and write everything in bulk, the raw
+deliveries first. A delivery that does not parse or map is still stored as received. A batch commits whole or not at all, so a process killed half-way
 leaves every delivery either fully ingested or not at all, and a re-run completes the rest.
 
-Every delivery goes through two stages, a chunk (CHUNK_SIZE deliveries) at a time. `_prepare`
-does everything that does not depend on the store (hash, stored headers, parse, map, column
-values): it is pure, so when ingest reads a capture file it runs in a reader process on the
-second core, up to two chunks ahead. `_store` does what does depend on the store: duplicates,
-beliefs, IDs and the writes, into the batch's transaction (again, from the same prepared
-chunks, when a conflict makes the batch retry). A batch (DEFAULT_BATCH deliveries) commits on a
-helper thread while the next chunk comes in. Same rows and verdicts whichever way it runs.
+Every delivery goes through two stages, a chunk (CHUNK_SIZE deliveries) at a time.
+`ingest_prepare.prepare` does everything that does not depend on the store (hash, stored
+headers, parse, map, column values): it is pure, so it can run in a reader process on the second
+core, up to two chunks ahead, when the caller asks for one (`reader_process=True`, as
+`workbench ingest` does for a capture file; see ingest_reader). `_store` does what does depend
+on the store: duplicates, beliefs, IDs and the writes, into the batch's transaction (again, from
+the same prepared chunks, when a conflict makes the batch retry). Same rows and verdicts
+whichever way it runs.
+
+A batch closes after `batch_size` deliveries (DEFAULT_BATCH), after MAX_BATCH_SECONDS, or when
+the input pauses (a stream that may block is read on a feeder thread, see ingest_feed), so its
+transaction never waits for input; it commits on a helper thread while the next chunk comes in.
+The cyclic GC is paused while a batch is stored (see `collecting_between_batches`).
 """
 
 from __future__ import annotations
