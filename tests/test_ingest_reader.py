@@ -26,7 +26,6 @@ from tests.support import T0, add_stripe, capture, make_context, pi_event
 from workbench.cli.settings import reader_process_wanted
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 from workbench.domain.statuses import Status
-from workbench.services import ingest as ingest_module
 from workbench.services.captures import CaptureReader
 from workbench.services.ingest import ingest
 from workbench.services.ingest_prepare import Problem, prepare
@@ -48,12 +47,6 @@ def second_url(db_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
         yield cluster.url(name)
     finally:
         cluster.drop_database(name)
-
-
-@pytest.fixture
-def no_time_cuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Batches close on size only, so where they close does not depend on the machine's speed.
-    monkeypatch.setattr(ingest_module, "MAX_BATCH_SECONDS", 3600.0)
 
 
 def _capture_file(path: Path, intents: int = 500) -> int:
@@ -82,8 +75,7 @@ def _ingest_file(url: str, path: Path, *, reader_process: bool, batch_size: int)
     return engine, report, reader.bad_lines
 
 
-def test_reader_process_on_and_off_store_the_same_rows_and_verdicts(db_url, second_url, tmp_path, caplog,
-                                                                     no_time_cuts):
+def test_reader_process_on_and_off_store_the_same_rows_and_verdicts(db_url, second_url, tmp_path, caplog):
     path = tmp_path / "captures.jsonl"
     total = _capture_file(path)
     caplog.set_level(logging.DEBUG, logger=READER_LOG)
@@ -161,8 +153,7 @@ class BrokenAdapter(StripeAdapter):
 
 
 @pytest.mark.parametrize("reader_process", [True, False], ids=["reader", "in-process"])
-def test_a_failure_while_preparing_stops_ingest_with_only_whole_batches_stored(engine, tmp_path, reader_process,
-                                                                              no_time_cuts):
+def test_a_failure_while_preparing_stops_ingest_with_only_whole_batches_stored(engine, tmp_path, reader_process):
     lines = [orjson.dumps({"received_at": T0.isoformat(), "headers": {},
                            "body": orjson.dumps(pi_event(f"evt_{i}", f"pi_{i}", "processing", 1_793_534_400 + i))
                            .decode()}) for i in range(1000)]

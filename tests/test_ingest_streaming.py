@@ -1,8 +1,9 @@
 """Streaming ingest: a batch never waits for input with its transaction open, and commits at least
-every MAX_BATCH_SECONDS, so other writers and readers get on while a slow stream runs."""
+every COMMIT_EVERY_S, so other writers and readers get on while a slow stream runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,10 +14,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from adapters import AdapterRegistry
+from adapters.stripe import StripeAdapter
 from store.database import reading
 from store.models import Delivery, Failure
-from tests.support import T0, add_stripe, capture, capture_line, pi_event
-from workbench.services import connections, ingest as ingest_module, triage
+from tests.support import T0, add_stripe, capture, capture_line, make_context, pi_event
+from workbench.domain.canonical import ParsedEvent
+from workbench.services import connections, ingest_feed, triage
 from workbench.services.captures import CaptureReader
 from workbench.services.ingest import ingest
 
@@ -121,14 +125,36 @@ def test_in_process_a_pipe_is_committed_before_ingest_waits_for_more(ctx, engine
     assert _stored(engine, acme.id) == 6
 
 
-def test_a_batch_commits_after_max_batch_seconds_even_while_input_keeps_coming(ctx, monkeypatch):
+class SlowStripe(StripeAdapter):
+    """Parses at about 30 deliveries a second: slower than the stream below comes in."""
+
+    def parse(self, body: bytes) -> ParsedEvent:
+        time.sleep(0.03)
+        return super().parse(body)
+
+
+def test_a_stream_faster_than_ingest_still_commits_every_commit_interval(engine, monkeypatch):
+    ctx = dataclasses.replace(make_context(engine), adapters=AdapterRegistry({"stripe": SlowStripe()}))
     add_stripe(ctx)
-    captures = [capture(pi_event(f"evt_{i}", f"pi_{i}", "processing", CREATED + i)) for i in range(100)]
+    monkeypatch.setattr(ingest_feed, "COMMIT_EVERY_S", 0.1)
+    read_end, write_end = os.pipe()
+
+    def write() -> None:  # 60 lines at 100 a second: the input never pauses while ingest works
+        with os.fdopen(write_end, "wb", buffering=0) as out:
+            for i in range(60):
+                out.write(_line(i))
+                time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
     totals: list[int] = []
-    assert ingest(ctx, "acme", captures, batch_size=100, progress=lambda r: totals.append(r.total)).total == 100
-    assert totals == [100]  # one batch: it filled before its second was up
-    monkeypatch.setattr(ingest_module, "MAX_BATCH_SECONDS", 0.0)
-    totals.clear()
-    more = [capture(pi_event(f"evt_b{i}", f"pi_b{i}", "processing", CREATED + i)) for i in range(100)]
-    assert ingest(ctx, "acme", more, batch_size=100, progress=lambda r: totals.append(r.total)).total == 100
-    assert len(totals) > 1 and totals[-1] == 100  # each chunk committed on its own
+    try:
+        with os.fdopen(read_end, "rb") as stream:
+            report = ingest(ctx, "acme", CaptureReader(stream), progress=lambda r: totals.append(r.total))
+    finally:
+        writer.join()
+    assert report.counts == {"applied": 60}
+    # About 1.8 s of parsing, with input always waiting: without the interval, one commit at the
+    # end; with it, one after each chunk that ends 0.1 s after the last commit (chunks take what
+    # has arrived, so they grow while ingest lags behind).
+    assert len(totals) >= 3 and totals[-1] == 60, totals

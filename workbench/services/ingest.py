@@ -3,8 +3,9 @@
 Per batch, in one transaction: hash the raw bytes and mask credentials in the headers, parse,
 identify the event (provider ID or payload hash), drop duplicates, map, order against the
 record's watermark, apply through the state machine, and write everything in bulk, the raw
-deliveries first. A delivery that does not parse or map is still stored as received. A batch commits whole or not at all, so a process killed half-way
-leaves every delivery either fully ingested or not at all, and a re-run completes the rest.
+deliveries first. A delivery that does not parse or map is still stored as received. A batch
+commits whole or not at all, so a process killed half-way leaves every delivery either fully
+ingested or not at all, and a re-run completes the rest.
 
 Every delivery goes through two stages, a chunk (CHUNK_SIZE deliveries) at a time.
 `ingest_prepare.prepare` does everything that does not depend on the store (hash, stored
@@ -15,9 +16,10 @@ on the store: duplicates, beliefs, IDs and the writes, into the batch's transact
 the same prepared chunks, when a conflict makes the batch retry). Same rows and verdicts
 whichever way it runs.
 
-A batch closes after `batch_size` deliveries (DEFAULT_BATCH), after MAX_BATCH_SECONDS, or when
-the input pauses (a stream that may block is read on a feeder thread, see ingest_feed), so its
-transaction never waits for input; it commits on a helper thread while the next chunk comes in.
+A batch closes after `batch_size` deliveries (DEFAULT_BATCH) or, reading a stream that may
+block (read on a feeder thread, see ingest_feed), when the input pauses and at least every
+COMMIT_EVERY_S: its transaction never waits for input. It commits on a helper thread while the
+next chunk comes in.
 The cyclic GC is paused while a batch is stored (see `collecting_between_batches`).
 """
 
@@ -30,7 +32,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from operator import itemgetter
-from time import monotonic
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
@@ -73,9 +74,6 @@ log = logging.getLogger(__name__)
 deliveries = Delivery.__table__
 
 DEFAULT_BATCH = 20000  # deliveries per transaction
-# A batch commits at least this often, so that a slow stream's deliveries show (and other
-# writers get the lock) within about a second.
-MAX_BATCH_SECONDS = 1.0
 CHUNK_SIZE = 5000  # deliveries prepared, sent and stored at a time (bounds memory)
 MAX_BATCH_TRIES = 5
 
@@ -102,8 +100,8 @@ def ingest(
     reader_process: bool = False,
 ) -> IngestReport:
     """Ingest captures into a connection; returns counts per verdict. A batch (one
-    transaction) commits after `batch_size` deliveries, after MAX_BATCH_SECONDS, or when the
-    input pauses, whichever comes first; `progress` sees the report after each commit.
+    transaction) commits after `batch_size` deliveries, or from a stream that may block, when
+    the input pauses and at least every second; `progress` sees the report after each commit.
     `reader_process` prepares a capture file in a forked reader process (see ingest_reader:
     only where this process may fork); by default everything runs in this process."""
     connection = get_connection(ctx, connection_name)
@@ -132,7 +130,7 @@ def ingest(
                         # Taken in while the batch commits (a pause in the input shows as []).
                         chunk = rest if rest is not None else next(chunks, None)
                     between_batches()
-                else:  # the input paused, and nothing is left uncommitted: wait for more
+                else:  # a commit point (the input paused, or a second passed): nothing waits uncommitted
                     chunk = next(chunks, None)
             settle()
     finally:
@@ -143,12 +141,11 @@ def ingest(
 
 def _fill_batch(batch: _Batch, chunk: list[Any], chunks: Iterator[list[Any]],
                 batch_size: int) -> tuple[_Commit, list[Any] | None]:
-    """Store `chunk` and the chunks after it in `batch` until it is full, it has been open
-    MAX_BATCH_SECONDS, or the input pauses or ends; start its commit. Returns the commit and
-    what is left over: the rest of a chunk that did not fit, [] when the input paused, None
-    when the next chunk is yet to be taken (or the input ended)."""
+    """Store `chunk` and the chunks after it in `batch` until it is full or the source says to
+    commit (an empty chunk: see ingest_reader.prepared_chunks) or ends; start its commit.
+    Returns the commit and what is left over: the rest of a chunk that did not fit, [] when the
+    source said to commit, None when the next chunk is yet to be taken (or the input ended)."""
     try:
-        started = monotonic()
         while True:
             room = batch_size - batch.size
             if len(chunk) > room:
@@ -157,7 +154,7 @@ def _fill_batch(batch: _Batch, chunk: list[Any], chunks: Iterator[list[Any]],
                 break
             batch.add(chunk)
             del chunk
-            if batch.size >= batch_size or monotonic() - started >= MAX_BATCH_SECONDS:
+            if batch.size >= batch_size:
                 rest = None
                 break
             following = next(chunks, None)

@@ -3,13 +3,15 @@
 Reading such a stream blocks until its writer sends more; ingest must never do that with a
 batch's transaction open (on SQLite it holds the write lock). A feeder thread reads captures
 into a bounded buffer; the ingesting thread takes whatever has arrived, and before it waits
-for more it commits what it holds.
+for more it commits what it holds. While input keeps coming it commits at least every
+COMMIT_EVERY_S, so readers see a stream's deliveries within about a second whatever its pace.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Generator, Iterable
+from time import monotonic
 from typing import Any
 
 from adapters import Adapter
@@ -17,6 +19,8 @@ from store.bulk import Codec
 
 from .captures import Capture
 from .ingest_prepare import prepare
+
+COMMIT_EVERY_S = 1.0
 
 
 class CaptureFeed:
@@ -82,16 +86,25 @@ class CaptureFeed:
 
 def prepared_as_fed(captures: Iterable[Capture], adapter: Adapter, conversions: Codec,
                     size: int) -> Generator[list[Any], None, None]:
-    """Prepared chunks of what has arrived; an empty chunk before waiting for more input."""
+    """Prepared chunks of what has arrived; an empty chunk (a commit point) before waiting for
+    more input, and after COMMIT_EVERY_S of chunks without one."""
     feed = CaptureFeed(captures, 2 * size)
+    since_commit: float | None = None  # when the first chunk since the last commit point went
     try:
         while True:
+            if since_commit is not None and monotonic() - since_commit >= COMMIT_EVERY_S:
+                since_commit = None
+                yield []  # input keeps coming, slower than it is stored: commit now and then
             chunk = feed.take(size, wait=False)
             if chunk == []:
-                yield []  # nothing has arrived: the caller commits what it holds
+                if since_commit is not None:
+                    since_commit = None
+                    yield []  # nothing has arrived: the caller commits what it holds
                 chunk = feed.take(size, wait=True)
             if chunk is None:
                 return
+            if since_commit is None:
+                since_commit = monotonic()
             yield prepare(adapter, conversions, chunk)
             del chunk
     finally:

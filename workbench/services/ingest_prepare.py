@@ -53,10 +53,10 @@ def collecting_between_batches() -> Iterator[None]:
     its own, so this only changes when garbage is found, not whether.
 
     The pause is process-wide: while a batch is stored, other threads (a receiver's event loop,
-    the TUI) run without cyclic collection too. That is acceptable because it is bounded (a
-    batch closes after its size or a second, see ingest.MAX_BATCH_SECONDS, plus the chunk
-    under way) and loses nothing: reference counting still frees everything acyclic at once,
-    and cycles made meanwhile are collected after the pause."""
+    the TUI) run without cyclic collection too. That is acceptable because it is bounded (one
+    batch: `batch_size` deliveries, about a second at full speed; from a stream, at most about
+    a second, see ingest_feed) and loses nothing: reference counting still frees everything
+    acyclic at once, and cycles made meanwhile are collected after the pause."""
     global _pauses, _enabled_before
     with _pause_lock:
         if _pauses == 0:

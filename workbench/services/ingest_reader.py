@@ -45,8 +45,9 @@ class ReaderProcessFailed(RuntimeError):
 
 def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, size: int, *,
                     reader_process: bool = False) -> Generator[list[Any], None, None]:
-    """Prepared chunks of at most `size` deliveries, in order. An empty chunk means that none
-    is ready and the next waits for input: the caller commits what it holds first.
+    """Prepared chunks of at most `size` deliveries, in order. An empty chunk is a commit point:
+    from a stream, the next chunk waits for input or a second has passed since the last one;
+    the caller commits what it holds before asking for more.
 
     With `reader_process`, a capture file is prepared in a forked reader process (only ask for
     it where forking is safe: no other thread of this process may hold a lock the child needs);
