@@ -19,8 +19,8 @@ whichever way it runs.
 A batch closes after `batch_size` deliveries (DEFAULT_BATCH) or, reading a stream that may
 block (read on a feeder thread, see ingest_feed), when the input pauses and at least every
 COMMIT_EVERY_S: its transaction never waits for input. It commits on a helper thread while the
-next chunk comes in.
-The cyclic GC is paused while a batch is stored (see `collecting_between_batches`).
+next chunk comes in. The cyclic GC is paused while a batch is stored, and only then (see
+`collecting_between_batches`).
 """
 
 from __future__ import annotations

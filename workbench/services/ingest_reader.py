@@ -109,7 +109,9 @@ def _reader_for_process(captures: Iterable[Capture]) -> tuple[CaptureReader | No
 def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec,
                                 size: int) -> Iterator[list[Any]]:
     """Chunks prepared in a forked reader process; its error, if it fails, raised here as
-    ReaderProcessFailed (after the chunks it sent before)."""
+    ReaderProcessFailed (after the chunks it sent before). The caller must not run other
+    threads that may hold a lock at the moment of the fork (the child would wait for it
+    forever): workbench ingest forks before its first batch, with no other thread yet."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -217,9 +219,10 @@ class _Unshippable(Exception):
 
 
 def _ship(prepared: list[Any]) -> bytes:
-    """A prepared batch as bytes (a kind byte, then the batch). marshal (builtin types only) is several times cheaper than
-    pickle both ways, so results and times travel as plain tuples and strings; a batch holding
-    anything else (a PostgreSQL naive datetime, an adapter's own types) goes pickled."""
+    """A prepared batch as bytes: a kind byte, then the batch. marshal (builtin types only) is
+    several times cheaper than pickle both ways, so results and times travel as plain tuples
+    and strings; a batch holding anything else (a PostgreSQL naive datetime, an adapter's own
+    types) goes pickled."""
     times: dict[Any, str] = {}
     try:
         shipped = []
