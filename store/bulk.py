@@ -83,16 +83,7 @@ def _from_naive_utc(value: datetime | None) -> datetime | None:
 def memoised(convert: Converter) -> Converter:
     """`convert` with a memo: for values that repeat (a batch's clock, an event's time on its
     delivery, transition and record). Unbounded: make one per batch."""
-    memo: dict[Any, Any] = {}
-
-    def cached(value: Any) -> Any:
-        try:
-            return memo[value]
-        except KeyError:
-            result = memo[value] = convert(value)
-            return result
-
-    return cached
+    return cache(convert)
 
 
 class Codec:
