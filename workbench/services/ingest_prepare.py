@@ -1,7 +1,8 @@
 """Stage 1 of ingest: everything about a delivery that does not depend on the store.
 
 Hashing, the headers as stored, parsing and mapping. Pure, so it can run in another process
-(see ingest_reader) and be stored again unchanged when a batch must be retried.
+(see ingest_reader) and be stored again unchanged when a batch must be retried. Also how
+captures are cut into chunks, and the collector's pause while a batch is stored.
 """
 
 from __future__ import annotations
