@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from adapters import AdapterRegistry
@@ -158,3 +159,46 @@ def test_a_stream_faster_than_ingest_still_commits_every_commit_interval(engine,
     # end; with it, one after each chunk that ends 0.1 s after the last commit (chunks take what
     # has arrived, so they grow while ingest lags behind).
     assert len(totals) >= 3 and totals[-1] == 60, totals
+
+
+# -- the feed itself ---------------------------------------------------------------------------
+
+def test_the_feed_holds_at_most_its_limit_and_hands_over_what_has_arrived():
+    read: list[int] = []
+
+    def source() -> Any:
+        for i in range(50):
+            read.append(i)
+            yield capture(pi_event(f"evt_{i}", f"pi_{i}", "processing", CREATED + i))
+
+    feed = ingest_feed.CaptureFeed(source(), limit=10)
+    try:
+        deadline = time.monotonic() + 10
+        while len(read) < 11 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert len(read) == 11  # ten waiting, and the eleventh read, held until there is room
+        first = feed.take(4, wait=False)
+        assert first is not None and len(first) == 4
+        taken = 4
+        while (chunk := feed.take(100, wait=True)) is not None:
+            taken += len(chunk)
+        assert taken == 50
+    finally:
+        feed.close()
+
+
+def test_a_failing_stream_raises_in_the_ingesting_thread_after_what_it_read():
+    def source() -> Any:
+        yield capture(pi_event("evt_1", "pi_1", "processing", CREATED))
+        raise OSError("the connection was reset")
+
+    feed = ingest_feed.CaptureFeed(source(), limit=10)
+    got = []
+    try:
+        with pytest.raises(OSError, match="the connection was reset"):
+            while (chunk := feed.take(10, wait=True)) is not None:
+                got.extend(chunk)
+    finally:
+        feed.close()
+    assert len(got) == 1
