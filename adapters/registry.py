@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from .protocol import Adapter
 
 
 class UnknownProvider(LookupError):
@@ -15,12 +16,12 @@ class AdapterRegistry:
     (`lazy=`), made on first use, so that opening the workbench does not import every
     provider's code (and pydantic with it) before it is needed."""
 
-    def __init__(self, adapters: dict[str, Any] | None = None, *,
-                 lazy: dict[str, Callable[[], Any]] | None = None) -> None:
+    def __init__(self, adapters: dict[str, Adapter] | None = None, *,
+                 lazy: dict[str, Callable[[], Adapter]] | None = None) -> None:
         self._adapters = dict(adapters or {})
         self._factories = dict(lazy or {})
 
-    def get(self, provider: str) -> Any:
+    def get(self, provider: str) -> Adapter:
         adapter = self._adapters.get(provider)
         if adapter is None:
             factory = self._factories.get(provider)
@@ -33,7 +34,7 @@ class AdapterRegistry:
         return sorted(set(self._adapters) | set(self._factories))
 
 
-def _stripe() -> Any:
+def _stripe() -> Adapter:
     from .stripe import StripeAdapter
 
     return StripeAdapter()

@@ -11,7 +11,8 @@ on that same file and in the same run:
   (received_at and body) into a WAL / synchronous=NORMAL file, committing every 5,000;
 * the pipeline: `workbench.services.ingest.ingest` reading the file through `CaptureReader`
   into a fresh embedded store made by `store.database.open_store` (with its reader process
-  on the second core, as any ingest of a capture file; WORKBENCH_INGEST_READER=0 turns it off).
+  on the second core, as `workbench ingest` of a capture file; WORKBENCH_INGEST_READER=0 turns
+  it off).
 
 Each runs in its own subprocess (so neither the generator nor the other run counts towards its
 memory), on a file-backed database under benchmarks/out/. Throughput targets: at least 20,000
@@ -110,10 +111,11 @@ def run_baseline(path: Path, db: Path) -> dict[str, Any]:
 
 def run_pipeline(path: Path, db: Path, batch_size: int | None) -> dict[str, Any]:
     from store.database import open_store
+    from workbench.cli.settings import reader_process_wanted
     from workbench.services.captures import CaptureReader
     from workbench.services.connections import add_connection
     from workbench.services.context import ServiceContext
-    from workbench.services.ingest import ingest
+    from workbench.services.ingest import DEFAULT_BATCH, ingest
 
     engine = open_store(f"sqlite:///{db}")
     ctx = ServiceContext(engine=engine, actor="user:bench")
@@ -129,11 +131,11 @@ def run_pipeline(path: Path, db: Path, batch_size: int | None) -> dict[str, Any]
             next_sample[0] = done + max(total // 10, 1)
 
     rss_start = _rss_mb()
-    kwargs = {"batch_size": batch_size} if batch_size else {}
     started = time.perf_counter()
     with open(path, "rb") as f:
         reader = CaptureReader(f)
-        report = ingest(ctx, "bench", reader, progress=progress, **kwargs)
+        report = ingest(ctx, "bench", reader, progress=progress, batch_size=batch_size or DEFAULT_BATCH,
+                        reader_process=reader_process_wanted())
     elapsed = time.perf_counter() - started
     engine.dispose()
     reader_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reader process, if any

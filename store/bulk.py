@@ -4,22 +4,26 @@ SQLAlchemy's per-row parameter and result processing costs more than SQLite's in
 tens of thousands of rows a second. This module is the one place that knows how a column's
 value looks to the driver, so callers can build rows in that form directly:
 
-* `Codec` (one per dialect): converters from Python values to what the column types would
-  store (UTC datetimes as SQLAlchemy's SQLite text or naive UTC; JSON as sorted compact text)
-  and back, so the ORM reads these rows unchanged and these readers read the ORM's rows;
-* `RowInsert` / `RowUpdate`: one compiled INSERT (or version-guarded UPDATE) per dialect, table
-  and column order, executed with tuples already in driver form (`Codec` converted);
-* `InLookup`: a SELECT with `col IN (...)` over many keys, in fixed-size chunks (one compiled
+* `codec(dialect)`: a `Codec` per dialect name, converters from Python values to what the
+  column types store (UTC datetimes as SQLAlchemy's SQLite text or naive UTC; JSON as sorted
+  compact text) and back, so SQLAlchemy reads these rows unchanged and these readers read its
+  rows; `memoised` wraps a converter for values that repeat within a batch;
+* `row_insert` / `row_update`: a compiled INSERT, or an UPDATE guarded by columns such as a
+  version, for tuples already in driver form (`Codec` converted), run with one executemany;
+* `in_lookup`: a SELECT with `col IN (...)` over many keys, in fixed-size chunks (one compiled
   statement, whatever the number of keys);
-* `BulkStatement` / `insert_rows`: the general path for dict rows (converted here, per column).
+* `insert_rows`: the general path for dict rows (converted here, per column).
+
+Compiled statements are cached per dialect name and paramstyle, table and columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Table, and_, bindparam, update
@@ -29,8 +33,8 @@ from sqlalchemy.sql.elements import BindParameter
 from .types import JSONText, UTCDateTime
 
 Converter = Callable[[Any], Any]
+_Statement = TypeVar("_Statement")
 
-UTC = UTC
 _SORT_KEYS = orjson.OPT_SORT_KEYS
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -79,24 +83,15 @@ def _from_naive_utc(value: datetime | None) -> datetime | None:
 def memoised(convert: Converter) -> Converter:
     """`convert` with a memo: for values that repeat (a batch's clock, an event's time on its
     delivery, transition and record). Unbounded: make one per batch."""
-    memo: dict[Any, Any] = {}
-
-    def cached(value: Any) -> Any:
-        try:
-            return memo[value]
-        except KeyError:
-            result = memo[value] = convert(value)
-            return result
-
-    return cached
+    return cache(convert)
 
 
 class Codec:
     """Python values <-> driver values, for one dialect, matching the store's column types."""
 
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect_name = dialect.name
-        sqlite = dialect.name == "sqlite"
+    def __init__(self, dialect_name: str) -> None:
+        self.dialect_name = dialect_name
+        sqlite = dialect_name == "sqlite"
         # UTCDateTime: aware datetime -> SQLite text / naive UTC, and back to aware UTC.
         self.datetime: Converter = _sqlite_datetime if sqlite else _utc_naive
         self.read_datetime: Converter = _from_sqlite_datetime if sqlite else _from_naive_utc
@@ -113,14 +108,14 @@ class Codec:
         return None
 
 
-_codecs: dict[str, Codec] = {}
-
-
 def codec(dialect: Dialect) -> Codec:
-    found = _codecs.get(dialect.name)
-    if found is None:
-        found = _codecs[dialect.name] = Codec(dialect)
-    return found
+    """The Codec for a dialect (one per dialect name)."""
+    return _codec(dialect.name)
+
+
+@cache
+def _codec(dialect_name: str) -> Codec:
+    return Codec(dialect_name)
 
 
 def _placeholder(dialect: Dialect) -> str | None:
@@ -211,33 +206,38 @@ class InLookup:
         return out
 
 
+# Compiled statements by (dialect name, paramstyle, what, table or name, columns...). Not
+# functools.cache over the dialect: every engine has its own dialect object (one per CLI run,
+# per test, per store the TUI opens) and the SQL is the same for all of one name and paramstyle;
+# keyed by the objects, the cache would keep every engine's dialect alive and compile again for
+# each. An InLookup is keyed by its name, not by its `build` function, which may be a closure.
 _statements: dict[tuple[Any, ...], Any] = {}
 
 
-def row_insert(conn: Connection, table: Table, columns: Sequence[str]) -> RowInsert:
-    key = ("insert", conn.dialect.name, table.name, tuple(columns))
-    found = _statements.get(key)
+def _compiled(dialect: Dialect, key: tuple[Any, ...], make: Callable[[], _Statement]) -> _Statement:
+    full_key = (dialect.name, dialect.paramstyle, *key)
+    found: _Statement | None = _statements.get(full_key)
     if found is None:
-        found = _statements[key] = RowInsert(conn.dialect, table, columns)
+        found = _statements[full_key] = make()
     return found
+
+
+def row_insert(conn: Connection, table: Table, columns: Sequence[str]) -> RowInsert:
+    dialect = conn.dialect
+    return _compiled(dialect, ("insert", table.name, tuple(columns)), lambda: RowInsert(dialect, table, columns))
 
 
 def row_update(conn: Connection, table: Table, columns: Sequence[str], guards: Sequence[str]) -> RowUpdate:
-    key = ("update", conn.dialect.name, table.name, tuple(columns), tuple(guards))
-    found = _statements.get(key)
-    if found is None:
-        found = _statements[key] = RowUpdate(conn.dialect, table, columns, guards)
-    return found
+    dialect = conn.dialect
+    return _compiled(dialect, ("update", table.name, tuple(columns), tuple(guards)),
+                     lambda: RowUpdate(dialect, table, columns, guards))
 
 
 def in_lookup(conn: Connection, name: str, build: Callable[[list[BindParameter[Any]]], Any],
               size: int = 500) -> InLookup:
     """The cached InLookup called `name` (one per statement shape) for this dialect."""
-    key = ("lookup", conn.dialect.name, name, size)
-    found = _statements.get(key)
-    if found is None:
-        found = _statements[key] = InLookup(conn.dialect, build, size)
-    return found
+    dialect = conn.dialect
+    return _compiled(dialect, ("lookup", name, size), lambda: InLookup(dialect, build, size))
 
 
 # --------------------------------------------------------------------------- dict rows
@@ -287,11 +287,8 @@ class BulkStatement:
 
 def bulk(conn: Connection, table: Table, columns: Sequence[str]) -> BulkStatement:
     """The cached BulkStatement for this dialect, table and column set."""
-    key = ("dicts", conn.dialect.name, table.name, tuple(columns))
-    statement = _statements.get(key)
-    if statement is None:
-        statement = _statements[key] = BulkStatement(conn.dialect, table, columns)
-    return statement
+    dialect = conn.dialect
+    return _compiled(dialect, ("dicts", table.name, tuple(columns)), lambda: BulkStatement(dialect, table, columns))
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:

@@ -6,17 +6,20 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from adapters.protocol import Capabilities, Pagination
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
 from . import errors, events, mapping, simulator
 
 
 class StripeAdapter:
+    """Implements adapters.protocol.Adapter and Simulating."""
+
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
-    capabilities = frozenset(
-        {"webhooks", "event_listing", "idempotency_keys", "signature:stripe-v1", "pagination:cursor"}
-    )
+    # No signature scheme yet: nothing verifies Stripe-Signature (headers are stored as received).
+    capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True,
+                                pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
 
     def parse(self, body: bytes) -> ParsedEvent:
         return events.parse_event(body)

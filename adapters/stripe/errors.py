@@ -6,18 +6,13 @@ Stripe's error `type` and `code` values stay here; only categories leave the ada
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from adapters.protocol import ClassifiedOutcome
 from workbench.domain.taxonomy import Category
 
-
-@dataclass(frozen=True, slots=True)
-class ClassifiedOutcome:
-    category: Category | None  # None: success
-    code: str
-    message: str
-    retry_after_s: float | None = None
+# What classify_response reads as "slow down" (declared in the adapter's capabilities).
+RATE_LIMIT_SIGNALS = frozenset({"status:429", "header:retry-after"})
 
 
 def classify_response(

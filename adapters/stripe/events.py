@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import orjson
 
@@ -12,12 +13,6 @@ from workbench.domain.taxonomy import Category
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _UTC = UTC
-
-# `created` is whole seconds and neighbouring events share them: each second becomes a
-# datetime once. Bounded (cleared when full), so memory stays constant on any stream.
-_TIMES_LIMIT = 65536
-_times: dict[int, datetime] = {}
-
 
 def parse_event(body: bytes) -> ParsedEvent:
     try:
@@ -36,25 +31,21 @@ def parse_event(body: bytes) -> ParsedEvent:
         raise BoundaryProblem(Category.CONTRACT_MISMATCH, "event_missing_id", "event has no string `id`")
     if type(event_type) is not str:
         raise BoundaryProblem(Category.CONTRACT_MISMATCH, "event_missing_type", "event has no string `type`")
-    occurred_at = _times.get(created) if type(created) is int else None
-    if occurred_at is None:
-        occurred_at = _occurred_at(created)
-    return ParsedEvent(event_id, event_type, occurred_at, payload)
-
-
-def _occurred_at(created: object) -> datetime:
-    if isinstance(created, bool) or not isinstance(created, int):
+    if type(created) is not int:  # a bool, a float, a string, a list, ... or missing
         raise BoundaryProblem(
             Category.CONTRACT_MISMATCH, "event_missing_created", "event has no integer `created`"
         )
+    return ParsedEvent(event_id, event_type, _occurred_at(created), payload)
+
+
+# `created` is whole seconds and neighbouring events share them: each second becomes a datetime
+# once (errors are not cached; bounded, so memory stays constant on any stream).
+@lru_cache(maxsize=65536)
+def _occurred_at(created: int) -> datetime:
     try:
         occurred_at = datetime.fromtimestamp(created, tz=_UTC)
     except (OverflowError, OSError, ValueError):
         raise BoundaryProblem(
             Category.VALIDATION, "event_bad_created", f"`created` {created} is not a valid time"
         ) from None
-    if type(created) is int:
-        if len(_times) >= _TIMES_LIMIT:
-            _times.clear()
-        _times[created] = occurred_at
     return occurred_at

@@ -5,6 +5,7 @@ Bump MAPPING_VERSION whenever a rule changes: every transition records the versi
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,7 +31,6 @@ STATUS_MAP: dict[str, Status] = {
 FAILED_EVENT_TYPE = "payment_intent.payment_failed"
 
 
-_NOT_COVERED: dict[str, NotCovered] = {}  # per event type (bounded below)
 _validate_fields = PaymentFields.__pydantic_validator__.validate_python
 
 
@@ -61,14 +61,10 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     return MappedEvent(KIND, external_id, provider_status, status, fields, MAPPING_VERSION)
 
 
+@lru_cache(maxsize=1024)
 def _not_covered(event_type: str) -> NotCovered:
-    found = _NOT_COVERED.get(event_type)
-    if found is None:
-        if len(_NOT_COVERED) >= 1024:
-            _NOT_COVERED.clear()
-        found = _NOT_COVERED[event_type] = NotCovered(
-            f"event type {event_type!r} is not covered by {MAPPING_VERSION}")
-    return found
+    # One result per event type: a busy stream repeats a few uncovered types endlessly.
+    return NotCovered(f"event type {event_type!r} is not covered by {MAPPING_VERSION}")
 
 
 def _data_object(payload: Any) -> dict[str, Any]:

@@ -9,9 +9,10 @@ import click
 
 from workbench.services import connections
 from workbench.services.captures import CaptureReader
-from workbench.services.ingest import ingest as ingest_service, record_ingest_run
+from workbench.services.ingest import DEFAULT_BATCH, ingest as ingest_service, record_ingest_run
 
 from .output import end_progress, progress_line
+from .settings import reader_process_wanted
 from .support import EXIT_PARTIAL, State, fail, pass_state
 
 
@@ -34,9 +35,8 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
             fail(f"cannot read {file}: {exc.strerror or exc}")
     with stream:
         reader = CaptureReader(stream)
-        options = {"batch_size": batch_size} if batch_size else {}
         report = ingest_service(ctx, name, reader, progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"),
-                                **options)
+                                batch_size=batch_size or DEFAULT_BATCH, reader_process=reader_process_wanted())
         end_progress()
     record_ingest_run(ctx, name, report, source="stdin" if file == "-" else str(Path(file).resolve()),
                       skipped_lines=len(reader.bad_lines))

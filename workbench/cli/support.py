@@ -93,6 +93,8 @@ def guarded(call: Callable[[], T], click_ctx: click.Context) -> T:
         raise
     except BrokenPipeError:
         _quiet_broken_pipe()
+    except KeyboardInterrupt:  # ctrl+c: what committed stays, the open batch rolls back
+        fail("interrupted; everything committed before stays stored, the rest was not written", 130)
     except Exception as exc:
         state = click_ctx.obj if isinstance(click_ctx.obj, State) else None  # set once the group ran
         if _verbose(state):

@@ -9,11 +9,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import func, select
 
+from adapters import Adapter, Simulating
 from store.database import reading, writing
 from store.models import Command, Connection, Failure, Record
 from workbench.domain.belief import decide, event_key
@@ -75,10 +76,11 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
     summary = DemoSummary()
     per_record = (deliveries_total / records_total) if deliveries_total else None
     duplicate_rate = 0.05 if per_record is None else min(1.0, max(0.0, per_record / NATURAL_DELIVERIES_PER_RECORD - 1))
+    adapters = {provider: _demo_adapter(ctx, provider) for _, provider, _, _ in DEMO_CONNECTIONS}  # before any write
     for index, (name, provider, environment, share) in enumerate(DEMO_CONNECTIONS):
         info = connections.add_connection(ctx.as_actor("user:demo"), name, provider, environment, "demo data")
         summary.connections += 1
-        adapter = ctx.adapters.get(provider)
+        adapter = adapters[provider]
         intents = max(1, round(records_total * share))
         stream = adapter.simulate_captures(intents=intents, seed=seed + index, duplicate_rate=duplicate_rate,
                                            livemode=environment == "live")
@@ -105,12 +107,23 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
     return summary
 
 
+class DemoAdapter(Adapter, Simulating, Protocol):
+    """What the demo needs of a provider's adapter: the core's protocol, and made-up traffic."""
+
+
+def _demo_adapter(ctx: ServiceContext, provider: str) -> DemoAdapter:
+    adapter = ctx.adapters.get(provider)
+    if not isinstance(adapter, Simulating):
+        raise ServiceError(f"the {provider} adapter cannot simulate traffic, so the demo cannot use it")
+    return adapter
+
+
 def _as_captures(stream: Iterator[dict[str, Any]]) -> Iterator[Capture]:
     for item in stream:
         yield Capture(datetime.fromisoformat(item["received_at"]), item["headers"], item["body"].encode(), "webhook")
 
 
-def _add_commands(ctx: ServiceContext, info: connections.ConnectionInfo, adapter: Any, rng: random.Random,
+def _add_commands(ctx: ServiceContext, info: connections.ConnectionInfo, adapter: DemoAdapter, rng: random.Random,
                   commands_for: int, say: Callable[[str], None]) -> None:
     """Commands on a sample of the connection's records, each with 1-3 classified attempts."""
     with reading(ctx.engine) as conn:
@@ -124,7 +137,7 @@ def _add_commands(ctx: ServiceContext, info: connections.ConnectionInfo, adapter
         say(f"{info.name}: {min(start + COMMAND_BATCH, len(chosen)):,} commands")
 
 
-def _one_command(conn: Any, ctx: ServiceContext, info: connections.ConnectionInfo, adapter: Any,
+def _one_command(conn: Any, ctx: ServiceContext, info: connections.ConnectionInfo, adapter: DemoAdapter,
                  rng: random.Random, record_id: str,
                  first_response: tuple[int | None, dict[str, Any], dict[str, str]] | None = None) -> int:
     intent = rng.choice(["capture_payment", "refund_payment", "update_metadata"])
@@ -167,7 +180,7 @@ def _top_up_failures(ctx: ServiceContext, rng: random.Random, target: int, say: 
         with writing(ctx.engine) as conn:
             for record_id, connection_id in sample:
                 info = by_id[connection_id]
-                _one_command(conn, ctx, info, ctx.adapters.get(info.provider), rng, record_id)
+                _one_command(conn, ctx, info, _demo_adapter(ctx, info.provider), rng, record_id)
 
 
 def _categories_present(ctx: ServiceContext) -> set[str]:
@@ -185,7 +198,7 @@ def _ensure_every_category(ctx: ServiceContext, rng: random.Random, seed: int, s
         return
     name, provider, environment, _share = DEMO_CONNECTIONS[0]
     info = connections.get_connection(ctx, name)
-    adapter = ctx.adapters.get(provider)
+    adapter = _demo_adapter(ctx, provider)
     picked: list[Capture] = []
     scanned = 0
     for item in adapter.simulate_captures(intents=SCAN_INTENTS, seed=seed + 1000, duplicate_rate=0.0,
@@ -219,7 +232,7 @@ def _ensure_every_category(ctx: ServiceContext, rng: random.Random, seed: int, s
     say(f"every failure category: {'all present' if not missing else 'missing ' + ', '.join(sorted(missing))}")
 
 
-def _inbound_category(adapter: Any, capture: Capture) -> str | None:
+def _inbound_category(adapter: Adapter, capture: Capture) -> str | None:
     """The failure category ingest would open for this delivery on its own, if any."""
     try:
         parsed = adapter.parse(capture.body)

@@ -1,18 +1,26 @@
 """The ingest pipeline, the same for every source (file, webhook, poll, replay).
 
-Per batch, in one transaction: capture raw bytes and headers first (nothing that follows can
-stop them being stored), parse, identify the event (provider ID or payload hash), drop
-duplicates, map, order against the record's watermark, apply through the state machine, and
-write everything in bulk. A batch commits whole or not at all, so a process killed half-way
-leaves every delivery either fully ingested or not at all, and a re-run completes the rest.
+Per batch, in one transaction: hash the raw bytes and mask credentials in the headers, parse,
+identify the event (provider ID or payload hash), drop duplicates, map, order against the
+record's watermark, apply through the state machine, and write everything in bulk, the raw
+deliveries first. A delivery that does not parse or map is still stored as received. A batch
+commits whole or not at all, so a process killed half-way leaves every delivery either fully
+ingested or not at all, and a re-run completes the rest.
 
-Every delivery goes through two stages, a chunk (CHUNK_SIZE deliveries) at a time. `_prepare`
-does everything that does not depend on the store (hash, stored headers, parse, map, column
-values): it is pure, so when ingest reads a capture file it runs in a reader process on the
-second core, up to two chunks ahead. `_store` does what does depend on the store: duplicates,
-beliefs, IDs and the writes, into the batch's transaction (again, from the same prepared
-chunks, when a conflict makes the batch retry). A batch (DEFAULT_BATCH deliveries) commits on a
-helper thread while the next chunk comes in. Same rows and verdicts whichever way it runs.
+Every delivery goes through two stages, a chunk (CHUNK_SIZE deliveries) at a time.
+`ingest_prepare.prepare` does everything that does not depend on the store (hash, stored
+headers, parse, map, column values): it is pure, so it can run in a reader process on the second
+core, up to two chunks ahead, when the caller asks for one (`reader_process=True`, as
+`workbench ingest` does for a capture file; see ingest_reader). `_store` does what does depend
+on the store: duplicates, beliefs, IDs and the writes, into the batch's transaction (again, from
+the same prepared chunks, when a conflict makes the batch retry). Same rows and verdicts
+whichever way it runs.
+
+A batch closes after `batch_size` deliveries (DEFAULT_BATCH) or, reading a stream that may
+block (read on a feeder thread, see ingest_feed), when the input pauses and at least every
+COMMIT_EVERY_S: its transaction never waits for input. It commits on a helper thread while the
+next chunk comes in. The cyclic GC is paused while a batch is stored, and only then (see
+`collecting_between_batches`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -29,6 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from adapters import Adapter
 from store.bulk import codec, in_lookup, row_insert
 from store.database import writing
 from store.models import Delivery
@@ -58,7 +67,7 @@ from .ingest_prepare import (
     collecting_between_batches,
     prepare,
 )
-from .ingest_reader import prepared_batches
+from .ingest_reader import prepared_chunks
 
 log = logging.getLogger(__name__)
 
@@ -88,49 +97,75 @@ def ingest(
     *,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[IngestReport], None] | None = None,
+    reader_process: bool = False,
 ) -> IngestReport:
-    """Ingest captures into a connection; returns counts per verdict. Each `batch_size`
-    deliveries are one transaction; `progress` sees the report after each commit."""
+    """Ingest captures into a connection; returns counts per verdict. A batch (one
+    transaction) commits after `batch_size` deliveries, or from a stream that may block, when
+    the input pauses and at least every second; `progress` sees the report after each commit.
+    `reader_process` prepares a capture file in a forked reader process (see ingest_reader:
+    only where this process may fork); by default everything runs in this process."""
     connection = get_connection(ctx, connection_name)
     adapter = ctx.adapters.get(connection.provider)
     report = IngestReport()
     committing: _Commit | None = None
-    batch: _Batch | None = None
 
-    def committed(commit: _Commit) -> None:
-        report.add(commit.wait())
-        if progress:
-            progress(report)
+    def settle() -> None:  # the commit under way done, and counted
+        nonlocal committing
+        if committing is not None:
+            commit, committing = committing, None
+            report.add(commit.wait())
+            if progress:
+                progress(report)
 
-    with collecting_between_batches():
-        chunks = prepared_batches(captures, adapter, codec(ctx.engine.dialect), min(batch_size, CHUNK_SIZE))
-        try:
-            with closing(chunks):  # stops the reader process if a batch fails
-                for chunk in chunks:  # taken in while the previous batch commits
-                    while chunk:
-                        if batch is None:
-                            if committing is not None:
-                                commit, committing = committing, None
-                                committed(commit)
-                            batch = _Batch(ctx, connection, adapter)
-                        room = batch_size - batch.size
-                        part, chunk = (chunk, []) if len(chunk) <= room else (chunk[:room], chunk[room:])
-                        batch.add(part)
-                        del part
-                        if batch.size >= batch_size:
-                            committing, batch = batch.commit(), None
+    chunks = prepared_chunks(captures, adapter, codec(ctx.engine.dialect), min(batch_size, CHUNK_SIZE),
+                             reader_process=reader_process)
+    try:
+        with closing(chunks):  # stops the reader process or the feeder thread if a batch fails
+            chunk = next(chunks, None)
+            while chunk is not None:
+                settle()  # one write transaction at a time
+                if chunk:
+                    with collecting_between_batches():
+                        committing, rest = _fill_batch(_Batch(ctx, connection, adapter), chunk, chunks, batch_size)
+                        # Taken in while the batch commits (a pause in the input shows as []).
+                        chunk = rest if rest is not None else next(chunks, None)
                     between_batches()
-            if batch is not None:
-                committing, batch = batch.commit(), None
-            if committing is not None:
-                commit, committing = committing, None
-                committed(commit)
-        finally:
-            if batch is not None:
-                batch.abandon()
-            if committing is not None:  # failing: still wait for the commit under way
-                committing.wait(raising=False)
+                else:  # a commit point (the input paused, or a second passed): nothing waits uncommitted
+                    chunk = next(chunks, None)
+            settle()
+    finally:
+        if committing is not None:  # failing: still wait for the commit under way
+            committing.wait(raising=False)
     return report
+
+
+def _fill_batch(batch: _Batch, chunk: list[Any], chunks: Iterator[list[Any]],
+                batch_size: int) -> tuple[_Commit, list[Any] | None]:
+    """Store `chunk` and the chunks after it in `batch` until it is full or the source says to
+    commit (an empty chunk: see ingest_reader.prepared_chunks) or ends; start its commit.
+    Returns the commit and what is left over: the rest of a chunk that did not fit, [] when the
+    source said to commit, None when the next chunk is yet to be taken (or the input ended)."""
+    try:
+        while True:
+            room = batch_size - batch.size
+            if len(chunk) > room:
+                batch.add(chunk[:room])
+                rest: list[Any] | None = chunk[room:]
+                break
+            batch.add(chunk)
+            del chunk
+            if batch.size >= batch_size:
+                rest = None
+                break
+            following = next(chunks, None)
+            if not following:
+                rest = following
+                break
+            chunk = following
+    except BaseException:
+        batch.abandon()
+        raise
+    return batch.commit(), rest
 
 
 class _Batch:
@@ -139,7 +174,7 @@ class _Batch:
     batch touched, and random keys touch most), while only a chunk at a time is being worked
     on. Chunks are kept until the commit, to store them again after a conflict."""
 
-    def __init__(self, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any) -> None:
+    def __init__(self, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter) -> None:
         self._ctx, self._connection, self._adapter = ctx, connection, adapter
         self._chunks: list[list[Any]] = []
         self._counts: Counter[str] = Counter()
@@ -229,7 +264,7 @@ class _Commit:
         return self._counts
 
 
-def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any,
+def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
                   batch: list[Capture], *, replay_of: list[str | None] | None = None) -> Counter[str]:
     """Ingest one batch of captures in `conn`'s transaction; returns counts per verdict."""
     return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), batch),
@@ -241,7 +276,7 @@ def _dedupe_statement(in_params: list[Any]) -> Any:
             .where(deliveries.c.connection_id == bindparam("connection_id"), deliveries.c.dedupe_key.in_(in_params)))
 
 
-def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any,
+def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
            prepared: list[Any], *, replay_of: list[str | None] | None = None) -> Counter[str]:
     """Write one prepared batch in `conn`'s transaction. Leaves `prepared` as it was, so a
     retry can store it again."""
@@ -266,7 +301,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
         if isinstance(result, NotCovered):
             row = rows[i]
             row[COL_VERDICT], row[COL_REASON] = Verdict.IGNORED, result.reason
-            row[COL_MAPPING] = getattr(adapter, "mapping_version", None)
+            row[COL_MAPPING] = adapter.mapping_version
             continue
         mapped_items.append((rows[i], result, prepared[i][2]))
     book.load(conn, {(mapped.kind, mapped.external_id) for _, mapped, _ in mapped_items})

@@ -1,19 +1,23 @@
 """Stage 1 of ingest: everything about a delivery that does not depend on the store.
 
 Hashing, the headers as stored, parsing and mapping. Pure, so it can run in another process
-(see ingest_reader) and be stored again unchanged when a batch must be retried.
+(see ingest_reader) and be stored again unchanged when a batch must be retried. Also how
+captures are cut into chunks, and the collector's pause while a batch is stored.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from typing import Any
 
+from adapters import Adapter
 from store.bulk import Codec, memoised
 from workbench.domain.canonical import BoundaryProblem
 from workbench.domain.redaction import MASK, is_sensitive_key
@@ -33,37 +37,44 @@ def stored_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
+# Pauses of the collector under way (ingests in several threads may overlap) and whether it
+# ran before the first of them.
+_pause_lock = threading.Lock()
+_pauses = 0
+_enabled_before = False
+
+
 @contextmanager
 def collecting_between_batches() -> Iterator[None]:
-    """The cyclic GC, which ingest's allocations would otherwise start hundreds of times per
-    batch (a fifth of ingest's time: each run traverses every live row, and full runs all the
-    libraries' hundreds of thousands of objects too), runs once per batch instead, at
-    `between_batches()`, when hardly anything is alive. Ingest makes no reference cycles of
-    its own, so this only changes when garbage is found, not whether."""
-    enabled = gc.isenabled()
-    gc.disable()
+    """The cyclic GC paused for one batch, and set back as it was when the batch ends, however
+    it ends (a collector that was off stays off). Ingest's allocations would otherwise start it
+    hundreds of times per batch (a fifth of ingest's time: each run traverses every live row,
+    and full runs all the libraries' hundreds of thousands of objects too); `between_batches()`
+    collects once instead, when hardly anything is alive. Ingest makes no reference cycles of
+    its own, so this only changes when garbage is found, not whether.
+
+    The pause is process-wide: while a batch is stored, other threads (a receiver's event loop,
+    the TUI) run without cyclic collection too. That is acceptable because it is bounded (one
+    batch: `batch_size` deliveries, about a second at full speed; from a stream, at most about
+    a second, see ingest_feed) and loses nothing: reference counting still frees everything
+    acyclic at once, and cycles made meanwhile are collected after the pause."""
+    global _pauses, _enabled_before
+    with _pause_lock:
+        if _pauses == 0:
+            _enabled_before = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _enabled_before:
+                gc.enable()
 
 
 def between_batches() -> None:
     gc.collect(1)  # the young generations: this batch's leftovers, if any made a cycle
-
-
-def _batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture]]:
-    while batch := list(islice(items, size)):
-        yield batch
-
-
-def _ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture]]:
-    # A small first batch, so the ingesting process starts storing sooner.
-    first = list(islice(items, max(1, size // 10)))
-    if first:
-        yield first
-        yield from _batches(items, size)
 
 
 def batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture]]:
@@ -103,21 +114,17 @@ class Problem:
 
 NO_VERDICT = Problem(Category.UNKNOWN, "no_verdict", "no verdict reached")
 INVALID_CATEGORIES = (Category.VALIDATION, Category.CONTRACT_MISMATCH)
-_sensitive_header_sets: dict[tuple[str, ...], bool] = {}
-
-
 def _has_sensitive_headers(headers: dict[str, str]) -> bool:
-    # Senders repeat the same header names: check each set of names once (bounded memo).
-    names = tuple(headers)
-    found = _sensitive_header_sets.get(names)
-    if found is None:
-        if len(_sensitive_header_sets) >= 1024:
-            _sensitive_header_sets.clear()
-        found = _sensitive_header_sets[names] = any(map(is_sensitive_key, names))
-    return found
+    return _any_sensitive(tuple(headers))
 
 
-def prepare(adapter: Any, conversions: Codec, batch: list[Capture]) -> list[Any]:
+@lru_cache(maxsize=1024)
+def _any_sensitive(names: tuple[str, ...]) -> bool:
+    # Senders repeat the same header names: each set of names is checked once.
+    return any(map(is_sensitive_key, names))
+
+
+def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[Any]:
     """Capture, parse and map each delivery: everything that does not depend on the store.
     Mapping runs before the duplicate check (it is pure: a duplicate's result is dropped
     later), so each parsed payload is freed at once."""

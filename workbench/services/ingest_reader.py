@@ -1,15 +1,20 @@
-"""Preparing a capture file in a reader process on the second core.
+"""Where ingest's prepared chunks come from: a reader process, a feeder thread, or here.
 
-The ingesting process stores (stage 2) while a forked reader reads, parses and maps (stage 1)
-up to two chunks ahead; chunks travel as marshal bytes through a widened pipe.
+`prepared_chunks` is stage 1 of ingest (see ingest_prepare) as the driver consumes it. Asked for
+(`reader_process=True`), a capture file is read, parsed and mapped in a forked reader process on
+the second core, up to two chunks ahead; chunks travel as marshal bytes through a widened pipe
+(pickle for anything that is not a builtin). A stream that may block (standard input, a pipe)
+is read on a feeder thread (see ingest_feed); anything else is prepared here, chunk by chunk.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import marshal
 import os
 import pickle
+import stat
 import sys
 import threading
 import traceback
@@ -17,52 +22,96 @@ from collections.abc import Generator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from adapters import Adapter
 from store.bulk import Codec
 from workbench.domain.canonical import MappedEvent, NotCovered
 from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category
 
 from .captures import Capture, CaptureReader
-from .ingest_prepare import Problem, batches, between_batches, prepare, ramped_batches
+from .ingest_feed import prepared_as_fed
+from .ingest_prepare import Problem, between_batches, prepare, ramped_batches
 
-# Set WORKBENCH_INGEST_READER=0 to read and prepare capture files in the ingesting process.
-READER_PROCESS_ENV = "WORKBENCH_INGEST_READER"
+log = logging.getLogger(__name__)
 
 
-def prepared_batches(captures: Iterable[Capture], adapter: Any, conversions: Codec,
-                      size: int) -> Generator[list[Any], None, None]:
-    """Prepared batches, in order: from a reader process when `captures` is a capture file
-    (and this process can fork safely), else prepared here."""
-    reader = _forkable_reader(captures)
-    if reader is not None:
-        yield from _prepared_by_reader_process(reader, adapter, conversions, size)
+class ReaderProcessFailed(RuntimeError):
+    """The reader process raised; `child_traceback` is its traceback, as text."""
+
+    def __init__(self, message: str, child_traceback: str = "") -> None:
+        super().__init__(message)
+        self.child_traceback = child_traceback
+
+
+def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, size: int, *,
+                    reader_process: bool = False) -> Generator[list[Any], None, None]:
+    """Prepared chunks of at most `size` deliveries, in order. An empty chunk is a commit point:
+    from a stream, the next chunk waits for input or a second has passed since the last one;
+    the caller commits what it holds before asking for more.
+
+    With `reader_process`, a capture file is prepared in a forked reader process (only ask for
+    it where forking is safe: no other thread of this process may hold a lock the child needs);
+    where one cannot be used, preparing falls back to this process and says why at debug level."""
+    if reader_process:
+        reader, why_not = _reader_for_process(captures)
+        if reader is not None:
+            log.debug("ingest: preparing %s in a reader process", getattr(reader.stream, "name", "the file"))
+            yield from _prepared_by_reader_process(reader, adapter, conversions, size)
+            return
+        log.debug("ingest: no reader process (%s); preparing in this process", why_not)
+    if _may_block(captures):
+        yield from prepared_as_fed(captures, adapter, conversions, size)
         return
-    for batch in batches(iter(captures), size):
-        yield prepare(adapter, conversions, batch)
+    # Ramped as in the reader process, so both make the same chunks (and the same rows).
+    for chunk in ramped_batches(iter(captures), size):
+        yield prepare(adapter, conversions, chunk)
 
 
-def _forkable_reader(captures: Iterable[Capture]) -> CaptureReader | None:
-    if not isinstance(captures, CaptureReader) or os.environ.get(READER_PROCESS_ENV, "1") == "0":
-        return None
-    # fork() is safe on Linux only (macOS frameworks may not survive it), and pays only with a
-    # second core.
-    if not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2:
-        return None
-    # Forking a process that runs other threads can leave the child holding a lock no thread
-    # will ever release: only fork from a single-threaded process.
-    if threading.active_count() > 1:
+def _regular_file(captures: Iterable[Capture]) -> int | None:
+    """The descriptor of the regular file `captures` reads, if it is a CaptureReader of one."""
+    if not isinstance(captures, CaptureReader):
         return None
     try:
-        descriptor = captures.stream.fileno()  # a real file: the child reads on from it
+        descriptor = captures.stream.fileno()
+        return descriptor if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
+    except (AttributeError, OSError, ValueError):  # no descriptor (an in-memory stream)
+        return None
+
+
+def _may_block(captures: Iterable[Capture]) -> bool:
+    # A capture stream over a pipe, a terminal or a socket: its writer decides when more comes.
+    if not isinstance(captures, CaptureReader) or _regular_file(captures) is not None:
+        return False
+    try:
+        captures.stream.fileno()
     except (AttributeError, OSError, ValueError):
-        return None
-    if descriptor == 0:  # multiprocessing closes standard input in the child
-        return None
-    return captures
+        return False  # in memory: never waits
+    return True
 
 
-def _prepared_by_reader_process(reader: CaptureReader, adapter: Any, conversions: Codec,
+def _reader_for_process(captures: Iterable[Capture]) -> tuple[CaptureReader | None, str]:
+    """The capture file to prepare in a reader process, or None and why it cannot be."""
+    if not isinstance(captures, CaptureReader):
+        return None, "the input is not a capture file"
+    # fork() is safe on Linux only (macOS frameworks may not survive it).
+    if not sys.platform.startswith("linux"):
+        return None, f"fork() is not safe on {sys.platform}"
+    if (os.cpu_count() or 1) < 2:
+        return None, "one CPU core: a second process would only take turns with this one"
+    descriptor = _regular_file(captures)
+    if descriptor is None:
+        return None, "the input is not a regular file: it is read as it arrives"
+    if descriptor == 0:
+        return None, "the input is standard input, which multiprocessing closes in the child"
+    return captures, ""
+
+
+def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec,
                                 size: int) -> Iterator[list[Any]]:
+    """Chunks prepared in a forked reader process; its error, if it fails, raised here as
+    ReaderProcessFailed (after the chunks it sent before). The caller must not run other
+    threads that may hold a lock at the moment of the fork (the child would wait for it
+    forever): workbench ingest forks before its first batch, with no other thread yet."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -78,17 +127,17 @@ def _prepared_by_reader_process(reader: CaptureReader, adapter: Any, conversions
             try:
                 message = receiving.recv_bytes()
             except EOFError:
-                raise RuntimeError("the ingest reader process ended unexpectedly") from None
-            kind, payload = message[:1], memoryview(message)[1:]
-            if kind == _BATCH:
-                yield _unship(payload.tobytes())
-            elif kind == _PICKLED_BATCH:
-                yield pickle.loads(payload)
-            elif kind == _DONE:
-                reader.bad_lines.extend(pickle.loads(payload))
+                raise ReaderProcessFailed(f"the ingest reader process ended unexpectedly "
+                                          f"(exit code {process.exitcode})") from None
+            kind = message[:1]
+            if kind == _DONE:
+                reader.bad_lines.extend(pickle.loads(memoryview(message)[1:]))
                 return
-            else:
-                raise pickle.loads(payload)
+            if kind == _ERROR:
+                name, text, child_traceback = pickle.loads(memoryview(message)[1:])
+                raise ReaderProcessFailed(f"the ingest reader process failed: {name}: {text}", child_traceback)
+            yield _unship(message)
+            del message
     finally:
         receiving.close()  # a reader still sending gets a broken pipe and stops
         process.join(timeout=5)
@@ -108,7 +157,7 @@ def _widen_pipe(end: Any) -> None:
         pass
 
 
-def _reader_main(reader: CaptureReader, adapter: Any, conversions: Codec, size: int, sending: Any,
+def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, size: int, sending: Any,
                  receiving: Any) -> None:
     """In the reader process: read, prepare and send batches until the file ends. A sender
     thread writes each batch to the pipe while the next is prepared, so this runs up to two
@@ -119,8 +168,10 @@ def _reader_main(reader: CaptureReader, adapter: Any, conversions: Codec, size: 
     receiving.close()  # the copy forked with us: only the ingesting process may hold it open
     # Everything inherited belongs to the ingesting process, its database connections above
     # all: no collection here may finalize any of it (a finalized connection would talk to the
-    # database over the parent's socket). Only this process's own garbage is collected.
+    # database over the parent's socket). Only this process's own garbage is collected: once
+    # per chunk, at between_batches() (this process does nothing else: the pause lasts its life).
     gc.freeze()
+    gc.disable()
 
     outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
     failed = threading.Event()
@@ -150,14 +201,8 @@ def _reader_main(reader: CaptureReader, adapter: Any, conversions: Codec, size: 
             del message
             between_batches()
         outbox.put(_DONE + pickle.dumps(reader.bad_lines[bad_before:]))
-    except BaseException as exc:  # reported to the ingesting process
-        try:
-            error = pickle.dumps(exc)
-            pickle.loads(error)
-        except Exception:
-            error = pickle.dumps(RuntimeError(
-                f"ingest reader process failed:\n{''.join(traceback.format_exception(exc))}"))
-        outbox.put(_ERROR + error)
+    except BaseException as exc:  # reported to the ingesting process, as text (always picklable)
+        outbox.put(_ERROR + pickle.dumps((type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)))))
     finally:
         outbox.put(None)
         sender.join()
@@ -174,9 +219,10 @@ class _Unshippable(Exception):
 
 
 def _ship(prepared: list[Any]) -> bytes:
-    """A prepared batch as bytes. marshal (builtin types only) is several times cheaper than
-    pickle both ways, so results and times travel as plain tuples and strings; a batch holding
-    anything else (a PostgreSQL naive datetime, an adapter's own types) goes pickled."""
+    """A prepared batch as bytes: a kind byte, then the batch. marshal (builtin types only) is
+    several times cheaper than pickle both ways, so results and times travel as plain tuples
+    and strings; a batch holding anything else (a PostgreSQL naive datetime, an adapter's own
+    types) goes pickled."""
     times: dict[Any, str] = {}
     try:
         shipped = []
@@ -207,7 +253,12 @@ def _ship(prepared: list[Any]) -> bytes:
         return _PICKLED_BATCH + pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _unship(payload: bytes) -> list[Any]:
+def _unship(message: bytes) -> list[Any]:
+    """A prepared batch from `_ship`'s bytes."""
+    payload = memoryview(message)[1:]
+    if message[:1] == _PICKLED_BATCH:
+        pickled: list[Any] = pickle.loads(payload)
+        return pickled
     times: dict[str, datetime] = {}
     statuses = _STATUSES
     prepared: list[Any] = []

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from adapters import Adapter
 from store.database import reading, writing
 from store.models import Connection as ConnectionRow, Delivery, ProviderRef, Record, Transition
 from workbench.domain.belief import Apply, decide, event_key
@@ -137,7 +138,7 @@ def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: Sequence[Any], dr
     return changes
 
 
-def _fold(adapter: Any, stored: list[Any]) -> _Folded:
+def _fold(adapter: Adapter, stored: list[Any]) -> _Folded:
     """Our belief as the current mapping derives it from the stored events alone."""
     events: list[tuple[tuple[datetime, int, str], MappedEvent, str]] = []
     for delivery in stored:

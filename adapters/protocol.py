@@ -1,0 +1,93 @@
+"""What the core relies on from a provider adapter, and what an adapter declares it can do.
+
+The core (ingest, replay, triage, views, the demo) calls an adapter only through `Adapter`
+(the registry hands out nothing else); whatever else an adapter has is its own business.
+`Capabilities` is what the core reads to decide what it may build on for a provider (webhooks
+or polling, idempotency keys, ...). Demo traffic is a separate, optional protocol, `Simulating`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # the canonical model imports pydantic: not at start-up (see registry)
+    from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
+    from workbench.domain.taxonomy import Category
+
+
+class Pagination(StrEnum):
+    """How the provider's list endpoints page."""
+
+    NONE = "none"
+    CURSOR = "cursor"  # an opaque or object-ID cursor (Stripe's starting_after)
+    PAGE = "page"  # page numbers
+    OFFSET = "offset"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider offers the core, as its adapter declares it. Defaults say "no"."""
+
+    webhooks: bool = False  # pushes events to us
+    event_listing: bool = False  # lists past events (catch-up after downtime)
+    polling_cursor: bool = False  # lists changes since a cursor we keep (sync by polling)
+    idempotency_keys: bool = False  # honours our idempotency key on writes
+    lookup_by_reference: bool = False  # finds an object by our own reference
+    # The webhook signature scheme the adapter verifies; None until a verifier is implemented.
+    signature_scheme: str | None = None
+    pagination: Pagination = Pagination.NONE
+    # How the provider says "slow down", as the adapter's classify_response reads it:
+    # "status:<code>" for an HTTP status, "header:<name>" for a header (lower case).
+    rate_limit_signals: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifiedOutcome:
+    """An API call's outcome in the canonical failure taxonomy."""
+
+    category: Category | None  # None: success
+    code: str
+    message: str
+    retry_after_s: float | None = None
+
+
+class Adapter(Protocol):
+    """A provider adapter as the core uses it."""
+
+    @property
+    def provider(self) -> str:
+        """The provider name connections refer to."""
+
+    @property
+    def mapping_version(self) -> str:
+        """The version of the mapping rules `map` applies (recorded on every delivery)."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def parse(self, body: bytes) -> ParsedEvent:
+        """A raw delivery body as an event; raises BoundaryProblem when it is not one."""
+
+    def map(self, event: ParsedEvent) -> MappedEvent | NotCovered:
+        """What the event means for our records; raises BoundaryProblem when it cannot say."""
+
+    def classify_response(self, status_code: int | None, body: Mapping[str, Any] | None = None,
+                          headers: Mapping[str, str] | None = None, *,
+                          timed_out: bool = False) -> ClassifiedOutcome:
+        """An API response (or its absence: `status_code` None, `timed_out`) classified."""
+
+
+@runtime_checkable
+class Simulating(Protocol):
+    """An adapter that can make up realistic traffic (demo data, benchmarks): no network."""
+
+    def simulate_captures(self, *, intents: int, seed: int, duplicate_rate: float = 0.05,
+                          livemode: bool = False) -> Iterator[dict[str, Any]]:
+        """Capture-file objects (`received_at`, `headers`, `body`) for `intents` objects."""
+
+    def simulate_call(self, rng: random.Random) -> tuple[int | None, dict[str, Any], dict[str, str]]:
+        """One API call's outcome: status (None: timed out), body, headers."""
