@@ -1,7 +1,18 @@
-"""Reading capture files: JSON lines of `{"received_at", "headers", "body"}`, streamed."""
+"""Reading capture files: JSON lines of `{"received_at", "headers", "body" | "body_b64"}`, streamed.
+
+A capture line (see README, "capture line"):
+
+* `received_at`: ISO-8601 with a time zone (`Z` or an offset), within years 1..9999 in UTC;
+* `headers`: an object of strings, or a list of `[name, value]` pairs (the form that keeps
+  repeated headers and their order);
+* `body`: the body as text (stored as its UTF-8 bytes), or `body_b64`: the exact body bytes in
+  base64 (for bodies that are not UTF-8). One of the two, never both.
+"""
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,13 +20,17 @@ from typing import IO, Any
 
 import orjson
 
+# Headers as received: an object when every name is distinct, else `[name, value]` pairs in
+# the order received (an object would keep only the last of a repeated header).
+Headers = dict[str, str] | list[list[str]]
+
 
 @dataclass(frozen=True, slots=True)
 class Capture:
     """One delivery as received: the raw body and headers, untouched."""
 
-    received_at: datetime
-    headers: dict[str, str]
+    received_at: datetime  # aware, UTC
+    headers: Headers
     body: bytes
     source: str = "file"
 
@@ -51,6 +66,7 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 _fromisoformat = datetime.fromisoformat
 _UTC = UTC
+_HEADERS_SHAPE = "`headers` must be an object of strings or a list of [name, value] string pairs"
 
 
 def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:
@@ -59,25 +75,74 @@ def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:
         obj: Any = _loads(line)
     except _JSONDecodeError as exc:
         return f"not JSON: {exc}"
-    # orjson makes exact dicts and strs, so `type(...) is` checks are isinstance checks.
+    # orjson makes exact dicts, lists and strs, so `type(...) is` checks are isinstance checks.
     if type(obj) is not dict:
         return "not a capture object"
-    body = obj.get("body")
+    body = _body(obj)
+    if isinstance(body, str):
+        return body
     headers = obj.get("headers", {})
-    received = obj.get("received_at")
-    if type(body) is not str:
-        return "`body` must be a string"
-    if type(headers) is not dict:
-        return "`headers` must be an object of strings"
-    for value in headers.values():
-        if type(value) is not str:
-            return "`headers` must be an object of strings"
+    if type(headers) is dict:
+        for value in headers.values():
+            if type(value) is not str:
+                return _HEADERS_SHAPE
+    else:
+        headers = _header_pairs(headers)
+        if headers is None:
+            return _HEADERS_SHAPE
+    received = _received_at(obj.get("received_at"))
+    if isinstance(received, str):
+        return received
+    return Capture(received, headers, body, source)
+
+
+def _body(obj: dict[str, Any]) -> bytes | str:
+    """The body bytes, or the reason there are none."""
+    encoded = obj.get("body_b64")
+    if encoded is None:
+        body = obj.get("body")
+        if type(body) is not str:
+            return "`body` must be a string (or give the exact bytes as `body_b64`)"
+        # The text form means "the UTF-8 of this string".
+        return body.encode("utf-8", "surrogatepass")
+    if "body" in obj:
+        return "give `body` or `body_b64`, not both"
+    if type(encoded) is not str:
+        return "`body_b64` must be a base64 string"
+    try:
+        return b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return "`body_b64` is not valid base64"
+
+
+def _header_pairs(headers: Any) -> Headers | None:
+    """Pairs as given when a name repeats, else the same headers as an object; None when the
+    value is neither shape."""
+    if type(headers) is not list:
+        return None
+    for pair in headers:
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            return None
+    if len({name for name, _ in headers}) == len(headers):
+        return dict(headers)  # no repeats: one stored form for the same headers, however given
+    return headers
+
+
+def _received_at(received: Any) -> datetime | str:
+    """`received_at` as an aware UTC datetime, or the reason it is not one."""
     if type(received) is not str:
         return "`received_at` must be an ISO-8601 string"
+    shown = repr(received if len(received) <= 40 else received[:40] + "...")
     try:
         received_at = _fromisoformat(received)
     except ValueError:
-        return f"`received_at` {received!r} is not ISO-8601"
-    if received_at.tzinfo is None:
-        received_at = received_at.replace(tzinfo=_UTC)
-    return Capture(received_at, headers, body.encode("utf-8", "surrogatepass"), source)
+        return f"`received_at` {shown} is not ISO-8601"
+    zone = received_at.tzinfo
+    if zone is _UTC:
+        return received_at
+    if zone is None or received_at.utcoffset() is None:
+        return f"`received_at` {shown} has no time zone (add `Z` or an offset such as `+00:00`)"
+    try:
+        return received_at.astimezone(_UTC)
+    except OverflowError:  # the store holds UTC times of years 1..9999 (SQLite and PostgreSQL alike)
+        return f"`received_at` {shown} is outside years 1..9999 in UTC"

@@ -40,6 +40,7 @@ from .captures import Capture
 from .connections import ConnectionInfo, get_connection
 from .context import ServiceContext
 from .ingest_prepare import (
+    COL_CAPTURE_KEY,
     COL_DEDUPE,
     COL_DUPLICATE_OF,
     COL_EVENT_ID,
@@ -236,25 +237,48 @@ def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionI
                   replay_of=replay_of)
 
 
+ALREADY_STORED = "already_stored"  # a count, not a verdict: the capture line was stored before
+HELD = Verdict.HELD
+HELD_REASON = "connection paused: applied on resume"
+
+
 def _dedupe_statement(in_params: list[Any]) -> Any:
     return (select(deliveries.c.dedupe_key, deliveries.c.id, deliveries.c.record_id)
             .where(deliveries.c.connection_id == bindparam("connection_id"), deliveries.c.dedupe_key.in_(in_params)))
 
 
+def _capture_statement(in_params: list[Any]) -> Any:
+    return (select(deliveries.c.capture_key)
+            .where(deliveries.c.connection_id == bindparam("connection_id"), deliveries.c.capture_key.in_(in_params)))
+
+
 def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Any,
-           prepared: list[Any], *, replay_of: list[str | None] | None = None) -> Counter[str]:
+           prepared: list[Any], *, replay_of: list[str | None] | None = None,
+           ids: list[str] | None = None) -> Counter[str]:
     """Write one prepared batch in `conn`'s transaction. Leaves `prepared` as it was, so a
-    retry can store it again."""
+    retry can store it again. `ids`: the deliveries' own IDs (held deliveries being applied),
+    else new ones."""
     new_id, connection_id = ctx.ids.new, connection.id
     rows = [[new_id("dlv"), connection_id, *head, "unchecked", None, None, None, None, None, None]
             for head, _, _ in prepared]
+    if ids is not None:
+        for row, delivery_id in zip(rows, ids):
+            row[COL_ID] = delivery_id
+    already_stored = 0
     if replay_of is None:
+        kept = _drop_already_stored(conn, connection_id, rows)
+        if len(kept) < len(rows):
+            already_stored = len(rows) - len(kept)
+            rows, prepared = [rows[i] for i in kept], [prepared[i] for i in kept]
+        if connection.paused:
+            return _hold(conn, rows, already_stored)
         live = _drop_duplicates(conn, connection_id, rows)
     else:
         for row, original in zip(rows, replay_of):
-            # A replayed copy points at its original, which keeps the event's dedupe key.
+            # A replayed copy points at its original, which keeps the event's dedupe key and
+            # the capture's key.
             row[COL_REPLAY_OF] = original
-            row[COL_DEDUPE] = None
+            row[COL_DEDUPE] = row[COL_CAPTURE_KEY] = None
         live = list(range(len(rows)))
 
     book = BeliefBook(ctx, connection_id, connection.provider)
@@ -287,7 +311,39 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
     row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
     book.flush(conn)
     counts = Counter(map(itemgetter(COL_VERDICT), rows))
-    return Counter({str(verdict): n for verdict, n in counts.items()})
+    result_counts = Counter({str(verdict): n for verdict, n in counts.items()})
+    if already_stored:
+        result_counts[ALREADY_STORED] = already_stored
+    return result_counts
+
+
+def _drop_already_stored(conn: Connection, connection_id: str, rows: list[list[Any]]) -> list[int]:
+    """The positions of rows whose capture line is not stored yet (nor earlier in the batch):
+    one IN query over the batch's capture keys."""
+    stored = {key for key, in in_lookup(conn, "ingest.captures", _capture_statement, CHUNK).rows(
+        conn, {row[COL_CAPTURE_KEY] for row in rows}, connection_id=connection_id)}
+    kept = []
+    for i, row in enumerate(rows):
+        key = row[COL_CAPTURE_KEY]
+        if key not in stored:
+            stored.add(key)
+            kept.append(i)
+    return kept
+
+
+def _hold(conn: Connection, rows: list[list[Any]], already_stored: int) -> Counter[str]:
+    """A paused connection: store the raw deliveries, decide nothing (no dedupe key, no state,
+    no failure); resuming applies them (see held.py)."""
+    for row in rows:
+        row[COL_DEDUPE] = None
+        row[COL_VERDICT], row[COL_REASON] = HELD, HELD_REASON
+    row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
+    counts: Counter[str] = Counter()
+    if rows:
+        counts[HELD] = len(rows)
+    if already_stored:
+        counts[ALREADY_STORED] = already_stored
+    return counts
 
 
 def _drop_duplicates(conn: Connection, connection_id: str, rows: list[list[Any]]) -> list[int]:
