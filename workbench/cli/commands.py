@@ -10,7 +10,7 @@ import click
 from store.database import open_store, resolve_url
 from workbench.services import audit, connections, queries, replay as replay_service, triage
 from workbench.services.captures import CaptureReader
-from workbench.services.ingest import ingest as ingest_service, record_ingest_run
+from workbench.services.ingest_run import run_ingest
 from workbench.services.timeline import load_timeline
 
 from .main import EXIT_AUDIT_BROKEN, EXIT_PARTIAL, State, cli, fail, handles_errors, pass_state
@@ -116,21 +116,23 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
         except OSError as exc:
             fail(f"cannot read {file}: {exc.strerror or exc}")
     with stream:
-        reader = CaptureReader(stream)
-        options = {"batch_size": batch_size} if batch_size else {}
-        report = ingest_service(ctx, name, reader, progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"),
-                                **options)
-        end_progress()
-    record_ingest_run(ctx, name, report, source="stdin" if file == "-" else str(Path(file).resolve()),
-                      skipped_lines=len(reader.bad_lines))
-    for verdict, count in sorted(report.counts.items()):
+        try:
+            run = run_ingest(ctx, name, CaptureReader(stream), source="stdin" if file == "-" else str(Path(file).resolve()),
+                             batch_size=batch_size,
+                             progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"))
+        finally:
+            end_progress()
+    for verdict, count in sorted(run.report.counts.items()):
         click.echo(f"{verdict}\t{count}")
-    click.echo(f"total\t{report.total}")
-    for bad in reader.bad_lines[:50]:
+    click.echo(f"total\t{run.report.total}")
+    if run.paused:
+        click.echo(f"connection {name} is paused: {run.held} deliveries stored, they will be applied on resume",
+                   err=True)
+    for bad in run.bad_lines[:50]:
         click.echo(f"line {bad.line_no}: skipped: {bad.reason}", err=True)
-    if len(reader.bad_lines) > 50:
-        click.echo(f"... and {len(reader.bad_lines) - 50} more skipped lines", err=True)
-    if reader.bad_lines:
+    if len(run.bad_lines) > 50:
+        click.echo(f"... and {len(run.bad_lines) - 50} more skipped lines", err=True)
+    if run.bad_lines:
         sys.exit(EXIT_PARTIAL)
 
 

@@ -377,9 +377,14 @@ def _settle_duplicates(rows: list[list[Any]]) -> None:
 
 
 def record_ingest_run(ctx: ServiceContext, connection_name: str, report: IngestReport, *, source: str,
-                      skipped_lines: int = 0) -> None:
-    """An operator's ingest run, in the audit trail: what went in, from where, with what result."""
+                      skipped_lines: int = 0, error: str | None = None) -> None:
+    """An operator's ingest run, in the audit trail: what went in, from where, with what result
+    (`error`: why it stopped, when it did; the counts are those of the batches committed)."""
     connection = get_connection(ctx, connection_name)
+    outcome = "error" if error is not None else "partial" if skipped_lines else "ok"
+    after: dict[str, Any] = {"source": source, "counts": dict(report.counts), "skipped_lines": skipped_lines,
+                             "outcome": outcome}
+    if error is not None:
+        after["error"] = error
     with writing(ctx.engine) as conn:
-        audit.append(conn, ctx, "ingest.run", "connection", connection.id,
-                     after={"source": source, "counts": dict(report.counts), "skipped_lines": skipped_lines})
+        audit.append(conn, ctx, "ingest.run", "connection", connection.id, after=after)

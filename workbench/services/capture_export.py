@@ -1,0 +1,52 @@
+"""Writing a connection's stored deliveries back out as capture lines.
+
+The exact form: `body` where the stored bytes are UTF-8 (the text form stores exactly those
+bytes again), else `body_b64`; headers as stored (an object, or `[name, value]` pairs where
+names repeat; credentials stay masked as stored). Ingesting the export stores the same bytes,
+headers and receipt times; into the same connection, every line is `already_stored`. Copies made
+by a retry are not exported: they repeat their original's capture.
+"""
+
+from __future__ import annotations
+
+from base64 import b64encode
+from datetime import datetime
+from typing import IO, Any
+
+import orjson
+from sqlalchemy import select
+
+from store.database import reading
+from store.models import Delivery
+
+from .connections import get_connection
+from .context import ServiceContext
+
+deliveries = Delivery.__table__
+
+PAGE = 1000
+
+
+def capture_line(received_at: datetime, headers: Any, body: bytes) -> bytes:
+    """One capture line (with its newline) in the exact form."""
+    line: dict[str, Any] = {"received_at": received_at.isoformat(timespec="microseconds"), "headers": headers}
+    try:
+        line["body"] = body.decode("utf-8")  # strict: the text's UTF-8 is these bytes again
+    except UnicodeDecodeError:
+        line["body_b64"] = b64encode(body).decode("ascii")
+    return orjson.dumps(line) + b"\n"
+
+
+def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes]) -> int:
+    """Write the connection's received deliveries as capture lines, in receipt order; returns
+    how many."""
+    connection = get_connection(ctx, connection_name)
+    query = (select(deliveries.c.received_at, deliveries.c.headers, deliveries.c.body)
+             .where(deliveries.c.connection_id == connection.id, deliveries.c.replay_of.is_(None))
+             .order_by(deliveries.c.received_at, deliveries.c.id))
+    written = 0
+    with reading(ctx.engine) as conn:
+        for partition in conn.execution_options(yield_per=PAGE).execute(query).partitions():
+            out.write(b"".join(capture_line(row.received_at, row.headers, row.body) for row in partition))
+            written += len(partition)
+    return written
