@@ -1,7 +1,8 @@
 """Held deliveries: stored raw while their connection was paused, applied when it resumes.
 
-Resuming runs them through the same pipeline an ingest would have (duplicates, ordering, the
-state machine, failures), in provider order (occurrence, then receipt), each keeping its ID.
+Resuming runs them through the same pipeline, in the order they arrived (their IDs are minted
+in arrival order), each keeping its ID: the connection ends exactly as if it had never been
+paused, with the same verdicts (duplicates, stale events, rejections) and the same records.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, select
 
 from store.bulk import codec
 from store.models import Delivery
@@ -34,8 +35,7 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
     query = (select(deliveries.c.id, deliveries.c.source, deliveries.c.received_at, deliveries.c.headers,
                     deliveries.c.body)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
-             .order_by(func.coalesce(deliveries.c.occurred_at, deliveries.c.received_at), deliveries.c.received_at,
-                       deliveries.c.id)
+             .order_by(deliveries.c.id)
              .limit(PAGE))
     while rows := conn.execute(query).all():
         ids = [row.id for row in rows]

@@ -340,7 +340,7 @@ def _hold(conn: Connection, rows: list[list[Any]], already_stored: int) -> Count
     row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
     counts: Counter[str] = Counter()
     if rows:
-        counts[HELD] = len(rows)
+        counts[str(HELD)] = len(rows)
     if already_stored:
         counts[ALREADY_STORED] = already_stored
     return counts
