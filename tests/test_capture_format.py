@@ -168,3 +168,24 @@ def store_ctx(db_url: str, engine: Any) -> tuple[str, Any]:
     ctx = make_context(engine)
     add_stripe(ctx)
     return db_url, ctx
+
+
+def test_malformed_capture_lines_through_the_cli(store_ctx):
+    db_url, ctx = store_ctx
+    good = {"received_at": "2026-11-01T12:00:00Z", "headers": {"Authorization": f"Bearer {CANARY}"}, "body": "{}"}
+    lines = [
+        orjson.dumps(good),
+        orjson.dumps({**good, "body_b64": "e30="}),                               # 2: both forms
+        orjson.dumps({**{k: v for k, v in good.items() if k != "body"}, "body_b64": f"{CANARY}!"}),  # 3
+        orjson.dumps({**good, "headers": [["Authorization", CANARY, "extra"]]}),  # 4: not a pair
+        orjson.dumps({**good, "received_at": CANARY}),                             # 5: a secret as a time
+        orjson.dumps({**{k: v for k, v in good.items() if k != "body"}, "body_b64": "/w=="}),
+    ]
+    result = wb(db_url, "ingest", "acme", "-", input=b"\n".join(lines) + b"\n")
+    assert result.exit_code == 3
+    assert "Traceback" not in result.output and CANARY not in result.output
+    errors = result.stderr.strip().splitlines()
+    assert [e.split(": skipped: ")[0] for e in errors] == ["line 2", "line 3", "line 4", "line 5"]
+    assert "not both" in errors[0] and "not valid base64" in errors[1] and "pairs" in errors[2]
+    assert "not ISO-8601" in errors[3]
+    assert sorted(body for _, _, body in _stored(ctx, "acme")) == [b"{}", b"\xff"]

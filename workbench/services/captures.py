@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import orjson
 
+from workbench.domain.redaction import redact_text
+
 # Headers as received: an object when every name is distinct, else `[name, value]` pairs in
 # the order received (an object would keep only the last of a repeated header).
 Headers = dict[str, str] | list[list[str]]
@@ -132,7 +134,8 @@ def _received_at(received: Any) -> datetime | str:
     """`received_at` as an aware UTC datetime, or the reason it is not one."""
     if type(received) is not str:
         return "`received_at` must be an ISO-8601 string"
-    shown = repr(received if len(received) <= 40 else received[:40] + "...")
+    # Echoed in the bad-line message: short, and never a credential someone pasted there.
+    shown = repr(redact_text(received if len(received) <= 40 else received[:40] + "..."))
     try:
         received_at = _fromisoformat(received)
     except ValueError:
