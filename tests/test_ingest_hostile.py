@@ -154,6 +154,23 @@ def test_stripe_created_that_is_no_time_is_an_invalid_delivery(store, created):
     assert failure.category in ("validation", "contract_mismatch") and "created" in failure.message
 
 
+@pytest.mark.parametrize("created", [b"NaN", b"1e400", b"-Infinity"])
+def test_stripe_created_that_json_cannot_hold_is_an_invalid_delivery(store, created):
+    body = orjson.dumps(pi_event("evt_t", "pi_t", "processing", 123456)).replace(b"123456", created)
+    result = wb(store, "ingest", "acme", "-", input=line(body) + b"\n")
+    assert_clean(result)
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "invalid\t1"
+    [row] = stored(store)
+    assert bytes(row.body) == body and "not JSON" in row.verdict_reason
+
+
+def test_stripe_created_at_the_edges_of_time_is_a_time(store):
+    last = pi_event("evt_l", "pi_l", "processing", 253402300799)  # 9999-12-31T23:59:59Z
+    result = wb(store, "ingest", "acme", "-", input=line(last) + b"\n")
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "applied\t1"
+    assert stored(store)[0].occurred_at.year == 9999
+
+
 def test_stripe_created_far_in_the_past_is_a_time(store):
     event = pi_event("evt_t", "pi_t", "processing", -62135596800)  # 0001-01-01T00:00:00Z
     result = wb(store, "ingest", "acme", "-", input=line(event) + b"\n")
