@@ -79,8 +79,8 @@ class Delivery:
     the first delivery of an event and NULL on its duplicates, so the unique constraint admits
     exactly one original per (connection, event) however many processes ingest at once.
 
-    `capture_key` is a hash of the capture line itself (payload hash, receipt time, stored
-    headers): unique per connection, so re-running a capture file stores nothing twice. NULL on
+    `capture_key` identifies the capture line itself (its receipt time, then a hash of payload
+    hash and stored headers): unique per connection, so re-running a capture file stores nothing twice. NULL on
     copies made by a retry (they repeat their original's capture) and on rows stored before
     revision 0002 that repeat an earlier row's capture.
     """

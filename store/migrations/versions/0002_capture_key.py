@@ -7,6 +7,7 @@ Create Date: 2026-11-29 05:50:00
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,8 @@ branch_labels = None
 depends_on = None
 
 _PAGE = 5000
+_EPOCH = datetime(1, 1, 1)  # the key's time is microseconds since then, in UTC
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def upgrade() -> None:
@@ -47,9 +50,10 @@ def _backfill() -> None:
             return
         updates: list[dict[str, Any]] = []
         for delivery_id, connection_id, payload_hash, received, headers in rows:
-            received_text = received if isinstance(received, str) else received.isoformat(' ', 'microseconds')
-            key = hashlib.blake2b(f'{payload_hash} {received_text} {headers}'.encode('utf-8', 'surrogatepass'),
-                                  digest_size=16).hexdigest()
+            if isinstance(received, str):  # SQLite keeps UTC datetimes as text
+                received = datetime.fromisoformat(received)
+            key = f'{(received.replace(tzinfo=None) - _EPOCH) // _MICROSECOND:015x}' + hashlib.blake2b(
+                f'{payload_hash} {headers}'.encode('utf-8', 'surrogatepass'), digest_size=9).hexdigest()[:17]
             if (connection_id, key) not in seen:
                 seen.add((connection_id, key))
                 updates.append({'b_id': delivery_id, 'b_key': key})
