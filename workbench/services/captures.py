@@ -80,9 +80,14 @@ def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:
     # orjson makes exact dicts, lists and strs, so `type(...) is` checks are isinstance checks.
     if type(obj) is not dict:
         return "not a capture object"
-    body = _body(obj)
-    if isinstance(body, str):
-        return body
+    text = obj.get("body")
+    if type(text) is str and "body_b64" not in obj:  # the text form: "the UTF-8 of this string"
+        body = text.encode("utf-8", "surrogatepass")
+    else:
+        exact = _exact_body(obj)
+        if isinstance(exact, str):
+            return exact
+        body = exact
     headers = obj.get("headers", {})
     if type(headers) is dict:
         for value in headers.values():
@@ -92,21 +97,26 @@ def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:
         headers = _header_pairs(headers)
         if headers is None:
             return _HEADERS_SHAPE
-    received = _received_at(obj.get("received_at"))
-    if isinstance(received, str):
-        return received
-    return Capture(received, headers, body, source)
+    received = obj.get("received_at")
+    if type(received) is not str:
+        return "`received_at` must be an ISO-8601 string"
+    try:
+        received_at = _fromisoformat(received)
+    except ValueError:
+        return _bad_time(received, "is not ISO-8601")
+    if received_at.tzinfo is not _UTC:
+        in_utc = _in_utc(received_at, received)
+        if isinstance(in_utc, str):
+            return in_utc
+        received_at = in_utc
+    return Capture(received_at, headers, body, source)
 
 
-def _body(obj: dict[str, Any]) -> bytes | str:
-    """The body bytes, or the reason there are none."""
+def _exact_body(obj: dict[str, Any]) -> bytes | str:
+    """The body bytes of a line without a text `body`, or the reason there are none."""
     encoded = obj.get("body_b64")
     if encoded is None:
-        body = obj.get("body")
-        if type(body) is not str:
-            return "`body` must be a string (or give the exact bytes as `body_b64`)"
-        # The text form means "the UTF-8 of this string".
-        return body.encode("utf-8", "surrogatepass")
+        return "`body` must be a string (or give the exact bytes as `body_b64`)"
     if "body" in obj:
         return "give `body` or `body_b64`, not both"
     if type(encoded) is not str:
@@ -130,22 +140,17 @@ def _header_pairs(headers: Any) -> Headers | None:
     return headers
 
 
-def _received_at(received: Any) -> datetime | str:
-    """`received_at` as an aware UTC datetime, or the reason it is not one."""
-    if type(received) is not str:
-        return "`received_at` must be an ISO-8601 string"
-    # Echoed in the bad-line message: short, and never a credential someone pasted there.
-    shown = repr(redact_text(received if len(received) <= 40 else received[:40] + "..."))
-    try:
-        received_at = _fromisoformat(received)
-    except ValueError:
-        return f"`received_at` {shown} is not ISO-8601"
-    zone = received_at.tzinfo
-    if zone is _UTC:
-        return received_at
-    if zone is None or received_at.utcoffset() is None:
-        return f"`received_at` {shown} has no time zone (add `Z` or an offset such as `+00:00`)"
+def _in_utc(received_at: datetime, received: str) -> datetime | str:
+    """An aware time in UTC, or the reason it cannot be one."""
+    if received_at.tzinfo is None or received_at.utcoffset() is None:
+        return _bad_time(received, "has no time zone (add `Z` or an offset such as `+00:00`)")
     try:
         return received_at.astimezone(_UTC)
     except OverflowError:  # the store holds UTC times of years 1..9999 (SQLite and PostgreSQL alike)
-        return f"`received_at` {shown} is outside years 1..9999 in UTC"
+        return _bad_time(received, "is outside years 1..9999 in UTC")
+
+
+def _bad_time(received: str, why: str) -> str:
+    # Echoed in the bad-line message: short, and never a credential someone pasted there.
+    shown = redact_text(received if len(received) <= 40 else received[:40] + "...")
+    return f"`received_at` {shown!r} {why}"

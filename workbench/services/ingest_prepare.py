@@ -151,7 +151,7 @@ def prepare(adapter: Any, conversions: Codec, batch: list[Capture]) -> list[Any]
     occurred_datetime = memoised(to_datetime)  # neighbouring events share their second
     sha256, blake2b, sensitive = hashlib.sha256, hashlib.blake2b, _has_sensitive_headers
     parse, map_event = adapter.parse, adapter.map
-    limit = IDENTIFIER_LIMIT
+    limit, nul = IDENTIFIER_LIMIT, "\x00"
     prepared: list[Any] = []
     append = prepared.append
     for capture in batch:
@@ -181,9 +181,9 @@ def prepare(adapter: Any, conversions: Codec, batch: list[Capture]) -> list[Any]
         except Exception as exc:  # a mapping bug: keep the delivery, open a mapping failure
             result = Problem(Category.MAPPING_FAILURE, f"mapping_crash:{type(exc).__name__}",
                               f"mapping crashed: {exc!r}")
-        if (b"\\u0000" in body or (event_id is not None and len(event_id) > limit)
-                or (event_type is not None and len(event_type) > limit)
-                or (type(result) is MappedEvent and len(result.external_id) > limit)):
+        if ((event_id is not None and (len(event_id) > limit or nul in event_id))
+                or (event_type is not None and (len(event_type) > limit or nul in event_type))
+                or (type(result) is MappedEvent and (len(result.external_id) > limit or nul in result.external_id))):
             unstorable = _unstorable_identifiers(event_id, event_type, result)
             if unstorable is not None:
                 if not _storable(event_id):
