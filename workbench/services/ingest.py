@@ -320,8 +320,11 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
 def _drop_already_stored(conn: Connection, connection_id: str, rows: list[list[Any]]) -> list[int]:
     """The positions of rows whose capture line is not stored yet (nor earlier in the batch):
     one IN query over the batch's capture keys."""
+    keys = {row[COL_CAPTURE_KEY] for row in rows}
     stored = {key for key, in in_lookup(conn, "ingest.captures", _capture_statement, CHUNK).rows(
-        conn, {row[COL_CAPTURE_KEY] for row in rows}, connection_id=connection_id)}
+        conn, keys, connection_id=connection_id)}
+    if not stored and len(keys) == len(rows):
+        return list(range(len(rows)))  # the usual case: every line new
     kept = []
     for i, row in enumerate(rows):
         key = row[COL_CAPTURE_KEY]
