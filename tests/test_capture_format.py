@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 import workbench.cli.commands  # noqa: F401  registers the subcommands
 from store.database import reading
-from store.models import Delivery
+from store.models import AuditEntry, Delivery
 from tests.support import T0, add_stripe, make_context, pi_event
 from workbench.cli.main import cli
 from workbench.services import triage
@@ -149,8 +149,11 @@ def test_export_then_ingest_stores_identical_bytes(store_ctx):
     db_url, ctx = store_ctx
     assert wb(db_url, "ingest", "acme", "-", input=exact_file()).exit_code == 0
     out = io.BytesIO()
-    assert export_captures(ctx, "acme", out) == 4
+    assert export_captures(ctx, "acme", out, destination="/tmp/acme.jsonl") == 4
     exported = out.getvalue()
+    with reading(ctx.engine) as conn:  # raw bodies leave the store: an audited act
+        [entry] = [a for a in conn.execute(select(AuditEntry.__table__)) if a.action == "captures.export"]
+    assert entry.after == {"deliveries": 4, "destination": "/tmp/acme.jsonl"} and entry.actor == "user:tester"
     assert CANARY not in exported.decode()
     assert exported.count(b'"body_b64"') == 1  # only the body that is not UTF-8
     add_stripe(ctx, "copy")

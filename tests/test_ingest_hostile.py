@@ -5,8 +5,10 @@ delivery that reached the store stored with its exact bytes."""
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +277,43 @@ def test_a_run_that_fails_mid_way_is_audited_with_the_counts_reached(engine):
     reached = run.after["counts"]["applied"]
     assert f"after {reached} deliveries" in message
     assert 10 <= reached <= stored_count == 20
+
+
+# -- the same hostile file on both backends, compared row by row -----------------------------------
+
+def _comparable(db_url: str) -> dict[str, Any]:
+    """Everything stored, without the IDs and clock readings that differ between runs."""
+    failures = sorted((f.category, f.message, f.fingerprint) for f in rows_of(db_url, Failure.__table__))
+    return {
+        "deliveries": [(r.received_at, r.headers, bytes(r.body), r.payload_hash, r.provider_event_id, r.dedupe_key,
+                        r.event_type, r.occurred_at, r.capture_key, r.verdict,
+                        re.sub(r"dlv_[0-9a-f]+", "dlv_(id)", r.verdict_reason or ""), r.mapping_version)
+                       for r in stored(db_url)],
+        "failures": failures,
+        "records": sorted((r.kind, r.status, r.version, orjson.dumps(r.fields), r.last_event_key)
+                          for r in rows_of(db_url, Record.__table__)),
+        "refs": sorted(r.external_id for r in rows_of(db_url, ProviderRef.__table__)),
+    }
+
+
+@pytest.mark.postgres
+def test_the_same_hostile_file_gives_the_same_store_on_sqlite_and_postgresql(postgres_cluster, tmp_path):
+    path, _ = timestamps_file(tmp_path)
+    with path.open("ab") as out:
+        out.write(identifiers_file_bytes())
+    name = f"wb_test_{uuid.uuid4().hex[:16]}"
+    postgres_cluster.create_database(name)
+    try:
+        results = {}
+        for db_url in (f"sqlite:///{tmp_path / 'hostile.db'}", postgres_cluster.url(name)):
+            assert wb(db_url, "db", "upgrade").exit_code == 0
+            assert wb(db_url, "connection", "add", "acme", "--provider", "stripe").exit_code == 0
+            result = wb(db_url, "ingest", "acme", str(path))
+            assert_clean(result)
+            results[db_url] = (result.exit_code, result.stdout, result.stderr, _comparable(db_url))
+        sqlite_result, postgres_result = results.values()
+        assert sqlite_result == postgres_result
+        assert len(sqlite_result[3]["deliveries"]) == 4 + len(HOSTILE_IDENTIFIERS) + 1
+    finally:
+        gc.collect()
+        postgres_cluster.drop_database(name)

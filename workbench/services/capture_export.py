@@ -5,6 +5,9 @@ bytes again), else `body_b64`; headers as stored (an object, or `[name, value]` 
 names repeat; credentials stay masked as stored). Ingesting the export stores the same bytes,
 headers and receipt times; into the same connection, every line is `already_stored`. Copies made
 by a retry are not exported: they repeat their original's capture.
+
+Unlike every display, the bodies are not redacted (exact bytes are the point, and redacting
+would change them), so each export is an audited act, like revealing a redacted value.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import select
 
-from store.database import reading
+from store.database import reading, writing
 from store.models import Delivery
 
+from . import audit
 from .connections import get_connection
 from .context import ServiceContext
 
@@ -37,9 +41,10 @@ def capture_line(received_at: datetime, headers: Any, body: bytes) -> bytes:
     return orjson.dumps(line) + b"\n"
 
 
-def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes]) -> int:
-    """Write the connection's received deliveries as capture lines, in receipt order; returns
-    how many."""
+def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes], *,
+                    destination: str = "a stream") -> int:
+    """Write the connection's received deliveries as capture lines, in receipt order, and audit
+    the export (`destination`: where they went, for the audit entry); returns how many."""
     connection = get_connection(ctx, connection_name)
     query = (select(deliveries.c.received_at, deliveries.c.headers, deliveries.c.body)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.replay_of.is_(None))
@@ -49,4 +54,7 @@ def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes]) -
         for partition in conn.execution_options(yield_per=PAGE).execute(query).partitions():
             out.write(b"".join(capture_line(row.received_at, row.headers, row.body) for row in partition))
             written += len(partition)
+    with writing(ctx.engine) as conn:
+        audit.append(conn, ctx, "captures.export", "connection", connection.id,
+                     after={"deliveries": written, "destination": destination})
     return written
