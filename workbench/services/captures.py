@@ -81,7 +81,7 @@ def parse_capture_line(line: bytes, source: str = "file") -> Capture | str:
     if type(obj) is not dict:
         return "not a capture object"
     text = obj.get("body")
-    if type(text) is str and "body_b64" not in obj:  # the text form: "the UTF-8 of this string"
+    if type(text) is str and obj.get("body_b64") is None:  # the text form: "the UTF-8 of this string"
         body = text.encode("utf-8", "surrogatepass")
     else:
         exact = _exact_body(obj)
@@ -117,7 +117,7 @@ def _exact_body(obj: dict[str, Any]) -> bytes | str:
     encoded = obj.get("body_b64")
     if encoded is None:
         return "`body` must be a string (or give the exact bytes as `body_b64`)"
-    if "body" in obj:
+    if obj.get("body") is not None:
         return "give `body` or `body_b64`, not both"
     if type(encoded) is not str:
         return "`body_b64` must be a base64 string"
