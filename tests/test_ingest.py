@@ -213,3 +213,19 @@ def test_a_redelivery_belongs_to_its_original_record(ctx):
     with reading(ctx.engine) as conn:
         rows = conn.execute(select(Delivery.__table__.c.verdict, Delivery.__table__.c.record_id)).all()
     assert sorted(rows) == [("applied", record.id), ("duplicate", record.id), ("duplicate", record.id)]
+
+
+def test_capture_lines_among_many_stored_ones_of_the_same_times(ctx):
+    """A file whose receipt times interleave with many stored lines' (the lookup cannot take
+    them by time range alone): new lines are stored, repeated ones recognised."""
+    add_stripe(ctx)
+    many = [capture(pi_event(f"evt_{i}", f"pi_{i}", "processing", CREATED), T0 + timedelta(seconds=i))
+            for i in range(300)]
+    assert ingest(ctx, "acme", many).counts == {"applied": 300}
+    interleaved = [capture(pi_event("evt_a", "pi_a", "processing", CREATED), T0 + timedelta(seconds=10)),
+                   capture(pi_event("evt_b", "pi_b", "processing", CREATED), T0 + timedelta(seconds=290)),
+                   many[150]]
+    assert ingest(ctx, "acme", interleaved).counts == {"applied": 2, "already_stored": 1}
+    assert ingest(ctx, "acme", interleaved).counts == {"already_stored": 3}
+    assert ingest(ctx, "acme", many[:200]).counts == {"already_stored": 200}
+    assert len(_verdicts(ctx)) == 302

@@ -318,11 +318,9 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
 
 
 def _drop_already_stored(conn: Connection, connection_id: str, rows: list[list[Any]]) -> list[int]:
-    """The positions of rows whose capture line is not stored yet (nor earlier in the batch):
-    one IN query over the batch's capture keys."""
+    """The positions of rows whose capture line is not stored yet (nor earlier in the batch)."""
     keys = {row[COL_CAPTURE_KEY] for row in rows}
-    stored = {key for key, in in_lookup(conn, "ingest.captures", _capture_statement, CHUNK).rows(
-        conn, keys, connection_id=connection_id)}
+    stored = _stored_capture_keys(conn, connection_id, keys)
     if not stored and len(keys) == len(rows):
         return list(range(len(rows)))  # the usual case: every line new
     kept = []
@@ -332,6 +330,25 @@ def _drop_already_stored(conn: Connection, connection_id: str, rows: list[list[A
             stored.add(key)
             kept.append(i)
     return kept
+
+
+def _stored_capture_keys(conn: Connection, connection_id: str, keys: set[str]) -> set[str]:
+    """Which of `keys` the connection has stored. Keys lead with the receipt time, so a chunk's
+    keys span a short range of the index: one range scan finds them (and nothing, for lines
+    newer than anything stored). Where that range holds far more than the chunk (another
+    file's lines of the same times), the keys are looked up one IN list at a time instead."""
+    if not keys:
+        return set()
+    limit = 2 * len(keys) + 100
+    in_range = conn.execute(
+        select(deliveries.c.capture_key)
+        .where(deliveries.c.connection_id == connection_id, deliveries.c.capture_key >= min(keys),
+               deliveries.c.capture_key <= max(keys))
+        .limit(limit)).scalars().all()
+    if len(in_range) < limit:
+        return keys.intersection(in_range)
+    return {key for key, in in_lookup(conn, "ingest.captures", _capture_statement, CHUNK).rows(
+        conn, keys, connection_id=connection_id)}
 
 
 def _hold(conn: Connection, rows: list[list[Any]], already_stored: int) -> Counter[str]:
