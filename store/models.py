@@ -97,7 +97,9 @@ class Delivery:
         Column("dedupe_key", String(255), nullable=True),
         Column("event_type", String(255), nullable=True),
         Column("occurred_at", UTCDateTime, nullable=True),
-        Column("capture_key", String(32), nullable=True),
+        # Byte order on every backend (PostgreSQL's "C" collation; SQLite's is binary): ingest
+        # looks keys up by range, computed in Python.
+        Column("capture_key", String(32).with_variant(String(32, collation="C"), "postgresql"), nullable=True),
         Column("signature_verdict", String(20), default="unchecked", nullable=False),
         Column("verdict", String(20), nullable=False),
         Column("verdict_reason", Text, nullable=True),

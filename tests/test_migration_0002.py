@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from alembic import command
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from store.database import _alembic_config, open_store, reading
 from store.models import Delivery
@@ -48,3 +48,19 @@ def test_upgrade_keys_stored_deliveries_like_ingest_does(db_url):
         assert ingest(ctx, "acme", captures).counts == {"already_stored": 2}
     finally:
         engine.dispose()
+
+
+def test_capture_keys_compare_in_byte_order(engine):
+    """Ingest finds stored keys by range, bounds computed in Python: the store must order them
+    the same way (binary on SQLite, the "C" collation on PostgreSQL whatever the database's)."""
+    keys = ["0a", "0B", "a0", "Z9", "90"]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            collation = conn.execute(text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'deliveries' AND column_name = 'capture_key'")).scalar_one()
+            assert collation == "C"
+        conn.execute(text("CREATE TEMPORARY TABLE key_order AS SELECT capture_key FROM deliveries WHERE 1 = 0"))
+        conn.execute(text("INSERT INTO key_order (capture_key) VALUES (:k)"), [{"k": k} for k in keys])
+        ordered = conn.execute(text("SELECT capture_key FROM key_order ORDER BY capture_key")).scalars().all()
+    assert ordered == sorted(keys)

@@ -24,7 +24,9 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def upgrade() -> None:
-    op.add_column('deliveries', sa.Column('capture_key', sa.String(length=32), nullable=True))
+    # Byte order on every backend (see store.models.Delivery): PostgreSQL's "C" collation.
+    key_type = sa.String(length=32).with_variant(sa.String(length=32, collation='C'), 'postgresql')
+    op.add_column('deliveries', sa.Column('capture_key', key_type, nullable=True))
     _backfill()
     op.create_index('uq_deliveries_capture', 'deliveries', ['connection_id', 'capture_key'], unique=True)
 
