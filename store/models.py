@@ -78,6 +78,11 @@ class Delivery:
     `dedupe_key` is the provider event ID (or `sha256:<payload hash>` where there is none) on
     the first delivery of an event and NULL on its duplicates, so the unique constraint admits
     exactly one original per (connection, event) however many processes ingest at once.
+
+    `capture_key` identifies the capture line itself (its receipt time, then a hash of payload
+    hash and stored headers): unique per connection, so re-running a capture file stores nothing twice. NULL on
+    copies made by a retry (they repeat their original's capture) and on rows stored before
+    revision 0002 that repeat an earlier row's capture.
     """
     __table__ = Table(
         "deliveries", metadata,
@@ -92,6 +97,9 @@ class Delivery:
         Column("dedupe_key", String(255), nullable=True),
         Column("event_type", String(255), nullable=True),
         Column("occurred_at", UTCDateTime, nullable=True),
+        # Byte order on every backend (PostgreSQL's "C" collation; SQLite's is binary): ingest
+        # looks keys up by range, computed in Python.
+        Column("capture_key", String(32).with_variant(String(32, collation="C"), "postgresql"), nullable=True),
         Column("signature_verdict", String(20), default="unchecked", nullable=False),
         Column("verdict", String(20), nullable=False),
         Column("verdict_reason", Text, nullable=True),
@@ -100,6 +108,7 @@ class Delivery:
         Column("duplicate_of", ID, nullable=True),
         Column("replay_of", ID, nullable=True),
         UniqueConstraint("connection_id", "dedupe_key", name="uq_deliveries_dedupe"),
+        Index("uq_deliveries_capture", "connection_id", "capture_key", unique=True),
         Index("ix_deliveries_record", "record_id"),
         # Providers screen: last event and event rate per connection.
         Index("ix_deliveries_connection_received", "connection_id", "received_at"),

@@ -66,18 +66,23 @@ def test_killed_ingest_rerun_matches_a_clean_run(ctx, db_url, tmp_path):
     assert 0 < partial < total, "the kill must land half-way"
 
     rerun = _run_ingest(db_url, "crashed", capture_file)
-    assert rerun.wait(timeout=300) == 0, rerun.stderr.read().decode()
+    rerun_out, rerun_err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, rerun_err.decode()
     reference = _run_ingest(db_url, "clean", capture_file)
-    assert reference.wait(timeout=300) == 0, reference.stderr.read().decode()
+    reference_out, reference_err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, reference_err.decode()
+    rerun_out, reference_out = rerun_out.decode(), reference_out.decode()
 
     assert _belief(ctx, crashed.id) == _belief(ctx, clean.id)
-    # Every event is stored once as an original, with the verdict a clean run gives it:
-    # nothing lost, nothing applied twice; the re-sent part of the file is evidence only.
+    # Every event is stored once as an original, with the verdict a clean run gives it, and
+    # every delivery once: the re-run recognises the capture lines the killed run stored.
     assert _originals(ctx, crashed.id) == _originals(ctx, clean.id)
-    assert _stored(ctx, crashed.id) == total + partial
+    assert _stored(ctx, crashed.id) == _stored(ctx, clean.id) == total
+    assert _verdict_counts(ctx, crashed.id) == _verdict_counts(ctx, clean.id)
+    assert "already_stored" in rerun_out and "already_stored" not in reference_out
+
+
+def _verdict_counts(ctx, connection_id: str) -> dict[str, int]:
     with reading(ctx.engine) as conn:
-        duplicates = conn.execute(select(func.count()).select_from(deliveries).where(
-            deliveries.c.connection_id == crashed.id, deliveries.c.verdict == "duplicate")).scalar_one()
-        clean_duplicates = conn.execute(select(func.count()).select_from(deliveries).where(
-            deliveries.c.connection_id == clean.id, deliveries.c.verdict == "duplicate")).scalar_one()
-    assert duplicates == clean_duplicates + partial
+        return dict(conn.execute(select(deliveries.c.verdict, func.count()).where(
+            deliveries.c.connection_id == connection_id).group_by(deliveries.c.verdict)).all())

@@ -8,6 +8,7 @@ afterwards (it opens, `audit verify` passes, nothing was half-written).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -242,10 +243,14 @@ def test_a_full_disk_fails_the_ingest_cleanly_and_keeps_the_store(store, tmp_pat
         err = result.stderr.decode()
         assert result.returncode == 1 and "Traceback" in err  # asked for: shown, redacted
         assert "CANARY" not in err and "[parameters:" not in err and "padding" not in err
-        assert err.splitlines()[-1].startswith("error: could not write to the store")
+        assert err.splitlines()[-1].startswith("error: ingest stopped after 0 deliveries were stored: could not write to the store")
     else:
         clean_failure(result, "could not write to the store", "disk is full", "nothing was written")
-    intact(store, before)
+    # No delivery went in; the only row added is the run's own audit entry, which names the error.
+    intact(store, dict(before, audit_entries=before["audit_entries"] + 1))
+    exported = run(store, "audit", "export").stdout.decode().splitlines()
+    last = json.loads(exported[-1])
+    assert last["action"] == "ingest.run" and "could not write to the store" in last["after"]["error"]
 
 
 # -- a damaged file ---------------------------------------------------------------------------------

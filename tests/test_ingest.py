@@ -57,17 +57,29 @@ def test_redelivered_event_is_a_duplicate_and_changes_nothing(ctx):
     event = pi_event("evt_1", "pi_1", "processing", CREATED)
     ingest(ctx, "acme", [capture(event)])
     before = _one_record(ctx)
-    report = ingest(ctx, "acme", [capture(event, T0 + timedelta(hours=1)), capture(event)])
+    report = ingest(ctx, "acme", [capture(event, T0 + timedelta(hours=1)), capture(event, T0 + timedelta(hours=2))])
     assert report.counts == {"duplicate": 2}
     after = _one_record(ctx)
     assert (after.status, after.version) == (before.status, before.version)
     assert _verdicts(ctx) == ["applied", "duplicate", "duplicate"]
 
 
+def test_the_same_capture_again_is_already_stored_not_a_redelivery(ctx):
+    add_stripe(ctx)
+    event = pi_event("evt_1", "pi_1", "processing", CREATED)
+    ingest(ctx, "acme", [capture(event)])
+    # The same capture line (receipt, headers, body) twice more: nothing stored again.
+    assert ingest(ctx, "acme", [capture(event), capture(event)]).counts == {"already_stored": 2}
+    assert _verdicts(ctx) == ["applied"]
+    # Another receipt of the same event is a real redelivery.
+    assert ingest(ctx, "acme", [capture(event, T0 + timedelta(seconds=1))]).counts == {"duplicate": 1}
+
+
 def test_duplicate_inside_one_batch(ctx):
     add_stripe(ctx)
     event = pi_event("evt_1", "pi_1", "processing", CREATED)
-    assert ingest(ctx, "acme", [capture(event), capture(event)]).counts == {"applied": 1, "duplicate": 1}
+    assert ingest(ctx, "acme", [capture(event), capture(event, T0 + timedelta(seconds=1))]).counts == {
+        "applied": 1, "duplicate": 1}
 
 
 def test_late_event_is_stale_evidence_without_transition(ctx):
@@ -194,9 +206,26 @@ def test_many_records_across_batches(ctx):
 def test_a_redelivery_belongs_to_its_original_record(ctx):
     add_stripe(ctx)
     event = pi_event("evt_1", "pi_1", "processing", CREATED)
-    ingest(ctx, "acme", [capture(event), capture(event)])  # original and duplicate in one batch
-    ingest(ctx, "acme", [capture(event)])  # and again later
+    # original and redelivery in one batch, and again later
+    ingest(ctx, "acme", [capture(event), capture(event, T0 + timedelta(seconds=1))])
+    ingest(ctx, "acme", [capture(event, T0 + timedelta(seconds=2))])
     record = _one_record(ctx)
     with reading(ctx.engine) as conn:
         rows = conn.execute(select(Delivery.__table__.c.verdict, Delivery.__table__.c.record_id)).all()
     assert sorted(rows) == [("applied", record.id), ("duplicate", record.id), ("duplicate", record.id)]
+
+
+def test_capture_lines_among_many_stored_ones_of_the_same_times(ctx):
+    """A file whose receipt times interleave with many stored lines' (the lookup cannot take
+    them by time range alone): new lines are stored, repeated ones recognised."""
+    add_stripe(ctx)
+    many = [capture(pi_event(f"evt_{i}", f"pi_{i}", "processing", CREATED), T0 + timedelta(seconds=i))
+            for i in range(300)]
+    assert ingest(ctx, "acme", many).counts == {"applied": 300}
+    interleaved = [capture(pi_event("evt_a", "pi_a", "processing", CREATED), T0 + timedelta(seconds=10)),
+                   capture(pi_event("evt_b", "pi_b", "processing", CREATED), T0 + timedelta(seconds=290)),
+                   many[150]]
+    assert ingest(ctx, "acme", interleaved).counts == {"applied": 2, "already_stored": 1}
+    assert ingest(ctx, "acme", interleaved).counts == {"already_stored": 3}
+    assert ingest(ctx, "acme", many[:200]).counts == {"already_stored": 200}
+    assert len(_verdicts(ctx)) == 302

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -90,7 +91,9 @@ def test_any_permutation_and_duplication_ends_in_the_in_order_state(ctx, data):
     in_order, in_order_id = _fresh_connection(ctx)
     ingest(ctx, in_order, [capture(e) for e in events])
     scrambled, scrambled_id = _fresh_connection(ctx)
-    report = ingest(ctx, scrambled, [capture(e) for e in arrival], batch_size=batch_size)
+    # Each arrival its own receipt: a redelivery, not the same capture line again.
+    report = ingest(ctx, scrambled, [capture(e, T0 + timedelta(seconds=i)) for i, e in enumerate(arrival)],
+                    batch_size=batch_size)
 
     assert _belief(ctx, scrambled_id) == _belief(ctx, in_order_id)
     assert report.counts["duplicate"] == len(repeats)
@@ -106,6 +109,6 @@ def test_ingesting_twice_equals_ingesting_once(ctx, data):
     ingest(ctx, name, [capture(e) for e in arrival])
     belief, versions = _belief(ctx, connection_id), _versions(ctx, connection_id)
     again = ingest(ctx, name, [capture(e) for e in arrival])
-    assert again.counts == {"duplicate": len(arrival)}
+    assert again.counts == {"already_stored": len(arrival)}  # the same capture lines: nothing stored again
     assert _belief(ctx, connection_id) == belief
     assert _versions(ctx, connection_id) == versions

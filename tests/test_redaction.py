@@ -77,6 +77,7 @@ def secret_store(ctx):
     """A store whose raw data holds secrets in bodies, headers, notes and reasons."""
     add_stripe(ctx)
     connections.set_paused(ctx, "acme", True, f"leaked key {SK_LIVE} being rotated")
+    connections.set_paused(ctx, "acme", False, "rotated")
     event = pi_event("evt_1", "pi_1", "succeeded", CREATED_AT, client_secret=CLIENT_SECRET)
     ingest(ctx, "acme", [capture(event, headers={"Authorization": f"Bearer {SK_LIVE}", "X-Auth-Token": "tok-123456789"})])
     ingest(ctx, "acme", [capture(pi_event("evt_2", "pi_1", "processing", CREATED_AT + 60))])  # rejected

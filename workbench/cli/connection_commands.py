@@ -57,8 +57,12 @@ def connection_pause(state: State, name: str, reason: str) -> None:
 @pass_state
 def connection_resume(state: State, name: str, reason: str) -> None:
     """Resume a paused connection."""
-    info = connections.set_paused(state.ctx, name, False, reason)
+    change = connections.change_paused(state.ctx, name, False, reason)
+    info = change.connection
     click.echo(f"{info.name} resumed (version {info.version})")
+    if change.applied:
+        applied = ", ".join(f"{count} {verdict}" for verdict, count in sorted(change.applied.items()))
+        click.echo(f"applied {sum(change.applied.values())} deliveries held while paused: {applied}")
 
 
 COMMANDS = (connection,)

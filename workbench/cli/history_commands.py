@@ -9,7 +9,7 @@ import click
 from workbench.services import audit, replay as replay_service
 from workbench.services.timeline import load_timeline
 
-from .output import end_progress, json_value, progress_line, spooled_stdout
+from .output import atomic_output, end_progress, json_value, progress_line
 from .support import EXIT_AUDIT_BROKEN, State, pass_state
 
 
@@ -75,13 +75,10 @@ def audit_verify(state: State) -> None:
 @pass_state
 def audit_export(state: State, output: str | None) -> None:
     """Write the trail as JSON lines (payloads redacted)."""
+    with atomic_output(output) as out:  # whole trail or nothing: an error mid-way leaves no partial file
+        count = audit.export(state.ctx, out)
     if output:
-        with open(output, "wb") as out:
-            count = audit.export(state.ctx, out)
         click.echo(f"wrote {count} entries to {output}", err=True)
-    else:
-        with spooled_stdout() as out:  # whole trail or nothing: an error mid-way prints no partial file
-            audit.export(state.ctx, out)
 
 
 COMMANDS = (timeline, replay, audit_group)

@@ -9,7 +9,7 @@ import click
 
 from workbench.services import connections
 from workbench.services.captures import CaptureReader
-from workbench.services.ingest import DEFAULT_BATCH, ingest as ingest_service, record_ingest_run
+from workbench.services.ingest_run import run_ingest
 
 from .output import end_progress, progress_line
 from .settings import reader_process_wanted
@@ -34,20 +34,23 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
         except OSError as exc:
             fail(f"cannot read {file}: {exc.strerror or exc}")
     with stream:
-        reader = CaptureReader(stream)
-        report = ingest_service(ctx, name, reader, progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"),
-                                batch_size=batch_size or DEFAULT_BATCH, reader_process=reader_process_wanted())
-        end_progress()
-    record_ingest_run(ctx, name, report, source="stdin" if file == "-" else str(Path(file).resolve()),
-                      skipped_lines=len(reader.bad_lines))
-    for verdict, count in sorted(report.counts.items()):
+        try:
+            run = run_ingest(ctx, name, CaptureReader(stream), source="stdin" if file == "-" else str(Path(file).resolve()),
+                             batch_size=batch_size, reader_process=reader_process_wanted(),
+                             progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"))
+        finally:
+            end_progress()
+    for verdict, count in sorted(run.report.counts.items()):
         click.echo(f"{verdict}\t{count}")
-    click.echo(f"total\t{report.total}")
-    for bad in reader.bad_lines[:50]:
+    click.echo(f"total\t{run.report.total}")
+    if run.paused:
+        click.echo(f"connection {name} is paused: {run.held} deliveries stored, they will be applied on resume",
+                   err=True)
+    for bad in run.bad_lines[:50]:
         click.echo(f"line {bad.line_no}: skipped: {bad.reason}", err=True)
-    if len(reader.bad_lines) > 50:
-        click.echo(f"... and {len(reader.bad_lines) - 50} more skipped lines", err=True)
-    if reader.bad_lines:
+    if len(run.bad_lines) > 50:
+        click.echo(f"... and {len(run.bad_lines) - 50} more skipped lines", err=True)
+    if run.bad_lines:
         sys.exit(EXIT_PARTIAL)
 
 

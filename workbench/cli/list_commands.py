@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from workbench.services import queries
+from workbench.services.capture_export import export_captures
 
-from .output import json_array, table
+from .output import atomic_output, json_array, table
 from .support import State, pass_state
 
 
@@ -30,9 +31,25 @@ def records(state: State, connection_name: str | None, status: str | None, as_js
 @click.option("--connection", "connection_name")
 @click.option("--record", "record_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--captures", is_flag=True,
+              help="Write the connection's deliveries as capture lines (re-ingestable), secrets masked.")
+@click.option("--exact", is_flag=True, help="With --captures: the exact stored bytes, unredacted (audited).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="With --captures: a file (default: stdout).")
 @pass_state
-def events(state: State, connection_name: str | None, record_id: str | None, as_json: bool) -> None:
-    """Stored deliveries and their verdicts."""
+def events(state: State, connection_name: str | None, record_id: str | None, as_json: bool, captures: bool,
+           exact: bool, output: str | None) -> None:
+    """Stored deliveries and their verdicts; with --captures, the deliveries themselves."""
+    if captures or exact or output:
+        if not captures:
+            raise click.UsageError("--exact and --output go with --captures")
+        if not connection_name or record_id or as_json:
+            raise click.UsageError("--captures needs --connection NAME (and neither --record nor --json)")
+        with atomic_output(output) as out:
+            count = export_captures(state.ctx, connection_name, out, destination=output or "stdout",
+                                    redacted=not exact)
+        if output:
+            click.echo(f"wrote {count} capture lines to {output}", err=True)
+        return
     items = queries.iter_events(state.ctx, connection=connection_name, record_id=record_id)
     if as_json:
         json_array(items)

@@ -6,11 +6,12 @@ leaves no half array for a script to misread, and memory stays bounded."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import islice
 from typing import IO, Any
 
@@ -29,6 +30,28 @@ def spooled_stdout() -> Iterator[IO[bytes]]:
         spool.seek(0)
         shutil.copyfileobj(spool, sys.stdout.buffer, COPY_CHUNK)
     sys.stdout.flush()
+
+
+@contextmanager
+def atomic_output(path: str | None) -> Iterator[IO[bytes]]:
+    """A binary stream to `path` (stdout when None) that lands only if the block completes: a
+    file is written beside its destination, synced, then renamed over it; on error it is removed."""
+    if path is None:
+        with spooled_stdout() as out:
+            yield out
+        return
+    target = os.path.abspath(path)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".workbench-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def json_array(items: Iterable[dict[str, Any]]) -> None:

@@ -23,6 +23,7 @@ class Verdict(StrEnum):
     IGNORED = "ignored"
     REJECTED = "rejected"
     FAILED = "failed"
+    HELD = "held"  # stored while its connection was paused; applied on resume
 
 
 class Source(StrEnum):

@@ -59,3 +59,11 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def redact_headers(headers: Any) -> Any:
+    """Stored headers, redacted: an object, or `[name, value]` pairs (where names repeat),
+    whose values are masked by their header's name as an object's would be."""
+    if isinstance(headers, list):
+        return [[name, MASK if is_sensitive_key(name) and value else redact_text(value)] for name, value in headers]
+    return redact(headers)

@@ -4,6 +4,7 @@ and audited."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,18 +72,39 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
 
 
 def set_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> ConnectionInfo:
+    return change_paused(ctx, name, paused, reason).connection
+
+
+@dataclass(frozen=True)
+class PauseChange:
+    connection: ConnectionInfo
+    applied: Counter[str]  # on resume: the held deliveries applied, per verdict
+
+
+def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> PauseChange:
+    """Pause or resume a connection. Resuming applies the deliveries ingested while it was
+    paused (held), in the same transaction, audited; resuming an active connection applies any
+    still held (an ingest that began before the resume holds its deliveries to the end)."""
     with writing(ctx.engine) as conn:
         before = _get(conn, name)
-        if before.paused == paused:
-            return before
-        after = ConnectionInfo(before.id, before.name, before.provider, before.environment, paused,
-                               before.version + 1, before.settings)
-        conn.execute(update(connections).where(connections.c.id == before.id).values(
-            paused=paused, version=after.version, updated_at=ctx.clock()))
-        _record_version(conn, ctx, after, reason)
-        audit.append(conn, ctx, "connection.pause" if paused else "connection.resume", "connection",
-                     before.id, before=before.snapshot(), after=after.snapshot(), reason=reason)
-    return after
+        after = before
+        if before.paused != paused:
+            after = ConnectionInfo(before.id, before.name, before.provider, before.environment, paused,
+                                   before.version + 1, before.settings)
+            conn.execute(update(connections).where(connections.c.id == before.id).values(
+                paused=paused, version=after.version, updated_at=ctx.clock()))
+            _record_version(conn, ctx, after, reason)
+            audit.append(conn, ctx, "connection.pause" if paused else "connection.resume", "connection",
+                         before.id, before=before.snapshot(), after=after.snapshot(), reason=reason)
+        applied: Counter[str] = Counter()
+        if not paused:
+            from .held import apply_held  # held -> ingest -> connections: imported when needed
+
+            applied = apply_held(conn, ctx, after)
+            if applied:
+                audit.append(conn, ctx, "connection.apply_held", "connection", before.id,
+                             after={"counts": dict(applied)}, reason=reason)
+    return PauseChange(after, applied)
 
 
 def _record_version(conn: DbConnection, ctx: ServiceContext, info: ConnectionInfo, reason: str | None) -> None:

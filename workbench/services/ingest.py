@@ -49,6 +49,7 @@ from .captures import Capture
 from .connections import ConnectionInfo, get_connection
 from .context import ServiceContext
 from .ingest_prepare import (
+    COL_CAPTURE_KEY,
     COL_DEDUPE,
     COL_DUPLICATE_OF,
     COL_EVENT_ID,
@@ -134,8 +135,8 @@ def ingest(
                     chunk = next(chunks, None)
             settle()
     finally:
-        if committing is not None:  # failing: still wait for the commit under way
-            committing.wait(raising=False)
+        if committing is not None:  # failing: still wait for the commit under way, and count it if it landed
+            report.add(committing.wait(raising=False))
     return report
 
 
@@ -242,6 +243,7 @@ class _Commit:
     def __init__(self, conn: Connection, transaction: Any, counts: Counter[str]) -> None:
         self._counts = counts
         self._error: BaseException | None = None
+        self._committed = False
         self._thread = threading.Thread(target=self._run, args=(conn, transaction), name="ingest-commit",
                                         daemon=True)
         self._thread.start()
@@ -249,6 +251,7 @@ class _Commit:
     def _run(self, conn: Connection, transaction: Any) -> None:
         try:
             transaction.commit()
+            self._committed = True
         except BaseException as exc:  # raised by wait() in the ingesting thread
             self._error = exc
         finally:
@@ -258,10 +261,12 @@ class _Commit:
                 self._error = self._error or exc
 
     def wait(self, *, raising: bool = True) -> Counter[str]:
+        """The batch's counts once its commit is done; without `raising`, an error is not
+        raised and a batch that did not commit counts nothing."""
         self._thread.join()
         if self._error is not None and raising:
             raise self._error
-        return self._counts
+        return self._counts if self._committed else Counter()
 
 
 def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
@@ -271,25 +276,48 @@ def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionI
                   replay_of=replay_of)
 
 
+ALREADY_STORED = "already_stored"  # a count, not a verdict: the capture line was stored before
+HELD = Verdict.HELD
+HELD_REASON = "connection paused: applied on resume"
+
+
 def _dedupe_statement(in_params: list[Any]) -> Any:
     return (select(deliveries.c.dedupe_key, deliveries.c.id, deliveries.c.record_id)
             .where(deliveries.c.connection_id == bindparam("connection_id"), deliveries.c.dedupe_key.in_(in_params)))
 
 
+def _capture_statement(in_params: list[Any]) -> Any:
+    return (select(deliveries.c.capture_key)
+            .where(deliveries.c.connection_id == bindparam("connection_id"), deliveries.c.capture_key.in_(in_params)))
+
+
 def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
-           prepared: list[Any], *, replay_of: list[str | None] | None = None) -> Counter[str]:
+           prepared: list[Any], *, replay_of: list[str | None] | None = None,
+           ids: list[str] | None = None) -> Counter[str]:
     """Write one prepared batch in `conn`'s transaction. Leaves `prepared` as it was, so a
-    retry can store it again."""
+    retry can store it again. `ids`: the deliveries' own IDs (held deliveries being applied),
+    else new ones."""
     new_id, connection_id = ctx.ids.new, connection.id
     rows = [[new_id("dlv"), connection_id, *head, "unchecked", None, None, None, None, None, None]
             for head, _, _ in prepared]
+    if ids is not None:
+        for row, delivery_id in zip(rows, ids):
+            row[COL_ID] = delivery_id
+    already_stored = 0
     if replay_of is None:
+        kept = _drop_already_stored(conn, connection_id, rows)
+        if len(kept) < len(rows):
+            already_stored = len(rows) - len(kept)
+            rows, prepared = [rows[i] for i in kept], [prepared[i] for i in kept]
+        if connection.paused:
+            return _hold(conn, rows, already_stored)
         live = _drop_duplicates(conn, connection_id, rows)
     else:
         for row, original in zip(rows, replay_of):
-            # A replayed copy points at its original, which keeps the event's dedupe key.
+            # A replayed copy points at its original, which keeps the event's dedupe key and
+            # the capture's key.
             row[COL_REPLAY_OF] = original
-            row[COL_DEDUPE] = None
+            row[COL_DEDUPE] = row[COL_CAPTURE_KEY] = None
         live = list(range(len(rows)))
 
     book = BeliefBook(ctx, connection_id, connection.provider)
@@ -322,7 +350,59 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
     row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
     book.flush(conn)
     counts = Counter(map(itemgetter(COL_VERDICT), rows))
-    return Counter({str(verdict): n for verdict, n in counts.items()})
+    result_counts = Counter({str(verdict): n for verdict, n in counts.items()})
+    if already_stored:
+        result_counts[ALREADY_STORED] = already_stored
+    return result_counts
+
+
+def _drop_already_stored(conn: Connection, connection_id: str, rows: list[list[Any]]) -> list[int]:
+    """The positions of rows whose capture line is not stored yet (nor earlier in the batch)."""
+    keys = {row[COL_CAPTURE_KEY] for row in rows}
+    stored = _stored_capture_keys(conn, connection_id, keys)
+    if not stored and len(keys) == len(rows):
+        return list(range(len(rows)))  # the usual case: every line new
+    kept = []
+    for i, row in enumerate(rows):
+        key = row[COL_CAPTURE_KEY]
+        if key not in stored:
+            stored.add(key)
+            kept.append(i)
+    return kept
+
+
+def _stored_capture_keys(conn: Connection, connection_id: str, keys: set[str]) -> set[str]:
+    """Which of `keys` the connection has stored. Keys lead with the receipt time, so a chunk's
+    keys span a short range of the index: one range scan finds them (and nothing, for lines
+    newer than anything stored). Where that range holds far more than the chunk (another
+    file's lines of the same times), the keys are looked up one IN list at a time instead."""
+    if not keys:
+        return set()
+    limit = 2 * len(keys) + 100
+    in_range = conn.execute(
+        select(deliveries.c.capture_key)
+        .where(deliveries.c.connection_id == connection_id, deliveries.c.capture_key >= min(keys),
+               deliveries.c.capture_key <= max(keys))
+        .limit(limit)).scalars().all()
+    if len(in_range) < limit:
+        return keys.intersection(in_range)
+    return {key for key, in in_lookup(conn, "ingest.captures", _capture_statement, CHUNK).rows(
+        conn, keys, connection_id=connection_id)}
+
+
+def _hold(conn: Connection, rows: list[list[Any]], already_stored: int) -> Counter[str]:
+    """A paused connection: store the raw deliveries, decide nothing (no dedupe key, no state,
+    no failure); resuming applies them (see held.py)."""
+    for row in rows:
+        row[COL_DEDUPE] = None
+        row[COL_VERDICT], row[COL_REASON] = HELD, HELD_REASON
+    row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
+    counts: Counter[str] = Counter()
+    if rows:
+        counts[str(HELD)] = len(rows)
+    if already_stored:
+        counts[ALREADY_STORED] = already_stored
+    return counts
 
 
 def _drop_duplicates(conn: Connection, connection_id: str, rows: list[list[Any]]) -> list[int]:
@@ -356,9 +436,14 @@ def _settle_duplicates(rows: list[list[Any]]) -> None:
 
 
 def record_ingest_run(ctx: ServiceContext, connection_name: str, report: IngestReport, *, source: str,
-                      skipped_lines: int = 0) -> None:
-    """An operator's ingest run, in the audit trail: what went in, from where, with what result."""
+                      skipped_lines: int = 0, error: str | None = None) -> None:
+    """An operator's ingest run, in the audit trail: what went in, from where, with what result
+    (`error`: why it stopped, when it did; the counts are those of the batches committed)."""
     connection = get_connection(ctx, connection_name)
+    outcome = "error" if error is not None else "partial" if skipped_lines else "ok"
+    after: dict[str, Any] = {"source": source, "counts": dict(report.counts), "skipped_lines": skipped_lines,
+                             "outcome": outcome}
+    if error is not None:
+        after["error"] = error
     with writing(ctx.engine) as conn:
-        audit.append(conn, ctx, "ingest.run", "connection", connection.id,
-                     after={"source": source, "counts": dict(report.counts), "skipped_lines": skipped_lines})
+        audit.append(conn, ctx, "ingest.run", "connection", connection.id, after=after)

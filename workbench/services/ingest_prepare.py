@@ -13,28 +13,39 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import islice
 from typing import Any
 
 from adapters import Adapter
 from store.bulk import Codec, memoised
-from workbench.domain.canonical import BoundaryProblem
+from workbench.domain.canonical import BoundaryProblem, MappedEvent
 from workbench.domain.redaction import MASK, is_sensitive_key
 from workbench.domain.taxonomy import Category
 
-from .captures import Capture
+from .captures import Capture, Headers
 
 
-def stored_headers(headers: dict[str, str]) -> dict[str, str]:
+def stored_headers(headers: Headers) -> Headers:
     """Headers as stored: credentials a sender put in headers never rest in plain text; a hash
-    keeps them comparable. Everything else (signatures included) is kept as received."""
-    if not any(map(is_sensitive_key, headers)):
-        return headers
-    return {
-        k: f"{MASK} sha256:{hashlib.sha256(v.encode()).hexdigest()[:16]}" if is_sensitive_key(k) else v
-        for k, v in headers.items()
-    }
+    keeps them comparable. Everything else (signatures included) is kept as received, repeated
+    headers too (as `[name, value]` pairs, in order). Storing stored headers again changes
+    nothing, so a stored delivery re-run through ingest (retry, resume) keeps its headers."""
+    if isinstance(headers, dict):
+        if not any(map(is_sensitive_key, headers)):
+            return headers
+        return {k: _masked(v) if is_sensitive_key(k) else v for k, v in headers.items()}
+    return [[k, _masked(v) if is_sensitive_key(k) else v] for k, v in headers]
+
+
+_MASKED_PREFIX = f"{MASK} sha256:"
+
+
+def _masked(value: str) -> str:
+    if value.startswith(_MASKED_PREFIX):
+        return value  # already the stored form
+    return f"{_MASKED_PREFIX}{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 # Pauses of the collector under way (ingests in several threads may overlap) and whether it
@@ -91,15 +102,28 @@ def ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture
 
 
 # A prepared delivery is a tuple (head, result, event time): `head` holds the deliveries
-# columns from `source` to `occurred_at` (DELIVERY_COLUMNS[2:11]) in the driver's form;
+# columns from `source` to `capture_key` (DELIVERY_COLUMNS[2:12]) in the driver's form;
 # `result` is what mapping made of it (a MappedEvent, NotCovered or a Problem); the event
 # time (occurrence, else receipt) orders it against its record's other events.
 DELIVERY_COLUMNS = ("id", "connection_id", "source", "received_at", "headers", "body", "payload_hash",
-                    "provider_event_id", "dedupe_key", "event_type", "occurred_at", "signature_verdict",
-                    "verdict", "verdict_reason", "record_id", "mapping_version", "duplicate_of", "replay_of")
+                    "provider_event_id", "dedupe_key", "event_type", "occurred_at", "capture_key",
+                    "signature_verdict", "verdict", "verdict_reason", "record_id", "mapping_version",
+                    "duplicate_of", "replay_of")
 (COL_ID, COL_CONNECTION, COL_SOURCE, COL_RECEIVED, COL_HEADERS, COL_BODY, COL_HASH, COL_EVENT_ID, COL_DEDUPE, COL_TYPE,
- COL_OCCURRED, COL_SIGNATURE, COL_VERDICT, COL_REASON, COL_RECORD, COL_MAPPING, COL_DUPLICATE_OF,
+ COL_OCCURRED, COL_CAPTURE_KEY, COL_SIGNATURE, COL_VERDICT, COL_REASON, COL_RECORD, COL_MAPPING, COL_DUPLICATE_OF,
  COL_REPLAY_OF) = range(len(DELIVERY_COLUMNS))
+
+# Provider identifiers longer than their columns hold, or holding NUL (which PostgreSQL text
+# refuses), are kept only in the raw body: the delivery is flagged instead of failing its batch,
+# the same on every backend.
+IDENTIFIER_LIMIT = 255  # deliveries' provider_event_id, dedupe_key, event_type; external_id; last_event_key
+
+# A capture line's key: its receipt time (microseconds since 0001-01-01 UTC, 15 hex digits) and
+# a hash of its body and stored headers (17 hex digits). The same line always gets the same key,
+# so a re-run of a capture file recognises what it already stored; led by the time, keys of a
+# file's lines sort as they arrive, so the unique index grows at its end like a time-ordered ID.
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +138,11 @@ class Problem:
 
 NO_VERDICT = Problem(Category.UNKNOWN, "no_verdict", "no verdict reached")
 INVALID_CATEGORIES = (Category.VALIDATION, Category.CONTRACT_MISMATCH)
-def _has_sensitive_headers(headers: dict[str, str]) -> bool:
+
+
+def _has_sensitive_headers(headers: Headers) -> bool:
+    if type(headers) is not dict:
+        return True  # header pairs (repeats: rare) always take the general path
     return _any_sensitive(tuple(headers))
 
 
@@ -130,8 +158,9 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[
     later), so each parsed payload is freed at once."""
     to_datetime, to_json = conversions.datetime, conversions.json
     occurred_datetime = memoised(to_datetime)  # neighbouring events share their second
-    sha256, sensitive = hashlib.sha256, _has_sensitive_headers
+    sha256, blake2b, sensitive = hashlib.sha256, hashlib.blake2b, _has_sensitive_headers
     parse, map_event = adapter.parse, adapter.map
+    limit, nul = IDENTIFIER_LIMIT, "\x00"
     prepared: list[Any] = []
     append = prepared.append
     for capture in batch:
@@ -140,18 +169,20 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[
         headers = capture.headers
         received = to_datetime(capture.received_at)
         headers_text = to_json(stored_headers(headers) if sensitive(headers) else headers)
+        capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
+            f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
         try:
             parsed = parse(body)
         except BoundaryProblem as problem:
             append(((capture.source, received, headers_text, body, payload_hash, None, "sha256:" + payload_hash,
-                     None, None), Problem(problem.category, problem.code, problem.message), None))
+                     None, None, capture_key), Problem(problem.category, problem.code, problem.message), None))
             continue
         except Exception as exc:  # an adapter bug must never cost us the raw delivery
             append(((capture.source, received, headers_text, body, payload_hash, None, "sha256:" + payload_hash,
-                     None, None), Problem(Category.UNKNOWN, f"parse_crash:{type(exc).__name__}",
-                                           f"parser crashed: {exc!r}"), None))
+                     None, None, capture_key), Problem(Category.UNKNOWN, f"parse_crash:{type(exc).__name__}",
+                                                        f"parser crashed: {exc!r}"), None))
             continue
-        event_id, occurred_at = parsed.provider_event_id, parsed.occurred_at
+        event_id, event_type, occurred_at = parsed.provider_event_id, parsed.event_type, parsed.occurred_at
         try:
             result: Any = map_event(parsed)
         except BoundaryProblem as problem:
@@ -159,7 +190,37 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[
         except Exception as exc:  # a mapping bug: keep the delivery, open a mapping failure
             result = Problem(Category.MAPPING_FAILURE, f"mapping_crash:{type(exc).__name__}",
                               f"mapping crashed: {exc!r}")
+        if ((event_id is not None and (len(event_id) > limit or nul in event_id))
+                or (event_type is not None and (len(event_type) > limit or nul in event_type))
+                or (type(result) is MappedEvent and (len(result.external_id) > limit or nul in result.external_id))):
+            unstorable = _unstorable_identifiers(event_id, event_type, result)
+            if unstorable is not None:
+                if not _storable(event_id):
+                    event_id = None  # identified by its payload hash instead
+                if not _storable(event_type):
+                    event_type = None
+                result = unstorable
         append(((capture.source, received, headers_text, body, payload_hash, event_id,
-                 event_id or "sha256:" + payload_hash, parsed.event_type, occurred_datetime(occurred_at)),
+                 event_id or "sha256:" + payload_hash, event_type, occurred_datetime(occurred_at), capture_key),
                 result, occurred_at or capture.received_at))
     return prepared
+
+
+def _storable(text: str | None) -> bool:
+    return text is None or (len(text) <= IDENTIFIER_LIMIT and "\x00" not in text)
+
+
+def _unstorable_identifiers(event_id: str | None, event_type: str | None, result: Any) -> Problem | None:
+    """The problem with a delivery whose identifiers cannot be stored in their columns (None
+    when all can): which field, and why. The raw body keeps them in full."""
+    external_id = result.external_id if type(result) is MappedEvent else None
+    named = (("event id", event_id), ("event type", event_type), ("object id", external_id))
+    bad = [(name, text) for name, text in named if text is not None and not _storable(text)]
+    if not bad:
+        return None
+    why = "; ".join(
+        f"{name} is {len(text)} characters long (at most {IDENTIFIER_LIMIT} are stored)"
+        if len(text) > IDENTIFIER_LIMIT else f"{name} contains a NUL character (\\u0000)"
+        for name, text in bad)
+    code = "unstorable_identifier:" + ",".join(name.replace(" ", "_") for name, _ in bad)
+    return Problem(Category.CONTRACT_MISMATCH, code, f"{why}: kept only in the raw body, not applied")

@@ -25,7 +25,7 @@ from store.models import (
     Transition,
 )
 from workbench.domain.canonical import Cause
-from workbench.domain.redaction import redact, redact_text
+from workbench.domain.redaction import redact, redact_headers, redact_text
 
 from .context import ServiceContext
 from .errors import NotFound
@@ -219,7 +219,7 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
         body = redact_text(row.body.decode("utf-8", errors="replace"))
         parsed = False
     return {
-        "id": row.id, "headers": redact(row.headers), "body": body, "body_is_json": parsed,
+        "id": row.id, "headers": redact_headers(row.headers), "body": body, "body_is_json": parsed,
         "verdict": row.verdict, "reason": row.verdict_reason, "mapping_version": row.mapping_version,
         "provider_event_id": row.provider_event_id, "event_type": row.event_type,
         "transition": None if transition is None else {

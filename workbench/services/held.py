@@ -1,0 +1,47 @@
+"""Held deliveries: stored raw while their connection was paused, applied when it resumes.
+
+Resuming runs them through the same pipeline, in the order they arrived (their IDs are minted
+in arrival order), each keeping its ID: the connection ends exactly as if it had never been
+paused, with the same verdicts (duplicates, stale events, rejections) and the same records.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from store.bulk import codec
+from store.models import Delivery
+
+from .captures import Capture
+from .connections import ConnectionInfo
+from .context import ServiceContext
+from .ingest import HELD, _store
+from .ingest_prepare import prepare
+
+deliveries = Delivery.__table__
+
+PAGE = 1000  # held deliveries applied at a time (bounds memory and the IN list below)
+
+
+def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo) -> Counter[str]:
+    """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict."""
+    assert not connection.paused, "held deliveries are applied on an active connection"
+    adapter: Any = ctx.adapters.get(connection.provider)
+    conversions = codec(conn.dialect)
+    counts: Counter[str] = Counter()
+    query = (select(deliveries.c.id, deliveries.c.source, deliveries.c.received_at, deliveries.c.headers,
+                    deliveries.c.body)
+             .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
+             .order_by(deliveries.c.id)
+             .limit(PAGE))
+    while rows := conn.execute(query).all():
+        ids = [row.id for row in rows]
+        captures = [Capture(row.received_at, row.headers, row.body, row.source) for row in rows]
+        # Stored again under the same IDs, now with their verdicts (and no longer held, so the
+        # next page starts after them).
+        conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
+        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures), ids=ids))
+    return counts
