@@ -276,6 +276,8 @@ def open_checked(url: str | None = None, *, auto_upgrade: bool | None = None, cr
         if revision != HEAD_REVISION:
             _check_revision(engine, revision, location, read_only=read_only,
                             upgrade_now=auto_upgrade if auto_upgrade is not None else engine.dialect.name == "sqlite")
+        if engine.dialect.name == "postgresql":
+            read_only = _server_read_only(engine)
         return OpenedStore(engine, location, read_only)
     except StoreError:
         if engine is not None:
@@ -285,6 +287,15 @@ def open_checked(url: str | None = None, *, auto_upgrade: bool | None = None, cr
         if engine is not None:
             engine.dispose()
         raise StoreError(f"cannot open store at {location}: {type(exc).__name__}") from exc
+
+
+def _server_read_only(engine: Engine) -> bool:
+    """A PostgreSQL store this session cannot write: a standby, a read-only default
+    transaction, or a user without INSERT on the deliveries (faces then offer no writes)."""
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on' "
+            "OR NOT has_table_privilege(current_user, 'deliveries', 'INSERT')")).scalar())
 
 
 def _check_revision(engine: Engine, revision: str | None, location: str, *, read_only: bool,

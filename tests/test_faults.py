@@ -328,6 +328,7 @@ def test_a_read_only_database_user(postgres_cluster):
         reader_url = str(make_url(owner_url).set(username=reader))
         assert "acme" in ok(run(reader_url, "connection", "list"))
         assert ok(run(reader_url, "audit", "verify")).startswith("audit chain intact")
+        assert opened_read_only(reader_url, []) and not opened_read_only(owner_url, [])  # the TUI's banner
         clean_failure(run(reader_url, "connection", "add", "globex", "--provider", "stripe"),
                       "is read-only for this database user")
         assert counts(owner_url)["connections"] == 1

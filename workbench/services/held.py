@@ -8,7 +8,6 @@ paused, with the same verdicts (duplicates, stale events, rejections) and the sa
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
@@ -29,7 +28,7 @@ PAGE = 1000  # held deliveries applied at a time (bounds memory and the IN list 
 def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo) -> Counter[str]:
     """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict."""
     assert not connection.paused, "held deliveries are applied on an active connection"
-    adapter: Any = ctx.adapters.get(connection.provider)
+    adapter = ctx.adapters.get(connection.provider)
     conversions = codec(conn.dialect)
     counts: Counter[str] = Counter()
     query = (select(deliveries.c.id, deliveries.c.source, deliveries.c.received_at, deliveries.c.headers,
