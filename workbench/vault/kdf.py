@@ -33,5 +33,5 @@ class DerivedKeys:
 
 def derive(passphrase: str, salt: bytes, params: KdfParams) -> DerivedKeys:
     raw = Argon2id(salt=salt, length=2 * KEY_BYTES, iterations=params.iterations, lanes=params.lanes,
-                   memory_cost=params.memory_kib).derive(passphrase.encode("utf-8"))
+                   memory_cost=params.memory_kib).derive(passphrase.encode("utf-8", "surrogateescape"))  # bytes from the environment as given
     return DerivedKeys(raw[:KEY_BYTES], raw[KEY_BYTES:])
