@@ -102,6 +102,10 @@ def location(environment: str) -> Path:
     return vault_path(check_environment(environment))
 
 
+def exists(environment: str) -> bool:
+    return location(environment).exists()
+
+
 def init_vault(environment: str, passphrase: str) -> Path:
     """Create an empty vault for `environment`; refused if one exists."""
     path = location(environment)

@@ -32,6 +32,7 @@ class DerivedKeys:
 
 
 def derive(passphrase: str, salt: bytes, params: KdfParams) -> DerivedKeys:
+    # surrogateescape: a passphrase from the environment that is not UTF-8 is used as its bytes.
     raw = Argon2id(salt=salt, length=2 * KEY_BYTES, iterations=params.iterations, lanes=params.lanes,
-                   memory_cost=params.memory_kib).derive(passphrase.encode("utf-8", "surrogateescape"))  # bytes from the environment as given
+                   memory_cost=params.memory_kib).derive(passphrase.encode("utf-8", "surrogateescape"))
     return DerivedKeys(raw[:KEY_BYTES], raw[KEY_BYTES:])
