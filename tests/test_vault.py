@@ -111,6 +111,18 @@ def test_every_write_draws_a_new_salt_and_nonce(sandbox: Path):
 
 # -- refusals: one line, file unchanged ----------------------------------------------------------------
 
+def test_a_writer_killed_half_way_leaves_the_vault_whole(sandbox: Path):
+    """What a writer killed between its temporary file and the rename leaves: the old vault,
+    readable, and a temporary file the next writer clears away."""
+    before = sandbox.read_bytes()
+    leftover = sandbox.parent / f".{sandbox.name}.k1ll3d.tmp"
+    leftover.write_bytes(before[: len(before) // 2])
+    assert [s["name"] for s in listed()] == ["stripe-key"]
+    ok(wb("vault", "set", "after-crash", input="v"))
+    assert not leftover.exists()
+    assert [s["name"] for s in listed()] == ["after-crash", "stripe-key"]
+
+
 def test_a_wrong_passphrase_is_one_line_and_changes_nothing(sandbox: Path):
     before = sandbox.read_bytes()
     one_line_error(wb("vault", "list", passphrase="not the passphrase"), "wrong passphrase", "sandbox")

@@ -60,7 +60,10 @@ def exclusive(path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
-    """Write `data` as `path` so that no reader ever sees a partial file."""
+    """Write `data` as `path` so that no reader ever sees a partial file. Call it holding the
+    lock: temporary files left by a writer killed half-way are then nobody's, and go."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as out:
