@@ -25,6 +25,7 @@ from workbench.vault import (
     VaultDamaged,
     WrongPassphrase,
     create,
+    file_format,
     unlock,
     vault_path,
 )
@@ -247,6 +248,11 @@ def _spawn_set(name: str, value: str, tmp_path: Path) -> subprocess.Popen[bytes]
 
 def test_concurrent_writers_all_land_or_are_told_the_vault_is_busy(sandbox: Path, tmp_path: Path):
     writers = {f"key-{i}": _spawn_set(f"key-{i}", f"value-{i}", tmp_path) for i in range(4)}
+    reads = 0
+    while any(p.poll() is None for p in writers.values()):  # a reader meanwhile: always a whole file
+        file_format.parse(sandbox.read_bytes(), "the vault")
+        reads += 1
+    assert reads > 0
     landed = {"stripe-key"}
     for name, process in writers.items():
         out, err = process.communicate(timeout=120)
