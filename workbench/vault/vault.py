@@ -95,11 +95,11 @@ class UnlockedVault:
         """Re-encrypt under `new_passphrase` (and today's parameters); the old one stops working."""
         with exclusive(self.path, self.lock_timeout):
             current, _ = self._decrypt(_read(self.path, self.environment))
-            self._passphrase = new_passphrase
-            self._keys.clear()
-            self._write(current, params)
+            self._write(current, params, new_passphrase)
+            self._passphrase = new_passphrase  # only once the file says so
 
-    def _write(self, contents: Contents, params: KdfParams) -> None:
-        data, salt, keys = file_format.seal(contents.to_bytes(), self._passphrase, self.environment, params)
+    def _write(self, contents: Contents, params: KdfParams, passphrase: str | None = None) -> None:
+        data, salt, keys = file_format.seal(contents.to_bytes(), passphrase or self._passphrase, self.environment,
+                                            params)
         replace_atomically(self.path, data)
         self._keys = {(salt, params): keys}  # our own write reads back without another derivation
