@@ -322,8 +322,9 @@ def test_the_demo_creates_a_sandbox_vault_under_the_documented_passphrase(tmp_pa
 
 # -- the canary ------------------------------------------------------------------------------------------
 
-CANARY = "sk_live_CANARYvault7d1f0e9c4b2a"
-CANARY2 = "whsec_CANARYrotated5e8a1c3b7d90"
+# Shaped like no provider key, so that redaction could not hide a leak from this test.
+CANARY = "CANARYvault7d1f0e9c4b2a"
+CANARY2 = "CANARYrotated5e8a1c3b7d90"
 
 
 def test_a_vault_secret_shows_nowhere_but_in_reveal(tmp_path: Path):
