@@ -111,6 +111,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 # ===========================================================================
 
 
+@pytest.fixture(autouse=True)
+def _private_vault_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every workbench it starts) keeps its vaults in a directory of its own,
+    never in the user's data directory (`workbench demo` creates one)."""
+    monkeypatch.setenv("WORKBENCH_VAULT_DIR", str(tmp_path_factory.mktemp("vault")))
+    monkeypatch.delenv("WORKBENCH_VAULT_PASSPHRASE", raising=False)
+    monkeypatch.delenv("WORKBENCH_VAULT_NEW_PASSPHRASE", raising=False)
+
+
 # ---------------------------------------------------------------------------
 # Workbench fixtures: an upgraded store and a service context on each backend.
 # ---------------------------------------------------------------------------

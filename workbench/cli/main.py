@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from . import connection_commands, failure_commands, history_commands, ingest_command, list_commands, store_commands
+from . import (
+    connection_commands,
+    failure_commands,
+    history_commands,
+    ingest_command,
+    list_commands,
+    store_commands,
+    vault_commands,
+)
 from .support import EXIT_USAGE, State, guarded
 
 
@@ -43,7 +51,7 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
-               history_commands):
+               history_commands, vault_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from workbench.domain.taxonomy import TriageState
+from workbench.services import vault as vault_service
 from workbench.services.store_admin import upgrade_store
 
 from .output import end_progress, progress_line
@@ -53,6 +54,9 @@ def demo(state: State, records_total: int, deliveries_total: int | None, open_fa
                + f" ({sum(summary.open_failures.values())} unresolved: `workbench failures --state unresolved`)")
     click.echo("unresolved failures by category: "
                + ", ".join(f"{v} {k}" for k, v in sorted(summary.open_failures.items())))
+    if vault_service.ensure_demo_vault():
+        click.echo(f"vault: a sandbox vault with one demo secret, passphrase {vault_service.DEMO_PASSPHRASE!r} "
+                   f"(`WORKBENCH_VAULT_PASSPHRASE={vault_service.DEMO_PASSPHRASE} workbench vault list`)")
 
 
 COMMANDS = (db, demo)

@@ -88,6 +88,7 @@ class WorkbenchApp(App[None]):
         Binding("2", "go_to('records')", "Records", show=False),
         Binding("3", "go_to('errors')", "Errors", show=False),
         Binding("4", "go_to('audit')", "Audit", show=False),
+        Binding("5", "open_vault", "Vault", show=False),
     ]
 
     def __init__(self, ctx: ServiceContext, *, refresh_interval: float | None = DEFAULT_REFRESH_SECONDS,
@@ -174,6 +175,12 @@ class WorkbenchApp(App[None]):
                 set_filter(text)
 
         self.call_later(go)
+
+    def action_open_vault(self) -> None:
+        from .screens.vault import VaultScreen
+
+        if not isinstance(self.screen, VaultScreen):
+            self.push_screen(VaultScreen())
 
     def open_timeline(self, record_ref: str) -> None:
         from .screens.timeline import TimelineScreen

@@ -26,6 +26,7 @@ class WorkbenchCommands(Provider):
         ]
         commands.append(("Records: filter…", app.action_prompt_records, "open Records with a filter"))
         commands.append(("Timeline of a record…", app.action_prompt_timeline, "by internal or external ID"))
+        commands.append(("Vault: secrets, unlock, lock", app.action_open_vault, "names, versions, ages (key 5)"))
         for theme in app.shipped_theme_names:
             commands.append((f"Theme: {theme}", partial(app.set_theme, theme), "switch (remembered)"))
         commands.append(("Help for this screen", app.action_help, "what it shows and its keys"))

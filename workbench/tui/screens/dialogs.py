@@ -50,8 +50,9 @@ class PromptScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, label: str, *, required: bool = False, message: str = "",
-                 value: str = "", placeholder: str = "") -> None:
+                 value: str = "", placeholder: str = "", password: bool = False) -> None:
         super().__init__(classes="dialog-screen")
+        self._password = password  # typed characters show as dots, and the value is not stripped
         self._title = title
         self._label = label
         self._required = required
@@ -65,7 +66,7 @@ class PromptScreen(ModalScreen[str | None]):
             if self._message:
                 yield Label(self._message, classes="dialog-message", markup=False)
             yield Label(self._label, classes="dialog-label", markup=False)
-            yield Input(self._value, placeholder=self._placeholder, id="prompt-input")
+            yield Input(self._value, placeholder=self._placeholder, password=self._password, id="prompt-input")
             yield Label("Enter to confirm · Escape to cancel", classes="dialog-hint")
 
     def on_mount(self) -> None:
@@ -75,7 +76,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        value = event.value.strip()
+        value = event.value if self._password else event.value.strip()
         if self._required and not value:
             self.query_one(".dialog-hint", Label).update("A value is required · Escape to cancel")
             self.app.bell()

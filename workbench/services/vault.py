@@ -1,0 +1,191 @@
+"""Vault use cases: what the faces call to create, unlock, change and reveal the environment
+vaults. Values come in and (for reveal only) go out here; nothing is written to the store
+except the audit entry of a reveal, which is committed before the value is handed back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from store.database import writing
+from workbench.vault import (
+    ENVIRONMENTS,
+    Contents,
+    SecretVersion,
+    UnlockedVault,
+    VaultError,
+    create,
+    unlock,
+    vault_path,
+)
+
+from . import audit
+from .context import ServiceContext, utc_now
+from .errors import InvalidArgument, ServiceError
+
+# Documented in the README: `workbench demo` creates a sandbox vault under this passphrase.
+DEMO_PASSPHRASE = "demo-passphrase"
+DEMO_SECRET_NAME = "stripe-sandbox-api-key"
+DEMO_SECRET_VALUE = "sk_test_workbench_demo_0000000000000000"
+
+MIN_PASSPHRASE_CHARS = 8
+MAX_VALUE_BYTES = 64 * 1024
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+T = TypeVar("T")
+_VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class VaultFailure(ServiceError):
+    """The vault could not be used (missing, busy, damaged, wrong passphrase...); unchanged."""
+
+
+@dataclass(frozen=True)
+class SecretSummary:
+    """What may be shown about a secret: never its value."""
+
+    name: str
+    version: int
+    created_at: datetime  # when the secret was first set
+    rotated_at: datetime | None  # when its current version replaced the one before
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "version": self.version, "created_at": self.created_at.isoformat(),
+                "rotated_at": self.rotated_at.isoformat() if self.rotated_at else None}
+
+
+def _summary(name: str, versions: tuple[SecretVersion, ...]) -> SecretSummary:
+    return SecretSummary(name, versions[-1].version, versions[0].created_at,
+                         versions[-1].created_at if len(versions) > 1 else None)
+
+
+def check_environment(environment: str) -> str:
+    if environment not in ENVIRONMENTS:
+        raise InvalidArgument(f"unknown environment {environment!r}: one of {', '.join(ENVIRONMENTS)}")
+    return environment
+
+
+def _check_name(name: str) -> str:
+    if not _VALID_NAME.fullmatch(name):
+        raise InvalidArgument(f"secret name {name[:80]!r} is not allowed: {NAME_RULE}")
+    return name
+
+
+def check_new_passphrase(passphrase: str) -> str:
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InvalidArgument(f"the passphrase is too short: at least {MIN_PASSPHRASE_CHARS} characters")
+    return passphrase
+
+
+def _check_value(value: str) -> str:
+    if not value:
+        raise InvalidArgument("the secret's value is empty: give it on standard input or at the prompt")
+    if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
+        raise InvalidArgument(f"the secret's value is over {MAX_VALUE_BYTES // 1024} KiB")
+    return value
+
+
+def _vault_call(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except VaultError as exc:
+        raise VaultFailure(str(exc)) from None
+    except OSError as exc:  # the directory or file cannot be written: the vault is as it was
+        raise VaultFailure(f"cannot write the vault ({exc.strerror or type(exc).__name__}): "
+                           "check the vault directory's permissions and free space; nothing was changed") from None
+
+
+def location(environment: str) -> Path:
+    return vault_path(check_environment(environment))
+
+
+def exists(environment: str) -> bool:
+    return location(environment).exists()
+
+
+def init_vault(environment: str, passphrase: str) -> Path:
+    """Create an empty vault for `environment`; refused if one exists."""
+    path = location(environment)
+    check_new_passphrase(passphrase)
+    _vault_call(lambda: create(path, environment, passphrase))
+    return path
+
+
+def unlock_vault(environment: str, passphrase: str) -> UnlockedVault:
+    """Check the passphrase once; the returned vault serves every later call of this process."""
+    path = location(environment)
+    return _vault_call(lambda: unlock(path, environment, passphrase))
+
+
+def list_secrets(vault: UnlockedVault) -> list[SecretSummary]:
+    contents = _vault_call(vault.read)
+    return [_summary(name, versions) for name, versions in sorted(contents.secrets.items())]
+
+
+def _changed(vault: UnlockedVault, name: str, change: Callable[[Contents], Contents]) -> SecretSummary:
+    contents = _vault_call(lambda: vault.update(change))
+    return _summary(name, contents.secrets[name])
+
+
+def set_secret(vault: UnlockedVault, name: str, value: str, now: datetime | None = None) -> SecretSummary:
+    """A new secret (version 1); an existing name is refused (rotate it instead)."""
+    _check_name(name)
+    _check_value(value)
+    at = now or utc_now()
+    return _changed(vault, name, lambda c: c.with_new(name, value, at))
+
+
+def rotate_secret(vault: UnlockedVault, name: str, value: str, now: datetime | None = None) -> SecretSummary:
+    """A new version of `name`; the old versions stay, marked rotated."""
+    _check_name(name)
+    _check_value(value)
+    at = now or utc_now()
+    return _changed(vault, name, lambda c: c.with_rotated(name, value, at))
+
+
+def remove_secret(vault: UnlockedVault, name: str) -> int:
+    """Remove `name` with all its versions; returns how many versions went."""
+    _check_name(name)
+    removed: list[int] = []
+
+    def drop(contents: Contents) -> Contents:
+        removed.append(contents.current(name).version)
+        return contents.without(name)
+
+    _vault_call(lambda: vault.update(drop))
+    return removed[-1]
+
+
+def reveal_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> str:
+    """The current value of `name`, after an audit entry saying who revealed which version."""
+    _check_name(name)
+    current = _vault_call(lambda: vault.read().current(name))
+    with writing(ctx.engine) as conn:
+        audit.append(conn, ctx, "vault.reveal", "secret", f"{vault.environment}/{name}",
+                     after={"environment": vault.environment, "name": name, "version": current.version})
+    return current.value
+
+
+def rekey_vault(vault: UnlockedVault, new_passphrase: str) -> None:
+    """Re-encrypt under a new passphrase (and today's KDF parameters); the old one stops working."""
+    check_new_passphrase(new_passphrase)
+    _vault_call(lambda: vault.rekey(new_passphrase))
+
+
+def ensure_demo_vault(now: datetime | None = None) -> bool:
+    """The demo's sandbox vault (DEMO_PASSPHRASE, one demo secret), unless a sandbox vault
+    exists already. One key derivation. Returns whether it was created."""
+    path = location("sandbox")
+    if path.exists():
+        return False
+    contents = Contents("sandbox").with_new(DEMO_SECRET_NAME, DEMO_SECRET_VALUE, now or utc_now())
+    try:
+        _vault_call(lambda: create(path, "sandbox", DEMO_PASSPHRASE, contents))
+    except VaultFailure:
+        if path.exists():  # another process made one meanwhile: theirs stands
+            return False
+        raise
+    return True
