@@ -81,13 +81,17 @@ class ChainWalker:
     """Checks entries one by one, in the order the store (or an export) gives them.
 
     `locate(hash)` says which entry, if any, carries a hash: a link to an entry elsewhere in the
-    chain means the entries were reordered, a link to nothing means this one was edited.
+    chain means the entries were reordered, a link to nothing means this one was edited. The
+    store gives entries in sequence order; an export may not, and `listed(seq)` says whether a
+    missing entry is further on in it (reordered, not deleted).
     """
 
-    def __init__(self, key: bytes | None, anchor: Anchor | None, locate: Callable[[str], int | None]) -> None:
+    def __init__(self, key: bytes | None, anchor: Anchor | None, locate: Callable[[str], int | None],
+                 listed: Callable[[int], bool] = lambda seq: False) -> None:
         self.key = key
         self.anchor = anchor
         self.locate = locate
+        self.listed = listed  # is an entry elsewhere in the input (an export, out of order)
         self.expected_seq = 1
         self.prev_hash = GENESIS_HASH
         self.keyed_seen = False
@@ -102,8 +106,11 @@ class ChainWalker:
         fields an export redacted."""
         seq = entry["seq"]
         if seq != self.expected_seq:
-            if seq > self.expected_seq:
+            if seq > self.expected_seq and not self.listed(self.expected_seq):
                 return Break(self.expected_seq, DELETED, f"entry {self.expected_seq} is missing (deleted)")
+            if seq > self.expected_seq:
+                return Break(self.expected_seq, REORDERED, f"entry {seq} comes where entry {self.expected_seq} "
+                                                           "belongs (reordered)")
             return Break(seq, REORDERED, f"entry {seq} appears again after entry {self.last_seq} (reordered)")
         scheme = entry["scheme"]
         if scheme not in SCHEMES:

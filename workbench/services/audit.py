@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -41,7 +42,7 @@ from .audit_anchor import AnchorFiles, AuditKeyError, anchor_files, load_key, re
 from .context import ServiceContext
 from .errors import ServiceError
 
-__all__ = ["GENESIS_HASH", "VerifyResult", "append", "export", "search", "verify", "verify_export"]
+__all__ = ["GENESIS_HASH", "VerifyResult", "append", "export", "search", "key_file", "verify", "verify_export"]
 
 log = logging.getLogger(__name__)
 
@@ -272,14 +273,18 @@ def export(ctx: ServiceContext, out: IO[bytes]) -> int:
     return count
 
 
-def verify_export(ctx: ServiceContext, source: IO[bytes]) -> VerifyResult:
-    """Verify an exported trail on its own, with this store's audit key: every line's seal,
-    and the chain through it from the first entry, redacted fields by their digests."""
-    files = anchor_files(ctx.engine)
-    key = load_key(files, create=False)
+def key_file(ctx: ServiceContext) -> Path:
+    """Where this store's audit key is (WORKBENCH_AUDIT_KEY_FILE, else beside the store)."""
+    return anchor_files(ctx.engine).key
+
+
+def verify_export(source: IO[bytes], key_path: Path) -> VerifyResult:
+    """Verify an exported trail on its own, with the audit key at `key_path`: every line's
+    seal, and the chain through it from the first entry, redacted fields by their digests."""
+    key = load_key(AnchorFiles(key_path, key_path), create=False)
     if key is None:
-        raise AuditKeyError(f"no audit key at {files.key} to verify the export with; point "
-                            "WORKBENCH_AUDIT_KEY_FILE at the key the trail was written with")
+        raise AuditKeyError(f"no audit key at {key_path} to verify the export with; give the key the "
+                            "trail was written with (--key FILE or WORKBENCH_AUDIT_KEY_FILE)")
     lines: list[dict[str, Any]] = []
     for number, raw in enumerate(source, start=1):
         if not raw.strip():
@@ -293,7 +298,8 @@ def verify_export(ctx: ServiceContext, source: IO[bytes]) -> VerifyResult:
                                 "(edited)", "edited")
         lines.append(line)
     where = {line.get("hash"): line["seq"] for line in lines}
-    walker = ChainWalker(key, None, where.get)
+    where_seq = {line["seq"] for line in lines}
+    walker = ChainWalker(key, None, where.get, where_seq.__contains__)
     for line in lines:
         seal = line.pop("seal", None)
         if not isinstance(seal, str) or not hmac.compare_digest(_seal(key, line), seal):
