@@ -121,17 +121,25 @@ def append(
     pending = next((hook for hook in hooks if isinstance(hook, _PendingCheckpoint)), None)
     if pending is None:
         pending = _PendingCheckpoint(files)
-        pending.first_keyed = _first_keyed(conn, seq)
+        pending.first_keyed = _first_keyed(conn, files, seq)
         hooks.append(pending)
     pending.seq, pending.mac = int(seq), mac
     return int(seq)
 
 
-def _first_keyed(conn: Connection, seq: int) -> int:
-    """The first keyed entry (this one unless keyed entries precede it)."""
+def _first_keyed(conn: Connection, files: AnchorFiles, seq: int) -> int:
+    """The first keyed entry, which the checkpoint keeps so that no plain-hash entry after it
+    passes verify: this one, unless keyed entries precede it (then the checkpoint knows; only
+    without one, on a machine new to this store, does it take a scan)."""
+    previous = conn.execute(select(entries.c.scheme).where(entries.c.seq == seq - 1)).scalar()
+    if previous != KEYED:
+        return seq
+    anchor = read_checkpoint(files)
+    if anchor is not None:
+        return anchor.first_keyed
     first = conn.execute(select(entries.c.seq).where(entries.c.scheme == KEYED).order_by(entries.c.seq)
                          .limit(1)).scalar()
-    return int(first) if first is not None else int(seq)
+    return int(first) if first is not None else seq
 
 
 @dataclass(frozen=True)
