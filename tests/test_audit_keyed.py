@@ -54,7 +54,7 @@ def _sql(ctx, *statements: str, **params: Any) -> None:
 
 def _broken(ctx) -> tuple[bool, int | None, str | None]:
     result = audit.verify(ctx)
-    assert result.ok or (result.problem and result.cause in result.problem)
+    assert result.ok or (result.problem is not None and str(result.cause) in result.problem)
     return result.ok, result.broken_seq, result.cause
 
 
