@@ -350,6 +350,7 @@ def test_a_store_from_before_the_key_upgrades_and_verifies(db_url, audit_key_fil
         result = audit.verify(ctx)  # no key needed for plain entries, and nothing to anchor them yet
         assert (result.ok, result.checked, result.anchored) == (True, 3, False)
         assert not audit_key_file.exists()
+        assert _verify_lines(_export(ctx), audit_key_file) == audit.VerifyResult(True, 3)  # sealed with a new key
         add_stripe(ctx, "acme")
         rows = _rows(ctx)
         assert [r["scheme"] for r in rows] == ["sha256"] * 3 + ["hmac-sha256"]

@@ -270,7 +270,9 @@ def export(ctx: ServiceContext, out: IO[bytes]) -> int:
     """Write the trail as JSON lines; returns the number of entries. Each line is sealed with
     the audit key, so `verify_export` checks it on its own (docs/audit.md)."""
     files = anchor_files(ctx.engine)
-    key = load_key(files, create=False)
+    # Made here if no write made it yet (a store upgraded from plain hashes), so that even a
+    # trail of legacy entries exports sealed; a read-only store exports unsealed lines.
+    key = load_key(files, create=not ctx.read_only)
     count = 0
     with _snapshot(ctx.engine) as conn:
         for row in _stream(conn, 5000):
