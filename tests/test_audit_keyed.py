@@ -366,3 +366,15 @@ def test_a_store_from_before_the_key_upgrades_and_verifies(db_url, audit_key_fil
         assert _broken(ctx) == (False, 4, "forged")
     finally:
         engine.dispose()
+
+
+def test_processes_racing_to_make_the_key_all_get_the_same_one(tmp_path):
+    """Key creation links a complete file into place: a racer reads that, never an empty one."""
+    key = tmp_path / "race" / "audit.key"
+    script = ("import sys\nfrom pathlib import Path\nfrom workbench.services.audit_anchor import AnchorFiles, load_key\n"
+              "path = Path(sys.argv[1])\nsys.stdout.write(load_key(AnchorFiles(path, path), create=True).hex())\n")
+    racers = [subprocess.Popen([sys.executable, "-c", script, str(key)], stdout=subprocess.PIPE,
+                               cwd=Path(__file__).parent.parent) for _ in range(4)]
+    keys = {racer.communicate(timeout=60)[0] for racer in racers}
+    assert keys == {key.read_bytes().hex().encode()} and [racer.returncode for racer in racers] == [0] * 4
+    assert [p.name for p in key.parent.iterdir()] == ["audit.key"]  # no temporary file left

@@ -69,20 +69,27 @@ def load_key(files: AnchorFiles, *, create: bool) -> bytes | None:
     except FileNotFoundError:
         if not create:
             return None
+    # Written whole under a temporary name, then linked into place: a process that races us
+    # either wins the link or reads our complete key, never an empty file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return _read_key(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process made it first: use theirs
+            pass
+        _fsync_dir(path.parent)
     except OSError as exc:
         raise AuditKeyError(f"cannot create the audit key at {path}: {exc.strerror}; "
                             f"set {KEY_FILE_ENV} to a file this user may write") from None
-    try:
-        os.write(fd, secrets.token_bytes(KEY_BYTES))
-        os.fsync(fd)
     finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
+        tmp.unlink(missing_ok=True)
     return _read_key(path)
 
 
