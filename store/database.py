@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision. Kept here so opening an up-to-date store does not pay for
 # importing Alembic (a third of the CLI's start-up); a test checks it against the scripts.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 BUSY_TIMEOUT_ENV = "WORKBENCH_BUSY_TIMEOUT_MS"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
@@ -123,13 +123,30 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+AFTER_COMMIT = "workbench.after_commit"
+
+
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """One write transaction: committed on success, rolled back on error."""
+    """One write transaction: committed on success, rolled back on error. Callables put in
+    `after_commit(conn)` run once it has committed (not at all if it did not)."""
+    hooks: list[Callable[[], None]] = []
     with engine.connect() as conn:
         conn.execution_options(write=True)
-        with conn.begin():
-            yield conn
+        conn.info[AFTER_COMMIT] = hooks
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop(AFTER_COMMIT, None)  # conn.info outlives this checkout (pooled)
+    for hook in hooks:  # committed, and the connection back in the pool
+        hook()
+
+
+def after_commit(conn: Connection) -> list[Callable[[], None]] | None:
+    """The hooks of a transaction opened by `writing` (None for any other)."""
+    hooks: list[Callable[[], None]] | None = conn.info.get(AFTER_COMMIT)
+    return hooks
 
 
 @contextmanager

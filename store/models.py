@@ -247,7 +247,7 @@ class FailureNote:
 
 
 class AuditEntry:
-    """Append-only, hash-chained: each hash covers the previous hash and this entry's content."""
+    """Append-only, chained: each hash (a keyed MAC since 0003) covers the previous one and this entry."""
     __table__ = Table(
         "audit_entries", metadata,
         Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
@@ -261,6 +261,8 @@ class AuditEntry:
         Column("reason", Text, nullable=True),
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False),
+        # "sha256" (a plain hash, entries made before revision 0003) or "hmac-sha256" (keyed).
+        Column("scheme", String(20), nullable=False, server_default="sha256"),
         Index("ix_audit_target", "target_id"),
     )
 

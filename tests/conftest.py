@@ -135,3 +135,12 @@ def engine(db_url: str) -> Iterator[Any]:
 @pytest.fixture
 def ctx(engine: Any) -> ServiceContext:
     return make_context(engine)
+
+
+@pytest.fixture(autouse=True)
+def audit_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's audit key (and the checkpoints beside it) in its own directory, never in
+    the user's data directory."""
+    path = tmp_path / "audit-anchor" / "audit.key"
+    monkeypatch.setenv("WORKBENCH_AUDIT_KEY_FILE", str(path))
+    return path

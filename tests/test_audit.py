@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from store.database import reading, writing
 from store.models import AuditEntry
 from tests.support import add_stripe, make_context
+from workbench.domain.audit_chain import legacy_hash
 from workbench.services import audit, connections
 
 entries = AuditEntry.__table__
@@ -98,16 +99,19 @@ def test_an_altered_time_is_detected(chain):
     assert audit.verify(chain).broken_seq == 2
 
 
-def test_a_rehashed_row_still_breaks_the_link_to_the_next(chain):
-    """Altering a row and recomputing its own hash moves the break to the next entry."""
+def test_a_row_rehashed_without_the_key_is_caught_at_that_row(chain):
+    """Altering a row and recomputing a plain hash for it (what passed before keyed entries)
+    no longer hides the change: its MAC fails, or its plain hash is refused as forged."""
     with writing(chain.engine) as conn:
         row = conn.execute(select(entries).where(entries.c.seq == 2)).one()
-        content = audit._content(row.seq, row.at, row.actor, row.action, row.target_type, row.target_id,
-                                 row.before, row.after, "forged")
+        fields = {**audit._stored(row), "reason": "forged"}
         conn.execute(entries.update().where(entries.c.seq == 2)
-                     .values(reason="forged", hash=audit.chain_hash(row.prev_hash, content)))
+                     .values(reason="forged", hash=legacy_hash(row.prev_hash, fields)))
     result = audit.verify(chain)
-    assert (result.ok, result.broken_seq) == (False, 3)
+    assert (result.ok, result.broken_seq, result.cause) == (False, 2, "edited")
+    _sql(chain, "UPDATE audit_entries SET scheme = 'sha256' WHERE seq = 2")
+    result = audit.verify(chain)
+    assert (result.ok, result.broken_seq, result.cause) == (False, 2, "forged")
 
 
 def test_a_deleted_row_is_named(chain):
@@ -182,7 +186,7 @@ def test_export_is_json_lines_in_sequence(chain):
     rows = [orjson.loads(line) for line in lines]
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
     assert set(rows[0]) >= {"seq", "at", "actor", "action", "target_type", "target_id", "before", "after",
-                            "reason", "prev_hash", "hash"}
+                            "reason", "prev_hash", "hash", "scheme", "seal"}
     assert rows[0]["prev_hash"] == audit.GENESIS_HASH
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in zip(rows, rows[1:]))
 

@@ -32,18 +32,28 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def template_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ServiceContext]:
     """Built once per session; each test gets a copy (building takes about a second)."""
     path = tmp_path_factory.mktemp("template") / "tui.db"
-    ctx = build_store(path)
+    key = path.with_name("audit.key")
+    # A fixed audit key, so entries' MACs (shown on the entry screen) are the same every run;
+    # beside the store, for each copy to take.
+    key.write_bytes(bytes(range(32)))
+    key.chmod(0o600)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WORKBENCH_AUDIT_KEY_FILE", str(key))
+        ctx = build_store(path)
     ctx.engine.dispose()
     return path, ctx
 
 
 @pytest.fixture
-def store(template_store: tuple[Path, ServiceContext], tmp_path: Path) -> Iterator[ServiceContext]:
-    """A private copy of the fixture store, with the clock and ID factory exactly where the
-    build left them, so every test sees the same IDs and times."""
+def store(template_store: tuple[Path, ServiceContext], tmp_path: Path,
+          audit_key_file: Path) -> Iterator[ServiceContext]:
+    """A private copy of the fixture store (and its audit key), with the clock and ID factory
+    exactly where the build left them, so every test sees the same IDs and times."""
     source, built = template_store
     path = tmp_path / "tui.db"
     shutil.copyfile(source, path)
+    audit_key_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source.with_name("audit.key"), audit_key_file)
     engine = open_store(f"sqlite:///{path}")
     ctx = ServiceContext(engine=engine, clock=copy.deepcopy(built.clock), ids=copy.deepcopy(built.ids),
                          actor=built.actor)

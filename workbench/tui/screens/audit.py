@@ -113,5 +113,6 @@ verification; v verifies again. Enter shows an entry with its before and after."
             line.update(f"audit verify: OK · {count(result.checked)} entries chained · checked {at}")
             line.set_class(False, "-broken")
         else:
-            line.update(escape(f"audit verify: BROKEN at entry {result.broken_seq}: {result.problem} · checked {at}"))
+            where = f" at entry {result.broken_seq}" if result.broken_seq is not None else ""
+            line.update(escape(f"audit verify: BROKEN{where}: {result.problem} · checked {at}"))
             line.set_class(True, "-broken")
