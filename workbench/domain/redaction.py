@@ -62,9 +62,10 @@ _DETECTORS = re.compile(
     # credentials by scheme, in any text
     r"|(?P<scheme>\b(?i:bearer|basic|token|digest)\s+)(?P<cred>[A-Za-z0-9._~+/=-]{8,})"
     # `name: value` and `name=value` (header lines, form and query strings, broken JSON): the
-    # callback masks the value when the name names a credential
+    # callback masks the value when the name names a credential. A value stops at the next `:`
+    # or `=`, so the callback's second look at it is shallow (never a chain of pairs).
     r"|(?P<name>(?<![A-Za-z0-9_.-])[A-Za-z][A-Za-z0-9_.-]{0,40}+ ?)(?P<sep>\"?\s*[:=]\s*\"?)"
-    r"(?P<value>(?:(?i:bearer|basic|token|digest)\s+)?[^\s\"&,;]+)"
+    r"(?P<value>(?:(?i:bearer|basic|token|digest)\s+)?[^\s\"&,;:=]+)"
     # e-mail addresses (starting only where a run of address characters starts: linear time)
     r"|(?P<email>(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
     # card numbers: 13 to 19 digits, single spaces or dashes between them
