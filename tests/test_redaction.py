@@ -7,7 +7,6 @@ import io
 
 import orjson
 import pytest
-
 from sqlalchemy import select
 
 from store.models import Delivery
