@@ -1,5 +1,5 @@
 """Canaries in every field a provider controls never reach any output: every CLI listing,
-detail, timeline, export and triage message (the TUI's screens: tests/tui/test_redaction_screens.py)."""
+detail, timeline, diff, export and triage message (the TUI's screens: tests/tui/test_redaction_screens.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.canaries import SECRETS, assert_no_canary, canary_lines
+from tests.canaries import SECRETS, assert_no_canary, canary_captures, canary_lines
+from tests.support import add_stripe
 from workbench.cli.main import cli
 from workbench.domain.redaction import MASK
+from workbench.services import queries, views
+from workbench.services.ingest import ingest
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +84,16 @@ def test_a_16_digit_order_id_that_fails_luhn_stays_readable(db_url: str) -> None
     assert wb(db_url, "ingest", "acme", "-", input=line + b"\n").exit_code == 0
     exported = wb(db_url, "events", "--connection", "acme", "--captures").stdout
     assert "order 1234 5678 1234 5678" in orjson.loads(orjson.loads(exported)["body"])["data"]["object"]["description"]
+
+
+def test_no_canary_reaches_the_diff_views(ctx) -> None:
+    add_stripe(ctx)
+    ingest(ctx, "acme", canary_captures())
+    events = list(queries.iter_events(ctx))
+    pairs = [views.deliveries_pair(ctx, left["id"], right["id"]) for left, right in zip(events, events[1:], strict=False)]
+    for event in events:
+        if event["verdict"] == "applied":
+            pairs.append(views.delivery_against_state(ctx, event["id"], event["record_id"]))
+    for pair in pairs:
+        for side in (pair.left, pair.right):
+            assert_no_canary(side.title + views.pretty_json(side.value), f"diff side {side.ref}")
