@@ -195,7 +195,7 @@ def test_numbers_that_fail_luhn_and_ordinary_words_stay_readable() -> None:
         "order_id": "1234567812345678", "amount": 4111111111111111}
 
 
-def test_a_card_after_a_stray_digit_group_is_still_found() -> None:
+def test_a_card_after_a_stray_digit_group_is_found() -> None:
     assert redact_text("ref 7 4111 1111 1111 1111") == f"ref 7 {MASK}"
 
 
@@ -267,3 +267,8 @@ def test_detectors_keep_a_large_body_fast() -> None:
         started = time.perf_counter()
         redact_text(text)
         assert time.perf_counter() - started < 2.0
+
+
+def test_a_card_beside_a_stray_digit_group_is_still_found() -> None:
+    assert redact_text("card 4242 4242 4242 4242 12/34") == f"card {MASK} 12/34"
+    assert redact_text("card 4242-4242-4242-4242-7") == f"card {MASK}-7"
