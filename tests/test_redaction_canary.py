@@ -97,3 +97,15 @@ def test_no_canary_reaches_the_diff_views(ctx) -> None:
     for pair in pairs:
         for side in (pair.left, pair.right):
             assert_no_canary(side.title + views.pretty_json(side.value), f"diff side {side.ref}")
+
+
+def test_skipped_capture_lines_are_reported_without_their_secrets(db_url: str) -> None:
+    assert wb(db_url, "db", "upgrade").exit_code == 0
+    assert wb(db_url, "connection", "add", "acme", "--provider", "stripe").exit_code == 0
+    lines = b"".join(orjson.dumps(line) + b"\n" for line in (
+        {"received_at": SECRETS[0], "headers": {}, "body": "x"},
+        {"received_at": f"2026-11-01T12:00:00Z {SECRETS[3]}", "headers": {}, "body": "x"},
+        {"received_at": "2026-11-01T12:00:00Z", "headers": {SECRETS[4]: 1}, "body": "x"},
+    ))
+    result = wb(db_url, "ingest", "acme", "-", input=lines + f'{{"a": {SECRETS[0]}}}\n'.encode())
+    assert result.exit_code == 3 and result.output.count("skipped") == 4
