@@ -40,7 +40,7 @@ def canary_event(field: str, canary: str, index: int) -> dict[str, Any]:
         obj["status"] = canary
     obj["description"] = "customer wrote: " + " ".join(CANARIES)
     obj["billing_details"] = {"email": EMAIL, "name": "Canary Person"}
-    obj["metadata"] = {"deep": [{"er": {"still": [canary, {"note": f"see {canary}"}]}}]}
+    obj["metadata"] = {"deep": [{"er": {"still": [canary, {"note": f"see {canary}"}]}}], canary: "as a key"}
     return event
 
 

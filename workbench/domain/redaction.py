@@ -144,45 +144,43 @@ def _substitute(match: re.Match[str]) -> str:
     return MASK
 
 
-# Most strings shown (event types, IDs, statuses, reasons) hold nothing any detector finds, and
-# the one-pass scan costs about a microsecond per ten characters: a string passes it only when
-# it holds something every match needs (a trigger word, `@`, `eyJ`, or a long digit run).
-_TRIGGERS = ("_live_", "_test_", "whsec_", "_secret_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "akia",
-             "eyj", "bearer", "basic", "token", "digest",
-             # in a credential's name (see is_sensitive_key), for `name: value` and `name=value`
-             "auth", "cookie", "pass", "secret", "key", "credential", "card", "cvc", "cvv", "iban",
-             "account", "ssn")
+# Most strings shown (event types, IDs, statuses, reasons, descriptions) hold nothing any
+# detector finds, and the one-pass scan costs about a microsecond per ten characters: a string
+# is scanned only when it holds something a match needs. Each detector's words are looked for
+# only when a character the detector needs with them is there (plain `in` tests: the cheapest).
+# Provider keys, AWS keys and long digit runs (identifiers hold nothing else a detector finds).
+_KEY_HINT = re.compile(r"_(?:live|test|secret)_|whsec_|gh[pousr]_|AKIA|\d{13}").search
+# In a credential's name (see is_sensitive_key), for `name: value` and `name=value`.
+_NAME_HINT = re.compile(r"auth|cookie|pass|secret|key|token|credential|card|cvc|cvv|iban|account|ssn").search
 _DIGIT_RUN = re.compile(r"\d[\d -]{12}").search
-
-
-# Identifiers (external and event IDs) are most of the unique strings shown: one with no hint of
-# a key or a card is let through at once.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]*").fullmatch
-_IDENTIFIER_HINT = re.compile(r"_(?:live|test|secret)_|whsec_|gh[pousr]_|AKIA|\d{13}").search
 
 
 def _could_hold_secret(text: str) -> bool:
     if _IDENTIFIER(text):
-        return _IDENTIFIER_HINT(text) is not None
-    if "@" in text:
+        return _KEY_HINT(text) is not None
+    if "@" in text or "AKIA" in text or ("_" in text and _KEY_HINT(text)):
         return True
     lower = text.lower()
-    for trigger in _TRIGGERS:
-        if trigger in lower:
-            return True
+    if ("eyj" in lower and "." in text) or ("xox" in lower and "-" in text):
+        return True
+    if (":" in text or "=" in text) and _NAME_HINT(lower):
+        return True
+    if ("bearer" in lower or "basic" in lower or "token" in lower or "digest" in lower) and (
+            " " in text or "\t" in text or "\n" in text):
+        return True
     return _DIGIT_RUN(text) is not None
 
 
-def _scan(text: str) -> str:
+def redact_text(text: str) -> str:
     return _DETECTORS.sub(_substitute, text) if _could_hold_secret(text) else text
 
 
-# Short strings repeat (the same event type, status or reason on thousands of rows): remembered.
-_scan_short = lru_cache(maxsize=16384)(_scan)
-
-
-def redact_text(text: str) -> str:
-    return _scan_short(text) if len(text) <= 256 else _scan(text)
+@lru_cache(maxsize=4096)
+def _key_view(key: str) -> tuple[str, bool]:
+    """A JSON key as shown (the provider's too: one shaped like a secret is masked like a value),
+    and whether it names a credential. Keys repeat in every object of a list: remembered."""
+    return redact_text(key), is_sensitive_key(key)
 
 
 # -- provider field paths ------------------------------------------------------------------------
@@ -226,11 +224,11 @@ def _redact(value: Any, nodes: tuple[PathTree, ...]) -> Any:
         out = {}
         for k, v in value.items():
             below = _children(nodes, k) if nodes else _NO_PATHS
-            if v not in (None, "") and ((isinstance(k, str) and is_sensitive_key(k))
-                                        or any(_END in node for node in below)):
-                out[k] = MASK
+            shown, sensitive = _key_view(k) if isinstance(k, str) else (k, False)
+            if (sensitive or (below and any(_END in node for node in below))) and v not in (None, ""):
+                out[shown] = MASK
             else:
-                out[k] = _redact(v, below)
+                out[shown] = _redact(v, below)
         return out
     if isinstance(value, list):
         return [_redact(item, nodes) for item in value]
