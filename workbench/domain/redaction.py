@@ -176,6 +176,11 @@ def redact_text(text: str) -> str:
     return _DETECTORS.sub(_substitute, text) if _could_hold_secret(text) else text
 
 
+# For labels that repeat on thousands of rows (event types, verdict and transition reasons,
+# failure messages): `redact_text`, remembered. Unique strings (IDs) go to `redact_text`.
+redact_label = lru_cache(maxsize=8192)(redact_text)
+
+
 @lru_cache(maxsize=4096)
 def _key_view(key: str) -> tuple[str, bool]:
     """A JSON key as shown (the provider's too: one shaped like a secret is masked like a value),

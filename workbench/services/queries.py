@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from store.database import reading
 from store.models import Connection, Delivery, Failure, ProviderRef, Record
-from workbench.domain.redaction import redact_text
+from workbench.domain.redaction import redact_label, redact_text
 from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category, TriageState
 
@@ -40,6 +40,10 @@ def _check(kind: str, value: str | None, allowed: tuple[str, ...]) -> None:
 
 def _text(value: str | None) -> str | None:
     return redact_text(value) if value else value
+
+
+def _label(value: str | None) -> str | None:
+    return redact_label(value) if value else value
 
 
 def _iso(value: Any) -> str | None:
@@ -139,10 +143,10 @@ def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str
     for row in _keyset_pages(ctx, query, deliveries.c.id, chunk):
         # Event IDs, types and reasons (which quote unknown statuses) come from the provider.
         yield {"id": row.id, "connection": names.get(row.connection_id),
-               "provider_event_id": _text(row.provider_event_id), "event_type": _text(row.event_type),
+               "provider_event_id": _text(row.provider_event_id), "event_type": _label(row.event_type),
                "source": row.source, "received_at": _iso(row.received_at),
                "occurred_at": _iso(row.occurred_at), "verdict": row.verdict,
-               "verdict_reason": _text(row.verdict_reason), "record_id": row.record_id,
+               "verdict_reason": _label(row.verdict_reason), "record_id": row.record_id,
                "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
                "mapping_version": row.mapping_version, "payload_hash": row.payload_hash}
 
@@ -150,7 +154,7 @@ def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str
 def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:
     return {"id": row.id, "category": row.category, "state": row.state, "connection": connection_name,
             "record_id": row.record_id, "event_id": row.delivery_id, "command_id": row.command_id,
-            "fingerprint": row.fingerprint, "message": redact_text(row.message),
+            "fingerprint": row.fingerprint, "message": redact_label(row.message),
             "assignee": _text(row.assignee),
             "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at)}
 

@@ -24,7 +24,7 @@ from store.models import (
     Transition,
 )
 from workbench.domain.canonical import Cause
-from workbench.domain.redaction import redact, redact_body, redact_headers, redact_text
+from workbench.domain.redaction import redact, redact_body, redact_headers, redact_label, redact_text
 
 from .context import ServiceContext
 from .errors import NotFound
@@ -180,22 +180,27 @@ def _record_summary(conn: Connection, record_id: str) -> dict[str, Any]:
 
 
 def _text(value: str | None) -> str | None:
-    """A provider-controlled string (event ID, type, a reason quoting a status), redacted."""
+    """A provider-controlled identifier (event or object ID), redacted."""
     return redact_text(value) if value else value
 
 
+def _label(value: str | None) -> str | None:
+    """A provider-controlled label that repeats (event type, a reason quoting a status), redacted."""
+    return redact_label(value) if value else value
+
+
 def _delivery_entry(row: Any, at: datetime | None = None) -> TimelineEntry:
-    what = _text(row.event_type) or "unparsed body"
+    what = _label(row.event_type) or "unparsed body"
     summary = f"{row.source} {what} [{row.verdict}]"
     return TimelineEntry(at or row.received_at, "delivery", row.id, summary, {
         "provider_event_id": _text(row.provider_event_id), "verdict": row.verdict,
-        "reason": _text(row.verdict_reason),
+        "reason": _label(row.verdict_reason),
         "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
         "mapping_version": row.mapping_version, "duplicate_of": row.duplicate_of, "replay_of": row.replay_of})
 
 
 def _transition_entry(row: Any, received: datetime | None) -> TimelineEntry:
-    reason = _text(row.reason)
+    reason = _label(row.reason)
     summary = f"{row.from_status or '(new)'} -> {row.to_status} v{row.version} by {row.cause}: {reason}"
     return TimelineEntry(received or row.created_at, "transition", row.id, summary, {
         "from": row.from_status, "to": row.to_status, "version": row.version, "cause": row.cause,
@@ -204,7 +209,7 @@ def _transition_entry(row: Any, received: datetime | None) -> TimelineEntry:
 
 
 def _failure_entry(row: Any, received: datetime | None) -> TimelineEntry:
-    summary = f"failure {row.category} [{row.state}]: {redact_text(row.message)}"
+    summary = f"failure {row.category} [{row.state}]: {redact_label(row.message)}"
     return TimelineEntry(received or row.created_at, "failure", row.id, summary, {
         "category": row.category, "state": row.state, "fingerprint": row.fingerprint,
         "assignee": _text(row.assignee), "delivery_id": row.delivery_id})
