@@ -69,6 +69,12 @@ class Adapter(Protocol):
     @property
     def capabilities(self) -> Capabilities: ...
 
+    @property
+    def redacted_paths(self) -> tuple[str, ...]:
+        """Payload fields masked whole wherever a payload is shown or exported, as dotted paths
+        (`data.object.billing_details.email`; `*` for any one key; lists are looked through),
+        beyond what the core's detectors and sensitive-key names already mask."""
+
     def parse(self, body: bytes) -> ParsedEvent:
         """A raw delivery body as an event; raises BoundaryProblem when it is not one."""
 

@@ -54,6 +54,7 @@ class TinyAdapter:
     provider = "stripe"  # registered under the name the test connection uses
     mapping_version = "tiny/1"
     capabilities = Capabilities(webhooks=True)
+    redacted_paths = ("data.owner",)
 
     def parse(self, body: bytes) -> ParsedEvent:
         event_id, _, status = body.decode().partition(":")

@@ -21,6 +21,19 @@ class StripeAdapter:
     capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True,
                                 pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
 
+    # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
+    # shape or name (a name, an address, a phone number, a client secret of any shape).
+    redacted_paths = (
+        "data.object.client_secret",
+        "data.object.billing_details.email", "data.object.billing_details.name",
+        "data.object.billing_details.phone", "data.object.billing_details.address",
+        "data.object.shipping.name", "data.object.shipping.phone", "data.object.shipping.address",
+        "data.object.receipt_email",
+        "data.object.charges.data.billing_details",
+        "data.object.payment_method_details.card.fingerprint",
+        "data.object.last_payment_error.payment_method.billing_details",
+    )
+
     def parse(self, body: bytes) -> ParsedEvent:
         return events.parse_event(body)
 

@@ -48,9 +48,10 @@ def replay(state: State, connection_name: str | None, record_ref: str | None, dr
                     "changes": [c.as_dict() for c in report.changes]})
         return
     verb = "would change" if dry_run else "changed"
-    for change in report.changes:
-        click.echo(f"{change.record_id} ({change.external_id}): {change.from_status} -> {change.to_status}"
-                   f"{' fields ' + ','.join(change.changed_fields) if change.changed_fields else ''}  why: {change.reason}")
+    for change in map(replay_service.ReplayChange.as_dict, report.changes):  # as_dict: redacted
+        fields = change["changed_fields"]
+        click.echo(f"{change['record_id']} ({change['external_id']}): {change['from']} -> {change['to']}"
+                   f"{' fields ' + ','.join(fields) if fields else ''}  why: {change['reason']}")
     click.echo(f"{report.examined} record(s) examined, {len(report.changes)} {verb}"
                + (" (dry run: nothing written)" if dry_run else ""))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from workbench.domain.redaction import redact_text
 from workbench.services import connections
 from workbench.services.captures import CaptureReader
 from workbench.services.ingest_run import run_ingest
@@ -47,7 +48,7 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
         click.echo(f"connection {name} is paused: {run.held} deliveries stored, they will be applied on resume",
                    err=True)
     for bad in run.bad_lines[:50]:
-        click.echo(f"line {bad.line_no}: skipped: {bad.reason}", err=True)
+        click.echo(f"line {bad.line_no}: skipped: {redact_text(bad.reason)}", err=True)
     if len(run.bad_lines) > 50:
         click.echo(f"... and {len(run.bad_lines) - 50} more skipped lines", err=True)
     if run.bad_lines:

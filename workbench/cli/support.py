@@ -59,7 +59,8 @@ _ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    click.echo(f"error: {message.translate(_ESCAPE_CONTROLS)}", err=True)
+    # Every one-line error passes here: a secret quoted by a hostile value stops here too.
+    click.echo(f"error: {redact_text(message).translate(_ESCAPE_CONTROLS)}", err=True)
     sys.exit(code)
 
 

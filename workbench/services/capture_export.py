@@ -22,30 +22,33 @@ from sqlalchemy import select
 
 from store.database import reading, writing
 from store.models import Delivery
-from workbench.domain.redaction import redact, redact_headers, redact_text
+from workbench.domain.redaction import PathTree, redact, redact_headers, redact_text
 
 from . import audit
 from .connections import get_connection
 from .context import ServiceContext
+from .redaction_rules import provider_paths
 
 deliveries = Delivery.__table__
 
 PAGE = 1000
 
 
-def redacted_body(body: bytes) -> bytes:
-    """`body` with secrets masked: JSON by key and by pattern, anything else by pattern (bytes
-    that are not UTF-8 kept as they were around the masks)."""
+def redacted_body(body: bytes, paths: PathTree | None = None) -> bytes:
+    """`body` with secrets masked: JSON by key, by the provider's field paths and by pattern,
+    anything else by pattern (bytes that are not UTF-8 kept as they were around the masks)."""
     try:
-        return orjson.dumps(redact(orjson.loads(body)))
+        return orjson.dumps(redact(orjson.loads(body), paths))
     except orjson.JSONDecodeError:
         return redact_text(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
-def capture_line(received_at: datetime, headers: Any, body: bytes, *, redacted: bool = False) -> bytes:
-    """One capture line (with its newline) in the exact form; `redacted` masks secrets first."""
+def capture_line(received_at: datetime, headers: Any, body: bytes, *, redacted: bool = False,
+                 paths: PathTree | None = None) -> bytes:
+    """One capture line (with its newline) in the exact form; `redacted` masks secrets first
+    (`paths`: the provider's fields to mask whole)."""
     if redacted:
-        headers, body = redact_headers(headers), redacted_body(body)
+        headers, body = redact_headers(headers), redacted_body(body, paths)
     line: dict[str, Any] = {"received_at": received_at.isoformat(timespec="microseconds"), "headers": headers}
     try:
         line["body"] = body.decode("utf-8")  # strict: the text's UTF-8 is these bytes again
@@ -62,10 +65,11 @@ def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes], *
     query = (select(deliveries.c.received_at, deliveries.c.headers, deliveries.c.body)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.replay_of.is_(None))
              .order_by(deliveries.c.received_at, deliveries.c.id))
+    paths = provider_paths(ctx, connection.provider) if redacted else None
     written = 0
     with reading(ctx.engine) as conn:
         for partition in conn.execution_options(yield_per=PAGE).execute(query).partitions():
-            out.write(b"".join(capture_line(row.received_at, row.headers, row.body, redacted=redacted)
+            out.write(b"".join(capture_line(row.received_at, row.headers, row.body, redacted=redacted, paths=paths)
                                for row in partition))
             written += len(partition)
     with writing(ctx.engine) as conn:

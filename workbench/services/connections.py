@@ -13,6 +13,7 @@ from sqlalchemy import Connection as DbConnection, select, update
 from adapters import UnknownProvider
 from store.database import reading, writing
 from store.models import Connection, ConnectionVersion
+from workbench.domain.redaction import redact, redact_text
 
 from . import audit
 from .context import ServiceContext
@@ -134,5 +135,6 @@ def history(ctx: ServiceContext, name: str) -> list[dict[str, Any]]:
     with reading(ctx.engine) as conn:
         info = _get(conn, name)
         rows = conn.execute(select(versions).where(versions.c.connection_id == info.id).order_by(versions.c.version))
-        return [{"version": r.version, "snapshot": r.snapshot, "actor": r.actor, "reason": r.reason,
+        return [{"version": r.version, "snapshot": redact(r.snapshot), "actor": r.actor,
+                 "reason": redact_text(r.reason) if r.reason else r.reason,
                  "at": r.created_at.isoformat()} for r in rows]

@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from store.database import reading
 from store.models import Connection, Delivery, Failure, ProviderRef, Record
-from workbench.domain.redaction import redact_text
+from workbench.domain.redaction import redact_label, redact_text
 from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category, TriageState
 
@@ -36,6 +36,14 @@ def _check(kind: str, value: str | None, allowed: tuple[str, ...]) -> None:
     """A filter value outside the domain's names would silently match nothing: refuse it."""
     if value is not None and value not in allowed:
         raise InvalidArgument(f"unknown {kind} {value!r}; expected one of {', '.join(allowed)}")
+
+
+def _text(value: str | None) -> str | None:
+    return redact_text(value) if value else value
+
+
+def _label(value: str | None) -> str | None:
+    return redact_label(value) if value else value
 
 
 def _iso(value: Any) -> str | None:
@@ -91,8 +99,8 @@ def _group_refs(rows: Sequence[Any], names: dict[str, str]) -> Iterator[dict[str
             current = {"id": record_id, "connection": names.get(connection_id), "kind": kind,
                        "status": status, "version": version, "updated_at": _iso(updated_at),
                        "provider_refs": []}
-        if external_id is not None:
-            current["provider_refs"].append({"provider": provider, "external_id": external_id})
+        if external_id is not None:  # an identifier, but the provider's: secret-shaped ones masked
+            current["provider_refs"].append({"provider": provider, "external_id": redact_text(external_id)})
     if current is not None:
         yield current
 
@@ -133,11 +141,12 @@ def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str
     if record_id:
         query = query.where(deliveries.c.record_id == record_id)
     for row in _keyset_pages(ctx, query, deliveries.c.id, chunk):
+        # Event IDs, types and reasons (which quote unknown statuses) come from the provider.
         yield {"id": row.id, "connection": names.get(row.connection_id),
-               "provider_event_id": row.provider_event_id, "event_type": row.event_type,
+               "provider_event_id": _text(row.provider_event_id), "event_type": _label(row.event_type),
                "source": row.source, "received_at": _iso(row.received_at),
                "occurred_at": _iso(row.occurred_at), "verdict": row.verdict,
-               "verdict_reason": row.verdict_reason, "record_id": row.record_id,
+               "verdict_reason": _label(row.verdict_reason), "record_id": row.record_id,
                "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
                "mapping_version": row.mapping_version, "payload_hash": row.payload_hash}
 
@@ -145,7 +154,8 @@ def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str
 def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:
     return {"id": row.id, "category": row.category, "state": row.state, "connection": connection_name,
             "record_id": row.record_id, "event_id": row.delivery_id, "command_id": row.command_id,
-            "fingerprint": row.fingerprint, "message": redact_text(row.message), "assignee": row.assignee,
+            "fingerprint": row.fingerprint, "message": redact_label(row.message),
+            "assignee": _text(row.assignee),
             "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at)}
 
 

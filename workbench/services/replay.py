@@ -20,6 +20,7 @@ from store.database import reading, writing
 from store.models import Connection as ConnectionRow, Delivery, ProviderRef, Record, Transition
 from workbench.domain.belief import Apply, decide, event_key
 from workbench.domain.canonical import Belief, BoundaryProblem, Cause, MappedEvent, NotCovered
+from workbench.domain.redaction import redact_text
 
 from . import audit
 from .connections import get_connection
@@ -47,9 +48,11 @@ class ReplayChange:
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "external_id": self.external_id, "connection": self.connection,
-                "from": self.from_status, "to": self.to_status, "changed_fields": list(self.changed_fields),
-                "reason": self.reason}
+        """As shown: the provider's external ID and the reason (which may quote it) redacted."""
+        return {"record_id": self.record_id,
+                "external_id": redact_text(self.external_id) if self.external_id else self.external_id,
+                "connection": self.connection, "from": self.from_status, "to": self.to_status,
+                "changed_fields": list(self.changed_fields), "reason": redact_text(self.reason)}
 
 
 @dataclass

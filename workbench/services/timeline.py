@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, select
 
 from store.database import reading
@@ -25,10 +24,11 @@ from store.models import (
     Transition,
 )
 from workbench.domain.canonical import Cause
-from workbench.domain.redaction import redact, redact_headers, redact_text
+from workbench.domain.redaction import redact, redact_body, redact_headers, redact_label, redact_text
 
 from .context import ServiceContext
 from .errors import NotFound
+from .redaction_rules import provider_paths
 
 records = Record.__table__
 refs = ProviderRef.__table__
@@ -176,55 +176,64 @@ def _record_summary(conn: Connection, record_id: str) -> dict[str, Any]:
     ref_rows = conn.execute(select(refs.c.provider, refs.c.external_id).where(refs.c.record_id == record_id)).all()
     return {"id": row.id, "connection": row.connection, "kind": row.kind, "status": row.status,
             "version": row.version, "fields": redact(row.fields), "updated_at": row.updated_at.isoformat(),
-            "provider_refs": [{"provider": r.provider, "external_id": r.external_id} for r in ref_rows]}
+            "provider_refs": [{"provider": r.provider, "external_id": redact_text(r.external_id)} for r in ref_rows]}
+
+
+def _text(value: str | None) -> str | None:
+    """A provider-controlled identifier (event or object ID), redacted."""
+    return redact_text(value) if value else value
+
+
+def _label(value: str | None) -> str | None:
+    """A provider-controlled label that repeats (event type, a reason quoting a status), redacted."""
+    return redact_label(value) if value else value
 
 
 def _delivery_entry(row: Any, at: datetime | None = None) -> TimelineEntry:
-    what = row.event_type or "unparsed body"
+    what = _label(row.event_type) or "unparsed body"
     summary = f"{row.source} {what} [{row.verdict}]"
     return TimelineEntry(at or row.received_at, "delivery", row.id, summary, {
-        "provider_event_id": row.provider_event_id, "verdict": row.verdict, "reason": row.verdict_reason,
+        "provider_event_id": _text(row.provider_event_id), "verdict": row.verdict,
+        "reason": _label(row.verdict_reason),
         "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
         "mapping_version": row.mapping_version, "duplicate_of": row.duplicate_of, "replay_of": row.replay_of})
 
 
 def _transition_entry(row: Any, received: datetime | None) -> TimelineEntry:
-    summary = f"{row.from_status or '(new)'} -> {row.to_status} v{row.version} by {row.cause}: {row.reason}"
+    reason = _label(row.reason)
+    summary = f"{row.from_status or '(new)'} -> {row.to_status} v{row.version} by {row.cause}: {reason}"
     return TimelineEntry(received or row.created_at, "transition", row.id, summary, {
         "from": row.from_status, "to": row.to_status, "version": row.version, "cause": row.cause,
         "actor": row.actor, "mapping_version": row.mapping_version, "delivery_id": row.delivery_id,
-        "changed_fields": row.changed_fields, "reason": row.reason})
+        "changed_fields": row.changed_fields, "reason": reason})
 
 
 def _failure_entry(row: Any, received: datetime | None) -> TimelineEntry:
-    summary = f"failure {row.category} [{row.state}]: {redact_text(row.message)}"
+    summary = f"failure {row.category} [{row.state}]: {redact_label(row.message)}"
     return TimelineEntry(received or row.created_at, "failure", row.id, summary, {
         "category": row.category, "state": row.state, "fingerprint": row.fingerprint,
-        "assignee": row.assignee, "delivery_id": row.delivery_id})
+        "assignee": _text(row.assignee), "delivery_id": row.delivery_id})
 
 
 def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
     """One delivery's raw payload, pretty and redacted, with what the mapping made of it."""
     with reading(ctx.engine) as conn:
-        row = conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        row = conn.execute(select(deliveries, connections.c.provider)
+                           .join(connections, connections.c.id == deliveries.c.connection_id)
+                           .where(deliveries.c.id == delivery_id)).first()
         if row is None:
             raise NotFound(f"no delivery {delivery_id!r}")
         # Narrowed by record first: (record_id, version) is indexed, delivery_id is not.
         transition = conn.execute(select(transitions).where(
             transitions.c.record_id == row.record_id, transitions.c.delivery_id == delivery_id)).first()
-    try:
-        body: Any = redact(orjson.loads(row.body))
-        parsed = True
-    except orjson.JSONDecodeError:
-        body = redact_text(row.body.decode("utf-8", errors="replace"))
-        parsed = False
+    body, parsed = redact_body(row.body, provider_paths(ctx, row.provider))
     return {
         "id": row.id, "headers": redact_headers(row.headers), "body": body, "body_is_json": parsed,
-        "verdict": row.verdict, "reason": row.verdict_reason, "mapping_version": row.mapping_version,
-        "provider_event_id": row.provider_event_id, "event_type": row.event_type,
+        "verdict": row.verdict, "reason": _text(row.verdict_reason), "mapping_version": row.mapping_version,
+        "provider_event_id": _text(row.provider_event_id), "event_type": _text(row.event_type),
         "transition": None if transition is None else {
             "from": transition.from_status, "to": transition.to_status, "version": transition.version,
-            "mapping_version": transition.mapping_version, "reason": transition.reason},
+            "mapping_version": transition.mapping_version, "reason": _text(transition.reason)},
     }
 
 

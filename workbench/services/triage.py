@@ -150,7 +150,7 @@ def retry(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = No
         if row.delivery_id:
             verdict, reason = _rerun_delivery(conn, ctx, row)
             outcome = TriageState.RESOLVED if verdict == "applied" else TriageState.NEEDS_REVIEW
-            message = f"retry: {verdict}" + (f" ({reason})" if reason else "")
+            message = f"retry: {verdict}" + (f" ({redact_text(reason)})" if reason else "")
         elif row.command_id:
             conn.execute(update(commands).where(commands.c.id == row.command_id)
                          .values(status="pending", next_attempt_at=ctx.clock(), updated_at=ctx.clock()))
@@ -191,7 +191,7 @@ def replay_records(ctx: ServiceContext, failure_ids: Sequence[str], note: str | 
             result.done.append(failure_id)
             result.messages[failure_id] = message
         except ServiceError as exc:
-            result.skipped.append((failure_id, str(exc)))
+            result.skipped.append((failure_id, redact_text(str(exc))))
         if progress:
             progress(index, total)
     return result
@@ -210,7 +210,7 @@ def _each(ctx: ServiceContext, failure_ids: Sequence[str], progress: Progress | 
             result.done.append(failure_id)
             result.messages[failure_id] = message
         except ServiceError as exc:
-            result.skipped.append((failure_id, str(exc)))
+            result.skipped.append((failure_id, redact_text(str(exc))))
         if progress:
             progress(index, total)
     return result

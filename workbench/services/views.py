@@ -15,11 +15,12 @@ from sqlalchemy import ColumnElement, Connection as DbConnection, and_, func, li
 from store.database import reading
 from store.models import Connection, Delivery, ProviderRef, Record
 from workbench.domain.canonical import BoundaryProblem, NotCovered
-from workbench.domain.redaction import redact, redact_text
+from workbench.domain.redaction import redact, redact_body, redact_text
 from workbench.domain.statuses import Status
 
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
+from .redaction_rules import provider_paths
 from .timeline import record_state
 
 records = Record.__table__
@@ -193,7 +194,7 @@ def records_page(ctx: ServiceContext, flt: RecordFilter, *, after: tuple[str, ..
                                     .where(refs.c.record_id.in_(ids)).order_by(refs.c.external_id)):
                 external.setdefault(ref.record_id, []).append(ref.external_id)
     result = [RecordRow(row.id, names.get(row.connection_id, "?"), row.kind, row.status, row.version,
-                        row.updated_at, tuple(external.get(row.id, ())), _position(row, order))
+                        row.updated_at, tuple(map(redact_text, external.get(row.id, ()))), _position(row, order))
               for row in rows]
     return RecordPage(result, flt, has_before, has_after, order, limit)
 
@@ -328,23 +329,23 @@ class DiffPair:
     right: DiffSide
 
 
-def _delivery_side(conn: DbConnection, delivery_id: str) -> DiffSide:
+def _delivery_side(ctx: ServiceContext, conn: DbConnection, delivery_id: str) -> DiffSide:
     # The body only (by primary key): the diff needs neither headers nor the mapping result.
-    row = conn.execute(select(deliveries.c.body, deliveries.c.event_type, deliveries.c.verdict)
+    row = conn.execute(select(deliveries.c.body, deliveries.c.event_type, deliveries.c.verdict,
+                              connections.c.provider)
+                       .join(connections, connections.c.id == deliveries.c.connection_id)
                        .where(deliveries.c.id == delivery_id)).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id!r}")
-    try:
-        body: Any = redact(orjson.loads(row.body))
-    except orjson.JSONDecodeError:
-        body = redact_text(row.body.decode("utf-8", errors="replace"))
-    return DiffSide(f"{row.event_type or 'unparsed body'} [{row.verdict}]", body, delivery_id)
+    body, _ = redact_body(row.body, provider_paths(ctx, row.provider))
+    what = redact_text(row.event_type) if row.event_type else "unparsed body"
+    return DiffSide(f"{what} [{row.verdict}]", body, delivery_id)
 
 
 def deliveries_pair(ctx: ServiceContext, left_id: str, right_id: str) -> DiffPair:
     """Two deliveries' raw payloads, redacted as `timeline.delivery_payload` shows them."""
     with reading(ctx.engine) as conn:
-        return DiffPair(_delivery_side(conn, left_id), _delivery_side(conn, right_id))
+        return DiffPair(_delivery_side(ctx, conn, left_id), _delivery_side(ctx, conn, right_id))
 
 
 def delivery_against_state(ctx: ServiceContext, delivery_id: str, record_id: str) -> DiffPair:
@@ -368,7 +369,7 @@ def delivery_against_state(ctx: ServiceContext, delivery_id: str, record_id: str
     provider_view = {"status": str(mapped.status) if mapped.status else None,
                      "fields": redact(mapped.fields), "mapping_version": mapped.mapping_version}
     ours = {"status": state["status"], "fields": state["fields"], "version": state["version"]}
-    title = f"{row.event_type or 'event'} as mapped"
+    title = f"{redact_text(row.event_type) if row.event_type else 'event'} as mapped"
     return DiffPair(DiffSide(title, provider_view, row.id),
                     DiffSide(f"record now (v{state['version']})", ours, state["id"]))
 
