@@ -263,14 +263,16 @@ def test_stripe_declares_its_personal_fields_and_payload_views_apply_them(ctx) -
     assert b"Ada Lovelace" in exact.getvalue()  # --exact: the stored bytes, as received
 
 
-def test_detectors_keep_a_large_body_fast() -> None:
+def test_detectors_never_backtrack_catastrophically() -> None:
     # A megabyte of the shapes that cost a regex most (long runs, many words, many separators).
+    # About 0.1 s each here; the bound only catches a pattern gone super-linear (minutes), so a
+    # busy machine cannot flip it. Speed itself is not asserted here.
     import time
 
     for text in ("A" * 1_000_000, ("a " * 500_000), ("ab:" * 330_000), ("x." * 500_000), ("1-" * 500_000)):
         started = time.perf_counter()
         redact_text(text)
-        assert time.perf_counter() - started < 2.0
+        assert time.perf_counter() - started < 15.0
 
 
 def test_a_card_beside_a_stray_digit_group_is_still_found() -> None:

@@ -93,15 +93,6 @@ def test_init_makes_a_private_file_in_a_private_directory(vdir: Path):
     assert listed("live") == []
 
 
-def test_unlocking_takes_between_a_fifth_of_a_second_and_one_second(tmp_path: Path):
-    import time
-
-    create(tmp_path / "sandbox.vault", "sandbox", PASS)
-    started = time.perf_counter()
-    unlock(tmp_path / "sandbox.vault", "sandbox", PASS)
-    assert 0.2 <= time.perf_counter() - started <= 1.5  # 1 s on an idle machine; slack for a busy one
-
-
 def test_every_write_draws_a_new_salt_and_nonce(sandbox: Path):
     first = orjson.loads(sandbox.read_bytes().split(b"\n", 1)[0])
     ok(wb("vault", "set", "other", input="x-value"))
