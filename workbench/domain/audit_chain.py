@@ -151,5 +151,7 @@ class ChainWalker:
         if self.anchor is not None and self.anchor.seq > self.last_seq:
             return Break(self.last_seq + 1, TRUNCATED,
                          f"the chain ends at entry {self.last_seq} but the checkpoint kept outside the database "
-                         f"says it reaches entry {self.anchor.seq}: its tail was cut off (truncated)")
+                         f"says it reaches entry {self.anchor.seq}: its tail was cut off (truncated); if the "
+                         "store was restored from a backup or recreated on purpose, remove its checkpoint "
+                         "file (docs/audit.md)")
         return None
