@@ -6,6 +6,7 @@ import gc
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,16 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'workbench.db'}"
+    with fresh_database(request, request.param, tmp_path / "workbench.db") as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Path) -> Iterator[str]:
+    """A URL to a new, empty database on `backend` (a file at `sqlite_path`, or a database on
+    the session's PostgreSQL cluster), removed afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{sqlite_path}"
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     name = f"wb_test_{uuid.uuid4().hex[:16]}"

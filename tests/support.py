@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import func, select
 
+from store.database import open_store, reading
+from store.models import Base
 from workbench.domain.ids import IdFactory
 from workbench.services import connections
 from workbench.services.captures import Capture
@@ -61,3 +64,14 @@ def make_context(engine: Any, *, deterministic: bool = False) -> ServiceContext:
 
 def add_stripe(ctx: ServiceContext, name: str = "acme") -> connections.ConnectionInfo:
     return connections.add_connection(ctx, name, "stripe", "sandbox")
+
+
+def table_counts(db_url: str, *, create: bool = True) -> dict[str, int]:
+    """Rows per table of the store at `db_url` (opened and closed here)."""
+    engine = open_store(db_url, create=create)
+    try:
+        with reading(engine) as conn:
+            return {name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+                    for name, table in Base.metadata.tables.items()}
+    finally:
+        engine.dispose()

@@ -17,11 +17,10 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from store.database import open_store, reading, writing
-from store.models import Base
-from tests.support import T0, capture_line, pi_event
+from store.database import open_store, writing
+from tests.support import T0, capture_line, pi_event, table_counts
 from workbench.cli.main import cli
 from workbench.domain.taxonomy import Category
 
@@ -55,14 +54,7 @@ def one_line_error(result: Result, *words: str) -> None:
         assert word in lines[0]
 
 
-def counts(db_url: str) -> dict[str, int]:
-    engine = open_store(db_url)
-    try:
-        with reading(engine) as conn:
-            return {name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-                    for name, table in Base.metadata.tables.items()}
-    finally:
-        engine.dispose()
+counts = table_counts
 
 
 def lines(*items: dict[str, Any] | bytes | str) -> bytes:

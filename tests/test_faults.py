@@ -22,12 +22,11 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from store.database import HEAD_REVISION, open_store, reading
-from store.models import Base
-from tests.support import T0, pi_event
+from store.database import HEAD_REVISION
+from tests.support import T0, pi_event, table_counts
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
 CANARY = "sk_live_CANARY123"
@@ -67,13 +66,7 @@ def ok(result: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def counts(db_url: str) -> dict[str, int]:
-    engine = open_store(db_url, create=False)
-    try:
-        with reading(engine) as conn:
-            return {name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-                    for name, table in Base.metadata.tables.items()}
-    finally:
-        engine.dispose()
+    return table_counts(db_url, create=False)
 
 
 def capture(event: dict[str, Any], **headers: str) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from adapters.stripe.simulator import SimulatorSettings, write_jsonl
 from store.bulk import Codec
 from store.database import open_store, reading
 from store.models import Base, Delivery
+from tests.conftest import fresh_database
 from tests.support import T0, add_stripe, capture, make_context, pi_event
 from workbench.cli.settings import reader_process_wanted
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
@@ -37,16 +37,8 @@ READER_LOG = "workbench.services.ingest_reader"
 @pytest.fixture
 def second_url(db_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Another empty database on the same backend as `db_url`."""
-    if db_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'second.db'}"
-        return
-    cluster = request.getfixturevalue("postgres_cluster")
-    name = f"wb_test_{uuid.uuid4().hex[:16]}"
-    cluster.create_database(name)
-    try:
-        yield cluster.url(name)
-    finally:
-        cluster.drop_database(name)
+    with fresh_database(request, "sqlite" if db_url.startswith("sqlite") else "postgres", tmp_path / "second.db") as url:
+        yield url
 
 
 def _capture_file(path: Path, intents: int = 500) -> int:
