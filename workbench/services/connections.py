@@ -3,9 +3,11 @@ and audited."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection as DbConnection, select, update
@@ -87,7 +89,7 @@ def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | No
     paused (held), in the same transaction, audited; resuming an active connection applies any
     still held (an ingest that began before the resume holds its deliveries to the end)."""
     with writing(ctx.engine) as conn:
-        before = _get(conn, name)
+        before = _get(conn, name, for_update=True)
         after = before
         if before.paused != paused:
             after = ConnectionInfo(before.id, before.name, before.provider, before.environment, paused,
@@ -108,14 +110,36 @@ def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | No
     return PauseChange(after, applied)
 
 
+def update_settings(ctx: ServiceContext, name: str, change: Callable[[dict[str, Any]], dict[str, Any]],
+                    action: str, reason: str | None = None) -> ConnectionInfo:
+    """Change a connection's settings as one new version, with actor, time and reason, and an
+    audit entry `action` (e.g. "connection.set"). `change` gets a deep copy of the current
+    settings and returns the new ones; it may raise ServiceError to refuse (nothing written).
+    No change, no new version."""
+    with writing(ctx.engine) as conn:
+        before = _get(conn, name, for_update=True)
+        settings = change(copy.deepcopy(before.settings))
+        if settings == before.settings:
+            return before
+        after = replace(before, version=before.version + 1, settings=settings)
+        conn.execute(update(connections).where(connections.c.id == before.id).values(
+            settings=settings, version=after.version, updated_at=ctx.clock()))
+        _record_version(conn, ctx, after, reason)
+        audit.append(conn, ctx, action, "connection", before.id,
+                     before=before.snapshot(), after=after.snapshot(), reason=reason)
+    return after
+
+
 def _record_version(conn: DbConnection, ctx: ServiceContext, info: ConnectionInfo, reason: str | None) -> None:
     conn.execute(versions.insert().values(
         connection_id=info.id, version=info.version, snapshot=info.snapshot(), actor=ctx.actor,
         reason=reason, created_at=ctx.clock()))
 
 
-def _get(conn: DbConnection, name: str) -> ConnectionInfo:
-    row = conn.execute(select(connections).where(connections.c.name == name)).first()
+def _get(conn: DbConnection, name: str, for_update: bool = False) -> ConnectionInfo:
+    query = select(connections).where(connections.c.name == name)
+    # FOR UPDATE: two concurrent changes queue up instead of both writing version n+1.
+    row = conn.execute(query.with_for_update() if for_update else query).first()
     if row is None:
         raise NotFound(f"unknown connection {name!r}")
     return _info(row)
