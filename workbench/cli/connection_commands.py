@@ -6,6 +6,7 @@ import click
 
 from workbench.services import connections
 
+from .connection_config_commands import CONNECTION_COMMANDS
 from .output import json_array, table
 from .support import State, pass_state
 
@@ -64,5 +65,8 @@ def connection_resume(state: State, name: str, reason: str) -> None:
         applied = ", ".join(f"{count} {verdict}" for verdict, count in sorted(change.applied.items()))
         click.echo(f"applied {sum(change.applied.values())} deliveries held while paused: {applied}")
 
+
+for _command in CONNECTION_COMMANDS:  # show, diff, export, import, secret ...
+    connection.add_command(_command)
 
 COMMANDS = (connection,)

@@ -49,8 +49,13 @@ def _info(row: Any) -> ConnectionInfo:
     return ConnectionInfo(row.id, row.name, row.provider, row.environment, row.paused, row.version, row.settings)
 
 
+DEFAULT_SETTINGS: dict[str, Any] = {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}}
+
+
 def add_connection(ctx: ServiceContext, name: str, provider: str, environment: str = "sandbox",
-                   reason: str | None = None) -> ConnectionInfo:
+                   reason: str | None = None, settings: dict[str, Any] | None = None) -> ConnectionInfo:
+    """A new connection at version 1, with DEFAULT_SETTINGS unless `settings` (already
+    validated: `connection import` creates connections this way) are given."""
     if not VALID_NAME.fullmatch(name):
         shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "..."  # repr: control characters escaped
         raise InvalidArgument(f"connection name {shown} is not allowed: use {NAME_RULE}")
@@ -62,7 +67,7 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
         raise ServiceError(str(exc)) from None
     now = ctx.clock()
     info = ConnectionInfo(ctx.ids.new("con"), name, provider, environment, False, 1,
-                          {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}})
+                          copy.deepcopy(DEFAULT_SETTINGS if settings is None else settings))
     with writing(ctx.engine) as conn:
         if conn.execute(select(connections.c.id).where(connections.c.name == name)).first():
             raise ServiceError(f"a connection named {name!r} already exists")

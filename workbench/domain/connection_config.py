@@ -1,0 +1,137 @@
+"""What a connection's configuration may hold: the model `connection import` validates a file
+against, and the secret reference (a vault secret's name and its life, never its value).
+
+Numbers are strict (`interval_s = "300"` is refused, not coerced) and unknown keys are refused
+at every level, so a typo is named instead of silently ignored. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+
+KINDS = ("api_key", "webhook_secret")
+ENVIRONMENTS = ("sandbox", "live")
+Kind = Literal["api_key", "webhook_secret"]
+Environment = Literal["sandbox", "live"]
+# The vault's and the connections' own name rule: nothing a shell or a terminal reads.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Positive = Annotated[StrictInt, Field(gt=0)]
+
+
+def _positive_number(value: object) -> int | float:
+    # One check instead of a union: a union's errors name its members (`per_second.int`).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be a number")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("Input should be a finite number greater than 0")
+    return value
+
+
+PositiveNumber = Annotated[int | float, PlainValidator(_positive_number)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """A reference to a vault secret held by a connection. Retired or expired references stay
+    (the history and the vault keep them) but are no longer active."""
+
+    name: Name
+    kind: Kind
+    environment: Environment
+    added_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    retired_at: AwareDatetime | None = None
+
+    def state(self, now: datetime) -> str:
+        """active, expired or retired at `now` (retired wins: it was a decision)."""
+        if self.retired_at is not None and self.retired_at <= now:
+            return "retired"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+    def as_settings(self) -> dict[str, Any]:
+        """The shape kept in connections.settings["secrets"] (every key, times in ISO 8601)."""
+        return self.model_dump(mode="json")
+
+
+class SyncSettings(_Strict):
+    interval_s: Positive
+
+
+class RateLimitSettings(_Strict):
+    per_second: PositiveNumber
+
+
+class PayloadSettings(_Strict):
+    encrypt: StrictBool = False
+
+
+class RetentionSettings(_Strict):
+    raw_days: Positive | None = None  # None: keep raw bodies forever
+
+
+class Settings(_Strict):
+    sync: SyncSettings | None = None
+    rate_limit: RateLimitSettings | None = None
+    secrets: list[SecretRef] = Field(default_factory=list)
+    payloads: PayloadSettings | None = None
+    retention: RetentionSettings | None = None
+
+    @field_validator("secrets")
+    @classmethod
+    def _distinct_names(cls, secrets: list[SecretRef]) -> list[SecretRef]:
+        seen: set[str] = set()
+        for ref in secrets:
+            if ref.name in seen:
+                raise ValueError(f"the secret reference {ref.name!r} appears twice")
+            seen.add(ref.name)
+        return secrets
+
+    def as_settings(self) -> dict[str, Any]:
+        """The settings JSON: only the sections the input set (an absent section keeps its
+        default without a stored key, so an export imports back as "no changes")."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name not in self.model_fields_set or value is None:
+                continue
+            out[name] = [ref.as_settings() for ref in value] if name == "secrets" else value.model_dump(mode="json")
+        return out
+
+
+class ConnectionFile(_Strict):
+    """A connection's configuration as `connection export` writes it and `import` reads it."""
+
+    name: Name
+    provider: Annotated[str, Field(min_length=1, max_length=64)]
+    environment: Environment
+    settings: Settings = Field(default_factory=Settings)
+
+
+def first_problem(error: ValidationError) -> str:
+    """One line naming the first field that failed (`settings.sync.interval_s: ...`) and how
+    many others did; never the offending value (it may be a secret pasted in the wrong place)."""
+    problems = error.errors(include_input=False, include_url=False)
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "file"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    return f"{where}: {message}{more}"
