@@ -111,8 +111,11 @@ def connection_diff(state: State, name: str, v1: int, v2: int, as_json: bool) ->
 def connection_export(state: State, name: str, path: str) -> None:
     """Write NAME's configuration as TOML (secret references only, never values)."""
     exported = connection_config.export_toml(state.ctx, name)
-    with atomic_output(None if path == "-" else path) as out:
-        out.write(exported.text)
+    try:
+        with atomic_output(None if path == "-" else path) as out:
+            out.write(exported.text)
+    except OSError as exc:  # atomic_output left nothing behind
+        raise ServiceError(f"cannot write {path}: {exc.strerror or type(exc).__name__}; nothing was written") from None
     if exported.masked:
         click.echo(f"warning: redaction masked {', '.join(exported.masked)}: importing this file would store the mask",
                    err=True)
@@ -136,7 +139,7 @@ def connection_import(state: State, file: str, yes: bool, reason: str | None) ->
         except OSError as exc:
             raise ServiceError(f"cannot read {file}: {exc.strerror or type(exc).__name__}") from None
     parsed = connection_config.read_import(data, file)
-    plan = connection_config.plan_import(state.ctx, parsed)
+    plan = connection_config.plan_import(state.ctx, parsed, file)
     if plan.unchanged:
         assert plan.current is not None
         click.echo(f"no changes: {plan.current.name} is already as {file} says (version {plan.current.version})")

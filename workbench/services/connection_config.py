@@ -183,14 +183,14 @@ class ImportPlan:
                 "changes": [change.as_json() for change in self.changes]}
 
 
-def plan_import(ctx: ServiceContext, file: ConnectionFile) -> ImportPlan:
+def plan_import(ctx: ServiceContext, file: ConnectionFile, source: str = "the file") -> ImportPlan:
     """What importing `file` would change; refuses a file that would move a connection to
     another provider or environment (its records and vault would no longer match)."""
     access.require(ctx, "config")
     settings = file.settings.as_settings()
     for index, ref in enumerate(file.settings.secrets):
         if ref.environment != file.environment:
-            raise InvalidArgument(f"settings.secrets.{index}.environment: {ref.name!r} is in the {ref.environment} "
+            raise InvalidArgument(f"{source}: settings.secrets.{index}.environment: {ref.name!r} is in the {ref.environment} "
                                   f"vault but the connection is {file.environment}")
     try:
         current: connections.ConnectionInfo | None = connections.get_connection(ctx, file.name)
@@ -200,12 +200,12 @@ def plan_import(ctx: ServiceContext, file: ConnectionFile) -> ImportPlan:
         try:
             ctx.adapters.get(file.provider)
         except UnknownProvider as exc:
-            raise InvalidArgument(f"provider: {exc}") from None
+            raise InvalidArgument(f"{source}: provider: {exc}") from None
         before: dict[str, Any] = {}
     else:
         for field in ("provider", "environment"):
             if getattr(file, field) != getattr(current, field):
-                raise InvalidArgument(f"{field}: the file says {getattr(file, field)!r} but connection {file.name!r} "
+                raise InvalidArgument(f"{source}: {field}: the file says {getattr(file, field)!r} but connection {file.name!r} "
                                       f"is {getattr(current, field)!r}; a connection keeps its {field} "
                                       "(import under another name to make a new one)")
         before = {"name": current.name, "provider": current.provider, "environment": current.environment,
