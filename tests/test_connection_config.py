@@ -279,6 +279,13 @@ def test_import_without_yes_asks_on_a_terminal_and_refuses_without_one(store: st
     assert js(wb(store, "connection", "show", "acme", "--json"))["settings"]["rate_limit"]["per_second"] == 10
 
 
+def test_import_from_standard_input_needs_yes(store: str, tmp_path: Path) -> None:
+    text = edited(tmp_path, store, "interval_s = 300", "interval_s = 60").read_text()
+    one_line_error(wb(store, "connection", "import", "-", input=text), "needs --yes", code=2)
+    out = ok(wb(store, "connection", "import", "-", "--yes", input=text))
+    assert "~ settings.sync.interval_s: 300 -> 60" in out and out.endswith("from - (version 2)\n")
+
+
 def test_import_creates_a_connection_that_does_not_exist(store: str, tmp_path: Path) -> None:
     path = edited(tmp_path, store, 'name = "acme"', 'name = "globex"')
     out = ok(wb(store, "connection", "import", str(path), "--yes"))

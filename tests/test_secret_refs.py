@@ -13,7 +13,7 @@ import pytest
 from tests.support import T0, FixedClock, add_stripe
 from workbench.domain.connection_config import SecretRef
 from workbench.domain.durations import BadDuration, parse_duration
-from workbench.services import audit, connections, secret_refs, vault as vault_service
+from workbench.services import audit, connection_config, connections, secret_refs, vault as vault_service
 from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument, NotFound, ServiceError
 from workbench.vault import KdfParams, UnlockedVault, create, vault_path
@@ -170,3 +170,20 @@ def test_a_value_the_vault_keeps_after_a_failed_version_is_named(clocked: Servic
         secret_refs.add_secret(clocked, vault, plan, "sk_test_dangling", "test")
     assert "referenced by nothing: `workbench vault remove acme-api-key-" in str(failed.value)
     assert "sk_test_dangling" not in str(failed.value)
+
+
+def test_an_import_planned_before_another_change_is_refused(clocked: ServiceContext) -> None:
+    add_stripe(clocked)
+    exported = connection_config.export_toml(clocked, "acme").text
+    file = connection_config.read_import(exported.replace(b"interval_s = 300", b"interval_s = 60"), "acme.toml")
+    plan = connection_config.plan_import(clocked, file, "acme.toml")
+    assert [c.as_line() for c in plan.changes] == ["~ settings.sync.interval_s: 300 -> 60"]
+    add(clocked, make_vault())  # someone adds a secret meanwhile: the diff shown is stale
+    with pytest.raises(ServiceError, match="changed since the diff was shown"):
+        connection_config.apply_import(clocked, plan, "stale")
+    assert connections.get_connection(clocked, "acme").settings["sync"]["interval_s"] == 300
+    fresh = connection_config.plan_import(clocked, file, "acme.toml")
+    # The file has no secrets: importing it as it is would drop the new reference, and says so.
+    assert sorted((c.dotted, c.change) for c in fresh.changes) == [("settings.secrets", "removed"),
+                                                                   ("settings.sync.interval_s", "changed")]
+    assert connection_config.apply_import(clocked, fresh, "fresh").version == 3

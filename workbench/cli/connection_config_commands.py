@@ -14,10 +14,10 @@ import orjson
 
 from workbench.domain.connection_config import SecretRef
 from workbench.domain.field_changes import FieldChange
-from workbench.domain.redaction import redact_text
+from workbench.domain.redaction import redact, redact_text
 from workbench.services import connection_config, secret_refs, vault as vault_service
 from workbench.services.context import utc_now
-from workbench.services.errors import ServiceError
+from workbench.services.errors import InvalidArgument, ServiceError
 
 from .output import atomic_output, json_array, json_value, table
 from .support import State, pass_state
@@ -131,6 +131,8 @@ def connection_export(state: State, name: str, path: str) -> None:
 def connection_import(state: State, file: str, yes: bool, reason: str | None) -> None:
     """Apply a configuration file: shows the changes and asks first."""
     if file == "-":
+        if not yes:  # standard input is the file: there is nothing left to answer a question with
+            raise InvalidArgument("an import from standard input needs --yes")
         data = sys.stdin.buffer.read(connection_config.MAX_IMPORT_BYTES + 1)
     else:
         try:
@@ -168,7 +170,7 @@ def secret() -> None:
 
 
 def _secret_table(refs: list[SecretRef], now: datetime) -> None:
-    table(((r.name, r.kind, _when(r.added_at), _when(r.expires_at), _when(r.retired_at), r.state(now)) for r in refs),
+    table(((redact_text(r.name), r.kind, _when(r.added_at), _when(r.expires_at), _when(r.retired_at), r.state(now)) for r in refs),
           ("name", "kind", "added_at", "expires_at", "retired_at", "state"))
 
 
@@ -197,7 +199,7 @@ def secret_list(state: State, name: str, as_json: bool) -> None:
     refs = secret_refs.list_secrets(state.ctx, name)
     now = utc_now()
     if as_json:
-        json_array({**ref.as_settings(), "state": ref.state(now)} for ref in refs)
+        json_array(redact({**ref.as_settings(), "state": ref.state(now)}) for ref in refs)
         return
     _secret_table(refs, now)
 
@@ -210,7 +212,7 @@ def secret_list(state: State, name: str, as_json: bool) -> None:
 def secret_retire(state: State, name: str, secret_name: str, reason: str) -> None:
     """Stop using SECRET for NAME (kept in the history; `workbench vault remove` deletes the value)."""
     ref = secret_refs.retire_secret(state.ctx, name, secret_name, reason)
-    click.echo(f"retired {ref.name} of {redact_text(name)} at {_when(ref.retired_at)}")
+    click.echo(redact_text(f"retired {ref.name} of {name} at {_when(ref.retired_at)}"))
 
 
 CONNECTION_COMMANDS = (connection_show, connection_diff, connection_export, connection_import, secret)
