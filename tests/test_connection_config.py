@@ -144,6 +144,20 @@ def test_secret_values_reach_no_output_no_store_and_no_export(store: str, tmp_pa
         assert CANARY not in where and KEY_CANARY not in where and "CanaryWebhook" not in where
 
 
+def test_a_failed_version_shows_no_value_even_in_a_traceback(store: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # the new version's audit entry cannot be written: its key is unreachable
+    before = table_counts(store)
+    result = CliRunner().invoke(cli, ["--db", store, "--verbose", "connection", "secret", "add", "acme", "--kind",
+                                      "api_key"], input=KEY_CANARY,
+                                env={"WORKBENCH_VAULT_PASSPHRASE": PASS, "WORKBENCH_AUDIT_KEY_FILE": str(blocker / "k")})
+    assert result.exit_code == 1 and "Traceback" in result.stderr  # --verbose: the traceback, redacted
+    assert result.stderr.strip().splitlines()[-1].endswith("the secret was not added (its value was removed from "
+                                                          "the vault again)")
+    assert KEY_CANARY not in result.output and "CanaryApiKey" not in result.output
+    assert table_counts(store) == before and js(wb(store, "vault", "list", "--json")) == []
+
+
 def test_secret_add_refusals_write_nothing(store: str) -> None:
     before = table_counts(store)
     one_line_error(wb(store, "connection", "secret", "add", "acme", "--kind", "password", input="x"),
