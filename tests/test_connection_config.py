@@ -356,3 +356,19 @@ def test_export_refusals_leave_no_file(store: str, tmp_path: Path) -> None:
     one_line_error(wb(store, "connection", "export", "acme", "-o", str(out / "no-such-dir" / "a.toml")),
                    "cannot write", "nothing was written")
     assert list(out.iterdir()) == []
+
+
+def test_an_export_masks_what_redaction_catches_and_says_so(store: str, tmp_path: Path) -> None:
+    leaky = tmp_path / "leaky.toml"  # a reference named like a live key: never written out as it is
+    leaky.write_text('name = "acme"\nprovider = "stripe"\nenvironment = "sandbox"\n[[settings.secrets]]\n'
+                     'name = "sk_live_51LeakyNameAbCdEf0123"\nkind = "api_key"\nenvironment = "sandbox"\n'
+                     'added_at = 2026-01-01T00:00:00Z\n')
+    assert "sk_live_51Leaky" not in ok(wb(store, "connection", "import", str(leaky), "--yes"))
+    path = tmp_path / "acme.toml"
+    result = wb(store, "connection", "export", "acme", "-o", str(path))
+    assert result.exit_code == 0 and "warning: redaction masked settings.secrets.0.name" in result.stderr
+    assert "sk_live_51Leaky" not in path.read_text() + result.output
+    for shown in (("secret", "list", "acme"), ("secret", "list", "acme", "--json"), ("show", "acme", "--history"),
+                  ("show", "acme", "--json", "--history"), ("diff", "acme", "1", "2", "--json")):
+        assert "sk_live_51Leaky" not in ok(wb(store, "connection", *shown))
+    one_line_error(wb(store, "connection", "import", str(path), "--yes"), "settings.secrets.0.name", code=2)

@@ -74,6 +74,8 @@ def active_secrets(ctx: ServiceContext, connection_name: str, kind: str, now: da
     """The references of `kind` active at `now` (neither expired nor retired), newest first: an
     API client uses the first; a webhook receiver accepts a signature made with any of them."""
     check_kind(kind)
+    if now.tzinfo is None:
+        raise InvalidArgument("active_secrets needs a timezone-aware `now` (expiry times are in UTC)")
     found = [ref for ref in list_secrets(ctx, connection_name) if ref.kind == kind and ref.state(now) == "active"]
     return sorted(found, key=lambda ref: ref.added_at, reverse=True)
 
