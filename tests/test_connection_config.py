@@ -5,6 +5,7 @@ never reach an output, the store or an export."""
 from __future__ import annotations
 
 import gc
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def test_secret_add_list_retire(store: str) -> None:
     assert sorted(v["name"] for v in vault) == sorted([first, second, key])
 
 
-def test_secret_values_reach_no_output_no_store_and_no_export(store: str, tmp_path: Path) -> None:
+def test_secret_values_reach_no_output_no_store_and_no_export(store: str, tmp_path: Path, audit_key_file: Path) -> None:
     outputs = [wb(store, "connection", "secret", "add", "acme", "--kind", "webhook_secret", input=CANARY + "\n"),
                wb(store, "connection", "secret", "add", "acme", "--kind", "api_key", input=KEY_CANARY)]
     name = outputs[0].stdout.split()[2]
@@ -140,7 +141,11 @@ def test_secret_values_reach_no_output_no_store_and_no_export(store: str, tmp_pa
         assert result.exit_code == 0, result.output
         assert CANARY not in result.output and KEY_CANARY not in result.output
     assert name in export.read_text()
-    for where in (store_text(store), export.read_text(), vault_path("sandbox").read_bytes().decode("latin-1")):
+    # Every file the workbench keeps: the store, the export, the vault directory (the vault is
+    # encrypted) and the audit key's directory (checkpoints).
+    files = [p for d in (tmp_path, Path(os.environ["WORKBENCH_VAULT_DIR"])) for p in d.rglob("*") if p.is_file()]
+    assert vault_path("sandbox") in files and audit_key_file in files
+    for where in [store_text(store), *(p.read_bytes().decode("latin-1") for p in files)]:
         assert CANARY not in where and KEY_CANARY not in where and "CanaryWebhook" not in where
 
 
