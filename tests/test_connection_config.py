@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gc
 import os
+import select as io_select
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,12 +21,12 @@ from sqlalchemy import select
 from store.database import open_store, reading
 from store.models import Base
 from tests.support import table_counts
-from workbench.cli import connection_config_commands
 from workbench.cli.main import cli
 from workbench.vault import KdfParams, create, vault_path
 
 PASS = "correct horse battery"
 CHEAP = KdfParams(memory_kib=1024, iterations=1, lanes=1)
+WORKBENCH = Path(sys.executable).with_name("workbench")
 CANARY = "whsec_CanaryWebhookSecret0123456789"
 KEY_CANARY = "sk_test_CanaryApiKey0123456789"
 
@@ -163,6 +166,16 @@ def test_a_failed_version_shows_no_value_even_in_a_traceback(store: str, tmp_pat
     assert table_counts(store) == before and js(wb(store, "vault", "list", "--json")) == []
 
 
+def test_secret_add_on_a_terminal_asks_twice_without_echo(store: str) -> None:
+    value = KEY_CANARY.encode() + b"\n"
+    code, seen = on_a_terminal(["--db", store, "connection", "secret", "add", "acme", "--kind", "api_key"],
+                               (b"Passphrase for the sandbox vault", PASS.encode() + b"\n"),
+                               (b"Value for the acme api_key", value), (b"Repeat for confirmation", value))
+    assert code == 0 and "added api_key acme-api-key-" in seen, seen
+    assert KEY_CANARY not in seen and PASS not in seen  # hidden input: the terminal never showed it
+    assert [item["kind"] for item in listed(store)] == ["api_key"]
+
+
 def test_secret_add_refusals_write_nothing(store: str) -> None:
     before = table_counts(store)
     one_line_error(wb(store, "connection", "secret", "add", "acme", "--kind", "password", input="x"),
@@ -281,21 +294,48 @@ def test_import_shows_the_diff_and_writes_one_version(store: str, tmp_path: Path
     assert audit["action"] == "connection.import" and audit["reason"] == "quieter"
 
 
-def test_import_without_yes_asks_on_a_terminal_and_refuses_without_one(store: str, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def on_a_terminal(args: list[str], *dialogue: tuple[bytes, bytes]) -> tuple[int, str]:
+    """Run the installed `workbench` with a pseudo-terminal as its standard streams, answer each
+    (prompt, answer) in turn, and return its exit status and everything the terminal showed."""
+    master, slave = os.openpty()
+    process = subprocess.Popen([str(WORKBENCH), *args], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen, waiting = b"", list(dialogue)
+    try:
+        while True:
+            ready, _, _ = io_select.select([master], [], [], 30)
+            assert ready, f"no output within 30 s: {seen!r}"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if waiting and waiting[0][0] in seen:
+                os.write(master, waiting.pop(0)[1])
+        return process.wait(timeout=30), seen.decode(errors="replace").replace("\r\n", "\n")
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+
+
+def test_import_without_yes_asks_on_a_terminal_and_refuses_without_one(store: str, tmp_path: Path) -> None:
     path = edited(tmp_path, store, "per_second = 25", "per_second = 10")
     before = table_counts(store)
     one_line_error(wb(store, "connection", "import", str(path)), "needs a confirmation", "--yes")
     assert table_counts(store) == before
-    # On a terminal (standard input a TTY) it shows the diff and asks; "n" leaves all as it was.
-    monkeypatch.setattr(connection_config_commands, "_on_terminal", lambda: True)
-    declined = wb(store, "connection", "import", str(path), input="n\n")
-    assert declined.exit_code == 1 and "~ settings.rate_limit.per_second: 25 -> 10" in declined.stdout
-    assert "Apply these changes?" in declined.stdout and "nothing was imported" in declined.stderr
+    # On a terminal it shows the diff and asks; "n" leaves everything as it was.
+    args = ["--db", store, "connection", "import", str(path), "--reason", "slower"]
+    code, seen = on_a_terminal(args, (b"Apply these changes?", b"n\n"))
+    assert code == 1 and "~ settings.rate_limit.per_second: 25 -> 10" in seen, seen
+    assert "error: nothing was imported" in seen
     assert table_counts(store) == before
-    accepted = wb(store, "connection", "import", str(path), input="y\n")
-    assert accepted.exit_code == 0 and "updated connection acme" in accepted.stdout
-    assert js(wb(store, "connection", "show", "acme", "--json"))["settings"]["rate_limit"]["per_second"] == 10
+    code, seen = on_a_terminal(args, (b"Apply these changes?", b"y\n"))
+    assert code == 0 and "updated connection acme" in seen, seen
+    shown = js(wb(store, "connection", "show", "acme", "--json", "--history"))
+    assert shown["settings"]["rate_limit"]["per_second"] == 10 and shown["history"][-1]["reason"] == "slower"
 
 
 def test_import_from_standard_input_needs_yes(store: str, tmp_path: Path) -> None:
