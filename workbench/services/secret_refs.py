@@ -143,8 +143,8 @@ def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, valu
 
     try:
         connections.update_settings(ctx, plan.connection, with_reference, "connection.secret.add", reason)
-    except Exception as exc:
-        cause = exc if isinstance(exc, ServiceError) else explain(exc, ctx.location)
+    except BaseException as exc:  # ctrl+c too: no value is left in the vault that nothing references
+        cause = exc if isinstance(exc, ServiceError) else explain(exc, ctx.location) if isinstance(exc, Exception) else None
         try:
             vault_service.remove_secret(vault, ref.name)
         except ServiceError:
@@ -153,7 +153,7 @@ def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, valu
                 f"{ref.name}, referenced by nothing: `workbench vault remove {ref.name} --environment "
                 f"{vault.environment}` removes it") from exc
         if cause is None:
-            raise  # a bug, reported as one; the vault is as it was
+            raise  # an interruption or a bug, reported as such; the vault is as it was
         raise type(cause)(f"{cause}; the secret was not added (its value was removed from the vault again)") from exc
     return ref
 
