@@ -60,7 +60,10 @@ def test_add_stores_the_value_in_the_vault_and_a_reference_on_a_new_version(cloc
     add_stripe(clocked)
     vault = make_vault()
     ref = add(clocked, vault, expires_in="90d")
-    assert ref.name.startswith("acme-webhook-secret-") and ref.environment == "sandbox"
+    assert ref.name.startswith("acme-webhook-secret-20261101-") and ref.environment == "sandbox"
+    long_name = "c" * 64
+    connections.add_connection(clocked, long_name, "stripe")
+    assert len(add(clocked, vault, "webhook_secret", "whsec_x", name=long_name).name) == 64
     assert ref.expires_at == ref.added_at + timedelta(days=90)
     assert vault.read().current(ref.name).value == "whsec_value_one"
     info = connections.get_connection(clocked, "acme")
@@ -79,6 +82,8 @@ def test_refusals_before_the_vault_is_touched(clocked: ServiceContext) -> None:
         secret_refs.plan_secret(clocked, "acme", "api_key", "3 fortnights")
     with pytest.raises(NotFound, match="unknown connection 'nope'"):
         secret_refs.plan_secret(clocked, "nope", "api_key", None)
+    with pytest.raises(InvalidArgument, match="an expiry must be after now"):
+        secret_refs.plan_secret(clocked, "acme", "api_key", timedelta(0))
     live = make_vault("live")
     with pytest.raises(InvalidArgument, match="the sandbox vault, not the live one"):
         secret_refs.add_secret(clocked, live, secret_refs.plan_secret(clocked, "acme", "api_key", None), "sk_x")

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from workbench.domain.connection_config import KINDS, SecretRef, first_problem
-from workbench.domain.durations import BadDuration, parse_duration
+from workbench.domain.durations import MAX_DURATION, BadDuration, parse_duration
 from workbench.vault import UnlockedVault, VaultError
 
 from . import access, connections, vault as vault_service
@@ -114,13 +114,15 @@ def plan_secret(ctx: ServiceContext, connection_name: str, kind: str, expires_in
             expires_in = parse_duration(expires_in)
         except BadDuration as exc:
             raise InvalidArgument(f"--expires-in: {exc}") from None
+    elif expires_in is not None and not timedelta(0) < expires_in <= MAX_DURATION:
+        raise InvalidArgument(f"an expiry must be after now and at most {MAX_DURATION.days} days away")
     info = connections.get_connection(ctx, connection_name)
     return SecretPlan(info.name, info.environment, kind, expires_in)
 
 
 def _new_name(connection_name: str, kind: str, now: datetime) -> str:
     # <connection>-<kind>-<date>-<random>: readable in `vault list`, unique, within 64 characters.
-    return f"{connection_name[:35]}-{kind.replace('_', '-')}-{now:%Y%m%d}-{random.token_hex(2)}"
+    return f"{connection_name[:33]}-{kind.replace('_', '-')}-{now:%Y%m%d}-{random.token_hex(3)}"
 
 
 def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, value: str,
