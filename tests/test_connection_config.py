@@ -22,6 +22,8 @@ from store.database import open_store, reading
 from store.models import Base
 from tests.support import table_counts
 from workbench.cli.main import cli
+from workbench.services import connections
+from workbench.services.context import ServiceContext
 from workbench.vault import KdfParams, create, vault_path
 
 PASS = "correct horse battery"
@@ -417,3 +419,20 @@ def test_an_export_masks_what_redaction_catches_and_says_so(store: str, tmp_path
                   ("show", "acme", "--json", "--history"), ("diff", "acme", "1", "2", "--json")):
         assert "sk_live_51Leaky" not in ok(wb(store, "connection", *shown))
     one_line_error(wb(store, "connection", "import", str(path), "--yes"), "settings.secrets.0.name", code=2)
+
+
+def test_round_trip_keeps_payload_and_retention_settings(store: str, ctx: ServiceContext, tmp_path: Path) -> None:
+    def with_payload_keys(settings: dict[str, Any]) -> dict[str, Any]:  # as `connection set` (issue 9) writes them
+        return {**settings, "payloads": {"encrypt": True}, "retention": {"raw_days": None}, "rate_limit": {"per_second": 2.5}}
+
+    connections.update_settings(ctx, "acme", with_payload_keys, "connection.set", "encrypt")
+    add_secret(store, "api_key", KEY_CANARY, "--expires-in", "30m")
+    path = tmp_path / "acme.toml"
+    ok(wb(store, "connection", "export", "acme", "-o", str(path)))
+    document = tomllib.loads(path.read_text())
+    assert document["settings"]["payloads"] == {"encrypt": True} and document["settings"]["retention"] == {}
+    assert ok(wb(store, "connection", "import", str(path))).startswith("no changes: acme is already as")
+    path.write_text(path.read_text().replace("[settings.retention]\n", "[settings.retention]\nraw_days = 30\n"))
+    out = ok(wb(store, "connection", "import", str(path), "--yes"))
+    assert "~ settings.retention.raw_days: null -> 30" in out.splitlines()
+    assert js(wb(store, "connection", "show", "acme", "--json"))["settings"]["retention"] == {"raw_days": 30}
