@@ -13,6 +13,7 @@ import pytest
 from tests.support import T0, FixedClock, add_stripe
 from workbench.domain.connection_config import SecretRef
 from workbench.domain.durations import BadDuration, parse_duration
+from workbench.domain.redaction import redact_text
 from workbench.services import audit, connection_config, connections, secret_refs, vault as vault_service
 from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument, NotFound, ServiceError
@@ -72,6 +73,15 @@ def test_add_stores_the_value_in_the_vault_and_a_reference_on_a_new_version(cloc
     last = connections.history(clocked, "acme")[-1]
     assert (last["version"], last["actor"], last["reason"]) == (2, "user:tester", "test")
     assert audit.search(clocked)[0]["action"] == "connection.secret.add"
+
+
+def test_generated_names_are_never_masked_by_redaction() -> None:
+    # Shown in lists, diffs and exports: a name redaction masks would break an export's import.
+    for connection_name in ("acme", "shop-4242424242", "c" * 64, "9" * 64):
+        for kind in ("api_key", "webhook_secret"):
+            for _ in range(500):
+                name = secret_refs.new_secret_name(connection_name, kind, T0)
+                assert len(name) <= 64 and redact_text(name) == name, name
 
 
 def test_refusals_before_the_vault_is_touched(clocked: ServiceContext) -> None:

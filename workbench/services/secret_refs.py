@@ -10,6 +10,7 @@ if even that removal fails, the message names the leftover and how to remove it)
 from __future__ import annotations
 
 import secrets as random
+import string
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,9 +121,15 @@ def plan_secret(ctx: ServiceContext, connection_name: str, kind: str, expires_in
     return SecretPlan(info.name, info.environment, kind, expires_in)
 
 
-def _new_name(connection_name: str, kind: str, now: datetime) -> str:
-    # <connection>-<kind>-<date>-<random>: readable in `vault list`, unique, within 64 characters.
-    return f"{connection_name[:33]}-{kind.replace('_', '-')}-{now:%Y%m%d}-{random.token_hex(3)}"
+_LETTERS = string.ascii_lowercase
+
+
+def new_secret_name(connection_name: str, kind: str, now: datetime) -> str:
+    """<connection>-<kind>-<date>-<6 random letters>: readable in `vault list`, unique, within 64
+    characters. Letters, not hex: the date's digits and random digits would now and then form a
+    Luhn-valid run that redaction masks as a card number."""
+    suffix = "".join(random.choice(_LETTERS) for _ in range(6))
+    return f"{connection_name[:33]}-{kind.replace('_', '-')}-{now:%Y%m%d}-{suffix}"
 
 
 def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, value: str,
@@ -135,7 +142,7 @@ def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, valu
                               f"its secrets go in the {plan.environment} vault, not the {vault.environment} one")
     now = ctx.clock()
     ref = SecretRef.model_validate({
-        "name": _new_name(plan.connection, plan.kind, now), "kind": plan.kind, "environment": plan.environment,
+        "name": new_secret_name(plan.connection, plan.kind, now), "kind": plan.kind, "environment": plan.environment,
         "added_at": now, "expires_at": now + plan.expires_in if plan.expires_in else None})
     vault_service.set_secret(vault, ref.name, value, now)
 
