@@ -26,6 +26,7 @@ from store.models import (
 from workbench.domain.canonical import Cause
 from workbench.domain.redaction import redact, redact_body, redact_headers, redact_label, redact_text
 
+from . import access
 from .context import ServiceContext
 from .errors import NotFound
 from .redaction_rules import provider_paths
@@ -89,6 +90,7 @@ def resolve_record_id(conn: Connection, ref: str, connection_id: str | None = No
 def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) -> Timeline:
     """The record's timeline; with `limit`, only its newest `limit` entries, reading only the
     deliveries that can be among them (a record may have tens of thousands)."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         record_id = resolve_record_id(conn, ref)
         record = _record_summary(conn, record_id)
@@ -217,6 +219,7 @@ def _failure_entry(row: Any, received: datetime | None) -> TimelineEntry:
 
 def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
     """One delivery's raw payload, pretty and redacted, with what the mapping made of it."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         row = conn.execute(select(deliveries, connections.c.provider)
                            .join(connections, connections.c.id == deliveries.c.connection_id)
@@ -239,5 +242,6 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
 
 def record_state(ctx: ServiceContext, record_id: str) -> dict[str, Any]:
     """Our current belief about a record, shaped for comparison with a payload."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         return _record_summary(conn, resolve_record_id(conn, record_id))
