@@ -221,11 +221,7 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
     """One delivery's raw payload, pretty and redacted, with what the mapping made of it."""
     access.require(ctx, "read")
     with reading(ctx.engine) as conn:
-        row = conn.execute(select(deliveries, connections.c.provider)
-                           .join(connections, connections.c.id == deliveries.c.connection_id)
-                           .where(deliveries.c.id == delivery_id)).first()
-        if row is None:
-            raise NotFound(f"no delivery {delivery_id!r}")
+        row = read_delivery(conn, delivery_id)
         # Narrowed by record first: (record_id, version) is indexed, delivery_id is not.
         transition = conn.execute(select(transitions).where(
             transitions.c.record_id == row.record_id, transitions.c.delivery_id == delivery_id)).first()
@@ -238,6 +234,17 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
             "from": transition.from_status, "to": transition.to_status, "version": transition.version,
             "mapping_version": transition.mapping_version, "reason": _text(transition.reason)},
     }
+
+
+def read_delivery(conn: Connection, delivery_id: str) -> Any:
+    """One delivery's stored row, body and headers as stored, with its connection's provider
+    (for the Payload screen, redacted, and for a reveal, not)."""
+    row = conn.execute(select(deliveries, connections.c.provider)
+                       .join(connections, connections.c.id == deliveries.c.connection_id)
+                       .where(deliveries.c.id == delivery_id)).first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id!r}")
+    return row
 
 
 def record_state(ctx: ServiceContext, record_id: str) -> dict[str, Any]:
