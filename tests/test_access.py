@@ -324,3 +324,24 @@ def test_the_cli_actor_is_the_os_account_not_an_environment_variable(stocked, db
     assert wb(db_url, "access", "whoami", env=spoofed).stdout == f"{ME}: viewer\n"
     refused = wb(db_url, "connection", "add", "globex", "--provider", "stripe", env=spoofed)
     assert refused.exit_code == 1 and f"{ME} is viewer here" in refused.stderr
+
+
+def test_one_person_starting_twice_at_once_is_admin_in_both(db_url):
+    engines = [open_store(db_url, auto_upgrade=True) for _ in range(2)]
+    try:
+        start = threading.Barrier(2)
+        roles: list[access.Role | None] = []
+
+        def act(engine: Any) -> None:
+            start.wait()
+            roles.append(access.role_of(ServiceContext(engine=engine, actor="user:ana")))
+
+        threads = [threading.Thread(target=act, args=(engine,)) for engine in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert roles == [access.Role.ADMIN, access.Role.ADMIN]
+    finally:
+        for engine in engines:
+            engine.dispose()

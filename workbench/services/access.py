@@ -158,7 +158,12 @@ def _look_up(ctx: ServiceContext) -> Role | None:
         anyone = conn.execute(select(exists().select_from(bindings))).scalar()
     if anyone or ctx.read_only or not ctx.actor.startswith(FIRST_ADMIN_KINDS):
         return None
-    return Role.ADMIN if _bind_first_admin(ctx) else None
+    if _bind_first_admin(ctx):
+        return Role.ADMIN
+    # Someone was first: another person (then no role), or this same person in another
+    # process (then admin all the same).
+    with reading(ctx.engine) as conn:
+        return _ROLES.get(conn.execute(select(bindings.c.role).where(bindings.c.actor == ctx.actor)).scalar() or "")
 
 
 def _bind_first_admin(ctx: ServiceContext) -> bool:
