@@ -345,3 +345,24 @@ def test_one_person_starting_twice_at_once_is_admin_in_both(db_url):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_store_from_before_roles_upgrades_and_its_first_user_becomes_admin(db_url):
+    from alembic import command
+
+    from store.database import _alembic_config, current_revision, make_engine
+
+    plain = make_engine(db_url)
+    try:
+        command.upgrade(_alembic_config(plain), "0003")
+        ctx = ServiceContext(engine=plain, actor="user:ana")
+        with writing(plain) as conn:  # a connection made before roles existed
+            conn.execute(ConnectionRow.__table__.insert().values(
+                id="con_old", name="acme", provider="stripe", environment="sandbox", paused=False, version=1,
+                settings={}, created_at=T0, updated_at=T0))
+        command.upgrade(_alembic_config(plain), "head")
+        assert current_revision(plain) == "0004"
+        assert [c.name for c in connections.list_connections(ctx)] == ["acme"]  # ana: the first user, admin
+        assert [(b.actor, b.role) for b in role_bindings.list_bindings(ctx)] == [("user:ana", "admin")]
+    finally:
+        plain.dispose()
