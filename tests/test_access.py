@@ -366,3 +366,33 @@ def test_a_store_from_before_roles_upgrades_and_its_first_user_becomes_admin(db_
         assert [(b.actor, b.role) for b in role_bindings.list_bindings(ctx)] == [("user:ana", "admin")]
     finally:
         plain.dispose()
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one_admin(db_url):
+    engines = [open_store(db_url, auto_upgrade=True) for _ in range(2)]
+    try:
+        ana, bob = ServiceContext(engine=engines[0], actor="user:ana"), ServiceContext(engine=engines[1], actor="user:bob")
+        connections.list_connections(ana)  # the first user: admin
+        role_bindings.grant(ana, "bob", "admin")
+        start = threading.Barrier(2)
+        outcomes: dict[str, str] = {}
+
+        def revoke(ctx: ServiceContext, other: str) -> None:
+            start.wait()
+            try:
+                outcomes[ctx.actor] = role_bindings.revoke(ctx, other)
+            except ServiceError as exc:
+                outcomes[ctx.actor] = str(exc)
+
+        threads = [threading.Thread(target=revoke, args=args) for args in ((ana, "bob"), (bob, "ana"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes.values())[0] == "admin"  # one revoke went through
+        assert "last admin" in sorted(outcomes.values())[1] or "no role" in sorted(outcomes.values())[1]
+        with reading(engines[0]) as conn:
+            assert len(conn.execute(select(bindings.c.actor).where(bindings.c.role == "admin")).all()) == 1
+    finally:
+        for engine in engines:
+            engine.dispose()

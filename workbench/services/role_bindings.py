@@ -54,11 +54,21 @@ def _role(role: str) -> Role:
         raise InvalidArgument(f"unknown role {role!r}; expected one of {', '.join(Role)}") from None
 
 
-def _admins_besides(conn: Connection, actor: str) -> int:
-    # FOR UPDATE on every admin row: two admins demoting each other at once queue up here, and
-    # the second sees the first's change (PostgreSQL re-checks the row), so one admin remains.
-    rows = conn.execute(select(bindings.c.actor).where(bindings.c.role == str(Role.ADMIN)).with_for_update()).all()
-    return sum(1 for row in rows if row.actor != actor)
+def _locked_admins(conn: Connection) -> list[str]:
+    """Every admin, their rows locked first and in one order (so two changes never deadlock):
+    two admins demoting each other at once queue up here, and the second sees the first's
+    change (PostgreSQL re-checks a locked row), so one admin remains. SQLite: the write lock."""
+    return list(conn.execute(select(bindings.c.actor).where(bindings.c.role == str(Role.ADMIN))
+                             .order_by(bindings.c.actor).with_for_update()).scalars())
+
+
+def _current(conn: Connection, actor: str) -> str | None:
+    return conn.execute(select(bindings.c.role).where(bindings.c.actor == actor).with_for_update()).scalar()
+
+
+def _keep_an_admin(admins: list[str], actor: str) -> None:
+    if admins == [actor]:
+        raise ServiceError(f"{actor} is the last admin: grant another admin first")
 
 
 def grant(ctx: ServiceContext, user: str, role: str, reason: str | None = None) -> Binding:
@@ -67,12 +77,13 @@ def grant(ctx: ServiceContext, user: str, role: str, reason: str | None = None) 
     actor, wanted = actor_for(user), _role(role)
     now = ctx.clock()
     with writing(ctx.engine) as conn:
-        before = conn.execute(select(bindings.c.role).where(bindings.c.actor == actor).with_for_update()).scalar()
+        admins = _locked_admins(conn)
+        before = _current(conn, actor)
         if before == wanted:
             row = conn.execute(select(bindings).where(bindings.c.actor == actor)).one()
             return Binding(row.actor, row.role, row.granted_by, row.granted_at)
-        if before == Role.ADMIN and not _admins_besides(conn, actor):
-            raise ServiceError(f"{actor} is the last admin: grant another admin first")
+        if before == Role.ADMIN:
+            _keep_an_admin(admins, actor)
         if before is None:
             conn.execute(bindings.insert().values(actor=actor, role=str(wanted), granted_by=ctx.actor, granted_at=now))
         else:
@@ -89,11 +100,12 @@ def revoke(ctx: ServiceContext, user: str, reason: str | None = None) -> str:
     access.require(ctx, "access")
     actor = actor_for(user)
     with writing(ctx.engine) as conn:
-        before = conn.execute(select(bindings.c.role).where(bindings.c.actor == actor).with_for_update()).scalar()
+        admins = _locked_admins(conn)
+        before = _current(conn, actor)
         if before is None:
             raise NotFound(f"{actor} has no role to revoke")
-        if before == Role.ADMIN and not _admins_besides(conn, actor):
-            raise ServiceError(f"{actor} is the last admin: grant another admin first")
+        if before == Role.ADMIN:
+            _keep_an_admin(admins, actor)
         conn.execute(delete(bindings).where(bindings.c.actor == actor))
         audit.append(conn, ctx, "access.revoke", "actor", actor, before={"role": before}, reason=reason)
     access.forget(ctx.engine)
