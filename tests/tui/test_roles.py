@@ -4,6 +4,7 @@ screen's reveal key shows the body unredacted to an operator, audited without th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -147,4 +148,18 @@ async def test_a_viewer_has_no_reveal_key_and_is_refused(db_ctx: ServiceContext)
         await settle(pilot)
         assert CLIENT_SECRET not in screen_text(pilot)
     assert denials(db_ctx) == [("user:vic", "reveal"), ("user:vic", "reveal")]
+    assert not audit.search(db_ctx, "payload.reveal")
+
+
+async def test_no_reveal_on_a_read_only_store(db_ctx: ServiceContext) -> None:
+    delivery = next(e["id"] for e in queries.iter_events(db_ctx))
+    app = make_app(dataclasses.replace(db_ctx, read_only=True))
+    async with app.run_test(size=(160, 60), notifications=True) as pilot:
+        await settle(pilot)
+        app.push_screen(PayloadScreen(delivery))
+        await settle(pilot)
+        assert "reveal" not in footer_actions(app)
+        await pilot.press("r")
+        await settle(pilot)
+        assert notices(app)[-1].startswith("Reveal is off: the store is read-only")
     assert not audit.search(db_ctx, "payload.reveal")

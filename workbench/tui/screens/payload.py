@@ -73,6 +73,7 @@ d compares this delivery with the record's current state. r reveals the body unr
 Escape or ctrl+r hides it again."""
 
     BINDINGS = [Binding("d", "diff", "Diff vs state"), Binding("r", "reveal", "Reveal")]
+    WRITES = frozenset({"reveal"})  # its audit entry: no reveal from a read-only store
     NEEDS = {"reveal": "reveal"}
 
     def __init__(self, delivery_id: str, record_id: str | None = None) -> None:
@@ -86,7 +87,7 @@ Escape or ctrl+r hides it again."""
         return payload_document(self.payload)
 
     def action_reveal(self) -> None:
-        if self.denied("reveal"):
+        if self.refused("Reveal") or self.denied("reveal"):
             return
         if self.payload is None:  # not loaded yet: nothing on screen to reveal
             self.app.bell()
