@@ -17,6 +17,7 @@ from workbench.domain.redaction import MASK
 from workbench.services import audit, queries, triage
 from workbench.services.context import ServiceContext
 from workbench.tui.screens.failures import FailuresScreen
+from workbench.tui.screens.help import screen_keys
 from workbench.tui.screens.payload import REVEALED_NOTE, PayloadScreen
 from workbench.tui.screens.providers import ProvidersScreen
 
@@ -54,6 +55,8 @@ async def test_a_viewer_sees_no_triage_key_and_is_refused_if_it_reaches_one(db_c
         assert "act" not in footer_actions(app) and "mark" in footer_actions(app)
         palette = await palette_commands(pilot)
         assert "Failures: Open" in palette and not [c for c in palette if c.split(": ")[-1] in TRIAGE_VERBS]
+        described = {what for _, what in screen_keys(screen)}  # the help screen's list of keys
+        assert "Open" in described and not described & TRIAGE_VERBS
         before = [triage.failure_detail(db_ctx, row.key) for row in screen.table.rows]
         await pilot.press("d")
         await settle(pilot)
