@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store.database import open_store, reading, writing
 from store.models import AuditEntry, Connection as ConnectionRow, RoleBinding
+from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from workbench.cli.main import cli
 from workbench.services import access, audit, connections, queries, replay, role_bindings, triage
@@ -396,3 +397,16 @@ def test_two_admins_revoking_each_other_at_once_leave_one_admin(db_url):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_vault_reveal_needs_the_operator_role(stocked, db_url):
+    test_vault.ok(test_vault.wb("vault", "init"))
+    test_vault.ok(test_vault.wb("vault", "set", "stripe-key", input="sk_test_first\n"))
+    role_bindings.grant(stocked, ME, "viewer", "test")
+    refused = test_vault.wb("--db", db_url, "vault", "reveal", "stripe-key")
+    line = test_vault.one_line_error(refused, f"{ME} is viewer here; reveal needs the operator role")
+    assert "sk_test_first" not in refused.output and "sk_test_first" not in line
+    assert _denials(stocked)[-1]["action"] == "reveal" and not audit.search(stocked, "vault.reveal")
+    role_bindings.grant(stocked, ME, "operator", "test")
+    assert test_vault.ok(test_vault.wb("--db", db_url, "vault", "reveal", "stripe-key")) == "sk_test_first\n"
+    assert [e["actor"] for e in audit.search(stocked, "vault.reveal")] == [ME]
