@@ -410,3 +410,14 @@ def test_vault_reveal_needs_the_operator_role(stocked, db_url):
     role_bindings.grant(stocked, ME, "operator", "test")
     assert test_vault.ok(test_vault.wb("--db", db_url, "vault", "reveal", "stripe-key")) == "sk_test_first\n"
     assert [e["actor"] for e in audit.search(stocked, "vault.reveal")] == [ME]
+
+
+def test_cli_without_a_role_says_how_to_get_one(stocked, db_url):
+    role_bindings.revoke(stocked, ME, "test")
+    result = wb(db_url, "records", "--json")
+    assert result.exit_code == 1 and result.stdout == ""
+    name = ME.removeprefix("user:")
+    assert result.stderr == (f"error: {ME} has no role on this store, so may not read; ask an admin to run "
+                             f"`workbench access grant {name} viewer`\n")
+    assert _denials(stocked)[-1] == {"actor": ME, "action": "read",
+                                     "after": {"action": "read", "role": None, "needs": "viewer"}}

@@ -112,7 +112,7 @@ def require(ctx: ServiceContext, action: str) -> None:
     _audit_refusal(ctx, action, role)
     if role is None:
         raise AccessDenied(f"{ctx.actor} has no role on this store, so may not {action}; ask an admin to run "
-                           f"`workbench access grant {user_name(ctx.actor)} viewer` (or the role needed: {least})")
+                           f"`workbench access grant {user_name(ctx.actor)} {least}`")
     raise AccessDenied(f"{ctx.actor} is {role} here; {action} needs the {least} role (an admin can grant it: "
                        f"`workbench access grant {user_name(ctx.actor)} {least}`)")
 
