@@ -275,3 +275,18 @@ class AuditHead:
         Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
         Column("hash", String(64), nullable=False),
     )
+
+
+class RoleBinding:
+    """Who may do what: one role per actor ("user:NAME", or "system:NAME" for a process such
+    as the engine). `founding` is true on the binding made by the first-user rule and NULL on
+    every other: its unique index lets only one first admin in, however many first users race."""
+    __table__ = Table(
+        "role_bindings", metadata,
+        Column("actor", String(200), primary_key=True),
+        Column("role", String(20), nullable=False),
+        Column("granted_by", String(200), nullable=False),
+        Column("granted_at", UTCDateTime, nullable=False),
+        Column("founding", Boolean, nullable=True),
+        Index("uq_role_bindings_founding", "founding", unique=True),
+    )

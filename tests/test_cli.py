@@ -140,9 +140,11 @@ def test_connection_add_list_pause_resume(store):
     assert wb(store, "connection", "resume", "globex", "--reason", "over").exit_code == 0
     assert js(wb(store, "connection", "list", "--json"))[1]["version"] == 3
     exported = [orjson.loads(line) for line in wb(store, "audit", "export").stdout_bytes.splitlines()]
-    assert [e["action"] for e in exported] == ["connection.add", "connection.add", "connection.pause",
-                                               "connection.resume"]
-    assert exported[1]["reason"] == "new tenant" and exported[2]["reason"] == "incident"
+    # The store's first user (the OS user, acting through the CLI) was made its admin first.
+    assert [e["action"] for e in exported] == ["access.grant", "connection.add", "connection.add",
+                                               "connection.pause", "connection.resume"]
+    assert exported[0]["reason"] == "the first user of this store is its admin"
+    assert exported[2]["reason"] == "new tenant" and exported[3]["reason"] == "incident"
     table = wb(store, "connection", "list")
     assert table.exit_code == 0 and "globex" in table.stdout and "live" in table.stdout
 
@@ -537,21 +539,22 @@ def test_audit_verify_and_export(loaded):
     rejected = _failure(loaded, "business_rule_rejection")
     wb(loaded, "failures", "resolve", rejected["id"], "--note", "key sk_live_abcdefghijklmnop was pasted here")
     ok = wb(loaded, "audit", "verify")
-    assert ok.exit_code == 0 and ok.stdout.strip() == "audit chain intact: 3 entries"
+    assert ok.exit_code == 0 and ok.stdout.strip() == "audit chain intact: 4 entries"
     exported = wb(loaded, "audit", "export")
     assert exported.exit_code == 0
     rows = [orjson.loads(line) for line in exported.stdout_bytes.splitlines()]
-    assert [r["seq"] for r in rows] == [1, 2, 3]
-    assert [r["action"] for r in rows] == ["connection.add", "ingest.run", "failure.resolve"]
-    assert rows[1]["after"]["counts"]["rejected"] == 1
-    assert "sk_live_abcdefghijklmnop" not in exported.stdout and "[redacted]" in rows[2]["reason"]
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4]
+    assert [r["action"] for r in rows] == ["access.grant", "connection.add", "ingest.run", "failure.resolve"]
+    assert rows[2]["after"]["counts"]["rejected"] == 1
+    assert "sk_live_abcdefghijklmnop" not in exported.stdout and "[redacted]" in rows[3]["reason"]
 
 
 def test_audit_export_to_a_file(loaded, tmp_path):
     out = tmp_path / "trail.jsonl"
     result = wb(loaded, "audit", "export", "-o", str(out))
-    assert result.exit_code == 0 and "wrote 2 entries" in result.stderr and result.stdout == ""
-    assert [orjson.loads(line)["action"] for line in out.read_bytes().splitlines()] == ["connection.add", "ingest.run"]
+    assert result.exit_code == 0 and "wrote 3 entries" in result.stderr and result.stdout == ""
+    assert [orjson.loads(line)["action"] for line in out.read_bytes().splitlines()] == [
+        "access.grant", "connection.add", "ingest.run"]
 
 
 @pytest.mark.parametrize("tamper, seq", [

@@ -15,7 +15,7 @@ from adapters import AdapterRegistry
 from adapters.stripe import StripeAdapter
 from store.database import reading
 from store.models import Base, Record, Transition
-from tests.support import T0, add_stripe, capture, pi_event
+from tests.support import T0, acting_as, add_stripe, capture, pi_event
 from workbench.domain.canonical import MappedEvent
 from workbench.domain.statuses import Status
 from workbench.services import audit
@@ -106,7 +106,7 @@ def test_dry_run_reports_the_change_and_writes_nothing(review):
 
 
 def test_mapping_change_takes_the_record_out_of_review_explained_and_audited(review):
-    new = with_new_mapping(review).as_actor("user:engineer")
+    new = acting_as(with_new_mapping(review), "user:engineer", "operator")
     record = _record(review)
     seq_before = audit.verify(review).checked
     report = replay(new)

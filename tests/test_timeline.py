@@ -12,7 +12,7 @@ from sqlalchemy import select
 from adapters.stripe import StripeAdapter
 from store.database import writing
 from store.models import Command
-from tests.support import T0, add_stripe, capture, make_context, pi_event
+from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from tests.test_replay import with_new_mapping
 from workbench.services import commands, connections, triage
 from workbench.services.errors import NotFound
@@ -38,7 +38,7 @@ def story(engine):
     ingest(ctx, "acme", [capture(pi_event("evt_4", "pi_1", "processing", CREATED + 60), R0 + timedelta(seconds=60))])
     ingest(ctx, "acme", [capture(pi_event("evt_9", "pi_9", "processing", CREATED), R0)])  # another record
     [failure] = list(iter_failures(ctx))
-    triage.resolve(ctx.as_actor("user:maria.ops"), [failure["id"]], "late event, provider agrees it succeeded")
+    triage.resolve(acting_as(ctx, "user:maria.ops", "operator"), [failure["id"]], "late event, provider agrees it succeeded")
     record_id = failure["record_id"]
     adapter = StripeAdapter()
     with writing(ctx.engine) as conn:

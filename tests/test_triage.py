@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from adapters.stripe import StripeAdapter
 from store.database import reading, writing
 from store.models import Command, Delivery, Failure, FailureNote
-from tests.support import T0, add_stripe, capture, pi_event
+from tests.support import T0, acting_as, add_stripe, capture, pi_event
 from tests.test_replay import _record, drifted, store_snapshot, with_new_mapping
 from workbench.services import audit, commands, triage
 from workbench.services.errors import NotFound, ServiceError
@@ -64,7 +64,7 @@ def test_resolve_and_ignore_need_a_note(ctx, one):
 @pytest.mark.parametrize("action, state, verb", [(triage.resolve, "resolved", "failure.resolve"),
                                                  (triage.ignore, "ignored", "failure.ignore")])
 def test_resolve_and_ignore_write_state_note_and_audit_and_show_in_the_timeline(ctx, one, action, state, verb):
-    analyst = ctx.as_actor("user:maria.ops")
+    analyst = acting_as(ctx, "user:maria.ops", "operator")
     seq = audit_count(ctx)
     result = action(analyst, [one["id"]], "  provider confirmed  ")
     assert result.done == [one["id"]] and result.skipped == []
@@ -201,7 +201,7 @@ def test_replay_from_the_queue_resolves_when_the_record_leaves_review(ctx):
 
 
 def test_assign_records_who_with_an_audit_entry(ctx, one):
-    result = triage.assign(ctx.as_actor("user:lead"), [one["id"]], " maria.ops ", "yours")
+    result = triage.assign(acting_as(ctx, "user:lead", "operator"), [one["id"]], " maria.ops ", "yours")
     assert result.messages == {one["id"]: "assigned to maria.ops"}
     detail = failure(ctx, one["id"])
     assert detail["assignee"] == "maria.ops" and detail["state"] == "needs_review"

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from . import (
+    access_commands,
     connection_commands,
     failure_commands,
     history_commands,
@@ -51,7 +52,7 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
-               history_commands, vault_commands):
+               history_commands, vault_commands, access_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

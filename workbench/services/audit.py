@@ -38,6 +38,7 @@ from workbench.domain.audit_chain import (
 )
 from workbench.domain.redaction import redact, redact_text
 
+from . import access
 from .audit_anchor import AnchorFiles, AuditKeyError, anchor_files, load_key, read_checkpoint, write_checkpoint
 from .context import ServiceContext
 from .errors import ServiceError
@@ -178,6 +179,7 @@ def _missing_key(files: AnchorFiles) -> AuditKeyError:
 def verify(ctx: ServiceContext, batch: int = 5000) -> VerifyResult:
     """Walk the chain in sequence order, recompute every MAC (or legacy hash) and hold the
     end to the head row and to the checkpoint kept outside the database."""
+    access.require(ctx, "read")
     files = anchor_files(ctx.engine)
     # Read before the snapshot: written after each commit, it can then only be behind it.
     anchor = read_checkpoint(files)
@@ -269,6 +271,7 @@ def _exported(key: bytes | None, row: Any) -> dict[str, Any]:
 def export(ctx: ServiceContext, out: IO[bytes]) -> int:
     """Write the trail as JSON lines; returns the number of entries. Each line is sealed with
     the audit key, so `verify_export` checks it on its own (docs/audit.md)."""
+    access.require(ctx, "read")
     files = anchor_files(ctx.engine)
     # Made here if no write made it yet (a store upgraded from plain hashes), so that even a
     # trail of legacy entries exports sealed; a read-only store exports unsealed lines.
@@ -328,6 +331,7 @@ def verify_export(source: IO[bytes], key_path: Path) -> VerifyResult:
 
 def search(ctx: ServiceContext, text: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
     """Newest first; `text` matches actor, action, target or reason."""
+    access.require(ctx, "read")
     query = select(entries).order_by(entries.c.seq.desc()).limit(limit)
     if text:
         like = f"%{text}%"

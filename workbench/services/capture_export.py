@@ -24,7 +24,7 @@ from store.database import reading, writing
 from store.models import Delivery
 from workbench.domain.redaction import PathTree, redact, redact_headers, redact_text
 
-from . import audit
+from . import access, audit
 from .connections import get_connection
 from .context import ServiceContext
 from .redaction_rules import provider_paths
@@ -60,7 +60,9 @@ def capture_line(received_at: datetime, headers: Any, body: bytes, *, redacted: 
 def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes], *,
                     destination: str = "a stream", redacted: bool = False) -> int:
     """Write the connection's received deliveries as capture lines, in receipt order, and audit
-    the export (`destination`: where they went, for the audit entry); returns how many."""
+    the export (`destination`: where they went, for the audit entry); returns how many.
+    The exact bytes (not `redacted`) show what redaction hides: that is a reveal."""
+    access.require(ctx, "read" if redacted else "reveal")
     connection = get_connection(ctx, connection_name)
     query = (select(deliveries.c.received_at, deliveries.c.headers, deliveries.c.body)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.replay_of.is_(None))

@@ -17,7 +17,7 @@ from store.database import reading, writing
 from store.models import Connection, ConnectionVersion
 from workbench.domain.redaction import redact, redact_text
 
-from . import audit
+from . import access, audit
 from .context import ServiceContext
 from .errors import InvalidArgument, NotFound, ServiceError
 
@@ -56,6 +56,7 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
                    reason: str | None = None, settings: dict[str, Any] | None = None) -> ConnectionInfo:
     """A new connection at version 1, with DEFAULT_SETTINGS unless `settings` (already
     validated: `connection import` creates connections this way) are given."""
+    access.require(ctx, "config")
     if not VALID_NAME.fullmatch(name):
         shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "..."  # repr: control characters escaped
         raise InvalidArgument(f"connection name {shown} is not allowed: use {NAME_RULE}")
@@ -93,6 +94,7 @@ def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | No
     """Pause or resume a connection. Resuming applies the deliveries ingested while it was
     paused (held), in the same transaction, audited; resuming an active connection applies any
     still held (an ingest that began before the resume holds its deliveries to the end)."""
+    access.require(ctx, "pause")
     with writing(ctx.engine) as conn:
         before = _get(conn, name, for_update=True)
         after = before
@@ -151,16 +153,19 @@ def _get(conn: DbConnection, name: str, for_update: bool = False) -> ConnectionI
 
 
 def get_connection(ctx: ServiceContext, name: str) -> ConnectionInfo:
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         return _get(conn, name)
 
 
 def list_connections(ctx: ServiceContext) -> list[ConnectionInfo]:
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         return [_info(row) for row in conn.execute(select(connections).order_by(connections.c.name))]
 
 
 def history(ctx: ServiceContext, name: str) -> list[dict[str, Any]]:
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         info = _get(conn, name)
         rows = conn.execute(select(versions).where(versions.c.connection_id == info.id).order_by(versions.c.version))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,10 +22,13 @@ def utc_now() -> datetime:
 
 
 def default_actor() -> str:
+    """The OS account this process runs as. From the user database, not LOGNAME or USER
+    (getpass reads those first): roles hang on this name, and an environment variable is
+    anyone's to set."""
     try:
-        return f"user:{getpass.getuser()}"
-    except Exception:  # no login name (containers): still say who acted
-        return "user:unknown"
+        return f"user:{pwd.getpwuid(os.geteuid()).pw_name}"
+    except KeyError:  # a uid with no account (containers): still say who acted, by number
+        return f"user:uid-{os.geteuid()}"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from workbench.domain.belief import decide, event_key
 from workbench.domain.canonical import BoundaryProblem, NotCovered
 from workbench.domain.taxonomy import Category, policy_for
 
-from . import connections, triage
+from . import access, connections, role_bindings, triage
 from .captures import Capture
 from .commands import enqueue, record_attempt
 from .context import ServiceContext
@@ -71,6 +71,8 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
                progress: Callable[[str], None] | None = None) -> DemoSummary:
     if has_data(ctx):
         raise ServiceError("the store already has connections; the demo fills an empty store")
+    access.require(ctx, "ingest")  # the demo's traffic is ingested; nothing written before this
+    _bind_demo_people(ctx)
     say = progress or (lambda _message: None)
     rng = random.Random(seed)
     summary = DemoSummary()
@@ -105,6 +107,18 @@ def build_demo(ctx: ServiceContext, *, records_total: int = 6000, deliveries_tot
         summary.failures_by_state.update(dict(conn.execute(
             select(failures.c.state, func.count()).group_by(failures.c.state)).all()))
     return summary
+
+
+# The people the demo data shows at work, and their roles (an admin set the store up; two
+# operators triage).
+DEMO_PEOPLE = (("demo", "admin"), ("maria.ops", "operator"), ("dev.lee", "operator"))
+
+
+def _bind_demo_people(ctx: ServiceContext) -> None:
+    """Bind the demo's people, as whoever runs the demo (on a new store: its first admin)."""
+    for name, role in DEMO_PEOPLE:
+        if role_bindings.actor_for(name) != ctx.actor:
+            role_bindings.grant(ctx, name, role, "demo data")
 
 
 class DemoAdapter(Adapter, Simulating, Protocol):

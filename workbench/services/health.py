@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from store.database import reading
 from store.models import Connection, Delivery, Failure, Record
 
+from . import access
 from .context import ServiceContext
 
 connections = Connection.__table__
@@ -43,6 +44,7 @@ class ConnectionHealth:
 
 
 def connection_health(ctx: ServiceContext) -> list[ConnectionHealth]:
+    access.require(ctx, "read")
     now = ctx.clock()
     with reading(ctx.engine) as conn:
         result = {row.id: ConnectionHealth(row.id, row.name, row.provider, row.environment, row.paused, None, 0)

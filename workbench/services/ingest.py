@@ -43,7 +43,7 @@ from store.database import writing
 from store.models import Delivery
 from workbench.domain.canonical import NotCovered, Verdict
 
-from . import audit
+from . import access, audit
 from .beliefs import CHUNK, BeliefBook, ConcurrentChange
 from .captures import Capture
 from .connections import ConnectionInfo, get_connection
@@ -105,6 +105,7 @@ def ingest(
     the input pauses and at least every second; `progress` sees the report after each commit.
     `reader_process` prepares a capture file in a forked reader process (see ingest_reader:
     only where this process may fork); by default everything runs in this process."""
+    access.require(ctx, "ingest")  # once per run, not per batch
     connection = get_connection(ctx, connection_name)
     adapter = ctx.adapters.get(connection.provider)
     report = IngestReport()

@@ -9,6 +9,7 @@ from typing import Any
 
 from workbench.domain.redaction import redact_text
 
+from . import access
 from .captures import BadLine, Capture, CaptureReader
 from .connections import get_connection
 from .context import ServiceContext
@@ -44,6 +45,7 @@ def run_ingest(ctx: ServiceContext, connection_name: str, captures: Iterable[Cap
     """Ingest `captures` into a connection and append an `ingest.run` audit entry in every
     case: done, partial (skipped lines), or stopped by an error (with the counts committed
     before it and the error's one-line summary; then IngestStopped is raised)."""
+    access.require(ctx, "ingest")  # before anything, the run's own audit entry included
     connection = get_connection(ctx, connection_name)  # unknown: one line, nothing written
     bad_lines = captures.bad_lines if isinstance(captures, CaptureReader) else []
     run = IngestRun(connection.name, connection.paused, bad_lines=bad_lines)  # filled as lines are read

@@ -14,6 +14,7 @@ from workbench.domain.redaction import redact_label, redact_text
 from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category, TriageState
 
+from . import access
 from .connections import get_connection
 from .context import ServiceContext
 from .errors import InvalidArgument
@@ -55,6 +56,7 @@ def iter_records(ctx: ServiceContext, *, connection: str | None = None, status: 
     """Every matching record with its provider references, in ID order, in keyset pages.
 
     An unknown connection raises here, before the first item (so nothing half-printed)."""
+    access.require(ctx, "read")
     _check("record status", status, STATUSES)
     connection_id = get_connection(ctx, connection).id if connection else None
     return _records_pages(ctx, connection_id, status, chunk)
@@ -113,6 +115,7 @@ def _connection_rows(ctx: ServiceContext) -> Sequence[Any]:
 def iter_events(ctx: ServiceContext, *, connection: str | None = None, record_id: str | None = None,
                 chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
     """Every stored delivery (metadata, not bodies), in arrival order."""
+    access.require(ctx, "read")
     connection_id = get_connection(ctx, connection).id if connection else None
     return _events_pages(ctx, connection_id, record_id, chunk)
 
@@ -163,6 +166,7 @@ def iter_failures(ctx: ServiceContext, *, state: str | None = None, category: st
                   connection: str | None = None, fingerprint: str | None = None,
                   open_only: bool = False, chunk: int = STREAM_CHUNK) -> Iterator[dict[str, Any]]:
     """Failures in ID order; `state` may be `unresolved` (the error queue: not resolved or ignored)."""
+    access.require(ctx, "read")
     _check("failure state", state, STATES)
     _check("failure category", category, CATEGORIES)
     if state == UNRESOLVED:

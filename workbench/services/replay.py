@@ -22,7 +22,7 @@ from workbench.domain.belief import Apply, decide, event_key
 from workbench.domain.canonical import Belief, BoundaryProblem, Cause, MappedEvent, NotCovered
 from workbench.domain.redaction import redact_text
 
-from . import audit
+from . import access, audit
 from .connections import get_connection
 from .context import ServiceContext
 from .errors import ServiceError
@@ -72,6 +72,8 @@ class _Folded:
 
 def replay(ctx: ServiceContext, *, connection: str | None = None, record: str | None = None,
            dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ReplayReport:
+    # A dry run writes nothing and shows what the stored events already say: a read.
+    access.require(ctx, "read" if dry_run else "replay")
     report = ReplayReport(dry_run=dry_run)
     connection_id = get_connection(ctx, connection).id if connection else None
     for chunk in _record_chunks(ctx, connection_id, record):

@@ -26,6 +26,7 @@ from store.models import (
 from workbench.domain.canonical import Cause
 from workbench.domain.redaction import redact, redact_body, redact_headers, redact_label, redact_text
 
+from . import access
 from .context import ServiceContext
 from .errors import NotFound
 from .redaction_rules import provider_paths
@@ -89,6 +90,7 @@ def resolve_record_id(conn: Connection, ref: str, connection_id: str | None = No
 def load_timeline(ctx: ServiceContext, ref: str, *, limit: int | None = None) -> Timeline:
     """The record's timeline; with `limit`, only its newest `limit` entries, reading only the
     deliveries that can be among them (a record may have tens of thousands)."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         record_id = resolve_record_id(conn, ref)
         record = _record_summary(conn, record_id)
@@ -217,12 +219,9 @@ def _failure_entry(row: Any, received: datetime | None) -> TimelineEntry:
 
 def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
     """One delivery's raw payload, pretty and redacted, with what the mapping made of it."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
-        row = conn.execute(select(deliveries, connections.c.provider)
-                           .join(connections, connections.c.id == deliveries.c.connection_id)
-                           .where(deliveries.c.id == delivery_id)).first()
-        if row is None:
-            raise NotFound(f"no delivery {delivery_id!r}")
+        row = read_delivery(conn, delivery_id)
         # Narrowed by record first: (record_id, version) is indexed, delivery_id is not.
         transition = conn.execute(select(transitions).where(
             transitions.c.record_id == row.record_id, transitions.c.delivery_id == delivery_id)).first()
@@ -237,7 +236,19 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
     }
 
 
+def read_delivery(conn: Connection, delivery_id: str) -> Any:
+    """One delivery's stored row, body and headers as stored, with its connection's provider
+    (for the Payload screen, redacted, and for a reveal, not)."""
+    row = conn.execute(select(deliveries, connections.c.provider)
+                       .join(connections, connections.c.id == deliveries.c.connection_id)
+                       .where(deliveries.c.id == delivery_id)).first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id!r}")
+    return row
+
+
 def record_state(ctx: ServiceContext, record_id: str) -> dict[str, Any]:
     """Our current belief about a record, shaped for comparison with a payload."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         return _record_summary(conn, resolve_record_id(conn, record_id))

@@ -19,7 +19,7 @@ from store.models import Command, Connection as ConnectionRow, Delivery, Failure
 from workbench.domain.redaction import redact_text
 from workbench.domain.taxonomy import CLOSED_STATES, Category, TriageState, can_triage, policy_for
 
-from . import audit
+from . import access, audit
 from .captures import Capture
 from .connections import ConnectionInfo
 from .context import ServiceContext
@@ -58,6 +58,7 @@ class FailureGroup:
 
 def groups(ctx: ServiceContext, *, open_only: bool = True, category: str | None = None) -> list[FailureGroup]:
     """Failures grouped by category, connection and fingerprint, largest first."""
+    access.require(ctx, "read")
     query = (select(failures.c.category, connections.c.name, failures.c.fingerprint, func.count(),
                     func.min(failures.c.message), func.min(failures.c.created_at), func.max(failures.c.created_at))
              .select_from(failures.outerjoin(connections, connections.c.id == failures.c.connection_id))
@@ -73,6 +74,7 @@ def groups(ctx: ServiceContext, *, open_only: bool = True, category: str | None 
 
 
 def failure_detail(ctx: ServiceContext, failure_id: str) -> dict[str, Any]:
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         row = _get(conn, failure_id)
         name = conn.execute(select(connections.c.name).where(connections.c.id == row.connection_id)).scalar()
@@ -100,22 +102,26 @@ def _require_note(note: str | None) -> str:
 
 
 def resolve(ctx: ServiceContext, failure_ids: Sequence[str], note: str, progress: Progress | None = None) -> TriageResult:
+    access.require(ctx, "triage")
     text = _require_note(note)
     return _each(ctx, failure_ids, progress, lambda conn, row: _close(conn, ctx, row, TriageState.RESOLVED, text))
 
 
 def ignore(ctx: ServiceContext, failure_ids: Sequence[str], note: str, progress: Progress | None = None) -> TriageResult:
+    access.require(ctx, "triage")
     text = _require_note(note)
     return _each(ctx, failure_ids, progress, lambda conn, row: _close(conn, ctx, row, TriageState.IGNORED, text))
 
 
 def reopen(ctx: ServiceContext, failure_ids: Sequence[str], note: str, progress: Progress | None = None) -> TriageResult:
+    access.require(ctx, "triage")
     text = _require_note(note)
     return _each(ctx, failure_ids, progress, lambda conn, row: _move(conn, ctx, row, TriageState.OPEN, text, "failure.reopen"))
 
 
 def assign(ctx: ServiceContext, failure_ids: Sequence[str], assignee: str, note: str | None = None,
            progress: Progress | None = None) -> TriageResult:
+    access.require(ctx, "triage")
     who = assignee.strip()
     if not who:
         raise ServiceError("an assignee is required")
@@ -131,6 +137,7 @@ def assign(ctx: ServiceContext, failure_ids: Sequence[str], assignee: str, note:
 
 
 def add_note(ctx: ServiceContext, failure_id: str, note: str) -> None:
+    access.require(ctx, "triage")
     text = _require_note(note)
     with writing(ctx.engine) as conn:
         row = _get(conn, failure_id)
@@ -143,6 +150,7 @@ def retry(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = No
     """Re-run each failure's event through ingest (as a replayed copy). Applied: resolved.
     Still failing: kept, back in review, with the new reason noted. A failed command goes back
     to the outbox for the dispatcher."""
+    access.require(ctx, "triage")
 
     def act(conn: Connection, row: Any) -> str:
         if row.state in {s.value for s in CLOSED_STATES}:
@@ -169,6 +177,7 @@ def replay_records(ctx: ServiceContext, failure_ids: Sequence[str], note: str | 
                    progress: Progress | None = None) -> TriageResult:
     """Replay each failure's record through the current mapping; resolve the failure when
     the record then leaves review."""
+    access.require(ctx, "replay")
     result = TriageResult()
     total = len(failure_ids)
     for index, failure_id in enumerate(failure_ids, start=1):

@@ -23,7 +23,7 @@ from workbench.vault import (
     vault_path,
 )
 
-from . import audit
+from . import access, audit
 from .context import ServiceContext, utc_now
 from .errors import InvalidArgument, ServiceError
 
@@ -161,6 +161,7 @@ def remove_secret(vault: UnlockedVault, name: str) -> int:
 
 def reveal_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> str:
     """The current value of `name`, after an audit entry saying who revealed which version."""
+    access.require(ctx, "reveal")
     _check_name(name)
     current = _vault_call(lambda: vault.read().current(name))
     with writing(ctx.engine) as conn:

@@ -18,6 +18,7 @@ from workbench.domain.canonical import BoundaryProblem, NotCovered
 from workbench.domain.redaction import redact, redact_body, redact_text
 from workbench.domain.statuses import Status
 
+from . import access
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
 from .redaction_rules import provider_paths
@@ -47,6 +48,7 @@ class Vocabulary:
 
 
 def filter_vocabulary(ctx: ServiceContext) -> Vocabulary:
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         names = {row.name: row.id for row in conn.execute(select(connections.c.id, connections.c.name))}
         kinds = set()
@@ -170,6 +172,7 @@ def records_page(ctx: ServiceContext, flt: RecordFilter, *, after: tuple[str, ..
     external_id index (external ID order); a connection walks its references (kind, then
     external ID order), unless its status filter is rare enough to serve from the status
     index; anything else walks the primary key (internal ID order)."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         order = _order(conn, flt)
         if flt.problems:
@@ -344,6 +347,7 @@ def _delivery_side(ctx: ServiceContext, conn: DbConnection, delivery_id: str) ->
 
 def deliveries_pair(ctx: ServiceContext, left_id: str, right_id: str) -> DiffPair:
     """Two deliveries' raw payloads, redacted as `timeline.delivery_payload` shows them."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         return DiffPair(_delivery_side(ctx, conn, left_id), _delivery_side(ctx, conn, right_id))
 
@@ -351,6 +355,7 @@ def deliveries_pair(ctx: ServiceContext, left_id: str, right_id: str) -> DiffPai
 def delivery_against_state(ctx: ServiceContext, delivery_id: str, record_id: str) -> DiffPair:
     """What the current mapping makes of one delivery, against what we believe now: the
     provider's view of the record beside ours, in the same canonical shape."""
+    access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         row = conn.execute(select(deliveries.c.id, deliveries.c.body, deliveries.c.event_type,
                                   deliveries.c.verdict, connections.c.provider)

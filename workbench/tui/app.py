@@ -24,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
+from workbench.services.access import Role
 from workbench.services.context import ServiceContext
 
 from .commands import WorkbenchCommands
@@ -99,6 +100,9 @@ class WorkbenchApp(App[None]):
         a fixed `clock` make screenshots reproducible."""
         super().__init__()
         self.ctx = ctx
+        # The actor's role as the screens last looked it up (in their fetch workers): what
+        # the footer and the palette offer. None until the first fetch: nothing beyond reading.
+        self.role: Role | None = None
         self.refresh_interval = refresh_interval
         self._clock = clock or (lambda: ctx.clock().astimezone())
         self.cursor_blink = cursor_blink

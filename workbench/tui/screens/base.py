@@ -9,6 +9,12 @@ a worker is one line on screen (see ..errors); the screen stays up.
 A store opened read-only shows a banner on every screen; each screen names its WRITES (the
 actions that change the store), which are then hidden from the footer and the palette, and
 refused with one line if reached.
+
+Roles work the same way: each screen says which access action (services.access.LEAST_ROLE)
+each of its actions NEEDS. What the actor's role may not do is hidden from the footer and the
+palette; its key, or the action reached any other way, is refused by the service's own check
+(one line, and an audit entry). The role is looked up with every fetch, in the worker thread
+(remembered for a couple of seconds by services.access), never on the UI thread.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from workbench.services import access
 from workbench.services.context import ServiceContext
 
 from ..errors import describe_error
@@ -48,6 +55,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
     HELP: ClassVar[str] = ""
     LIVE: ClassVar[bool] = True  # follow the store on the app's refresh timer
     WRITES: ClassVar[frozenset[str]] = frozenset()  # actions that change the store
+    NEEDS: ClassVar[dict[str, str]] = {}  # action -> the access action it takes ("triage", "reveal"...)
 
     BINDINGS = [
         Binding("escape", "back", "Back", show=False),
@@ -64,6 +72,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         self._fetch_seconds = 0.0  # how long the last fetch took
         self._fetch_ended = 0.0
         self._last_failure: str | None = None
+        self._denied = False  # the last fetch was refused by the role check: no live refresh
         self.loaded_once = False
 
     @property
@@ -143,12 +152,19 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         worker = get_current_worker()
         try:
             data = self.fetch(request)
+            role = access.role_of(self.ctx, cached=True)  # what the footer may offer, looked up here
         except Exception as exc:  # shown on screen; the app keeps running
             if not worker.is_cancelled:
                 self._post(self._failed, exc)
             return
         if not worker.is_cancelled:
+            self._post(self._role_known, role)
             self._post(self._loaded, data)
+
+    def _role_known(self, role: access.Role | None) -> None:
+        if role != self.wb.role:
+            self.wb.role = role
+            self.refresh_bindings()
 
     def _post(self, callback: Any, *args: Any, **kwargs: Any) -> None:
         """From a worker thread: run `callback` on the UI thread (and wait for it)."""
@@ -161,7 +177,10 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         """For the live-refresh timer: a screen whose fetch is slow (a 10,000-entry timeline,
         a remote database) refreshes less often, so following the store never eats the UI."""
         wait = max(interval, 5 * self._fetch_seconds)
-        return self.loaded_once and not self._loading and time.monotonic() - self._fetch_ended >= wait
+        # Refused (a role revoked meanwhile): retried on ctrl+r only, not every few seconds into
+        # the audit trail.
+        return (self.loaded_once and not self._loading and not self._denied
+                and time.monotonic() - self._fetch_ended >= wait)
 
     def _loaded(self, data: Data) -> None:
         self._note_fetch_time()
@@ -170,6 +189,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
             return
         self.loaded_once = True
         self._last_failure = None
+        self._denied = False
         self.show(data)
         self.status.set_refreshed(f"refreshed {clock_time(self.wb.now())}")
         self._next()
@@ -186,6 +206,7 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         self._loading = False
         if not self.is_attached:
             return
+        self._denied = isinstance(exc, access.AccessDenied)
         self.load_failed(exc)
         self.status.set_refreshed("refresh failed", failed=True)
         message = f"Could not load {self.WHERE}: {describe_error(exc)}"
@@ -214,7 +235,32 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
             return False
         if action in self.WRITES and self.ctx.read_only:
             return False  # hidden from the footer and the palette; on_key says why
+        needed = self.needs(action, parameters)
+        if needed is not None and not access.permits(self.wb.role, needed):
+            return False  # the same; on_key has the service refuse it
         return True
+
+    def needs(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        """The access action `action` takes (None: only reading what is on screen)."""
+        return self.NEEDS.get(action)
+
+    def denied(self, needed: str | None) -> bool:
+        """Whether the actor's role (as last looked up) may not take `needed`; then the
+        service's check runs in a worker, which records the refusal and says it in one line."""
+        if needed is None or access.permits(self.wb.role, needed):
+            return False
+        self.run_worker(lambda: self._refuse(needed), thread=True, group="action", exit_on_error=False)
+        return True
+
+    def _refuse(self, needed: str) -> None:
+        try:
+            access.require(self.ctx, needed)
+        except Exception as exc:  # AccessDenied (or the store failing): one line
+            self._post(self.notify, describe_error(exc), severity="warning", markup=False)
+            return
+        # Granted meanwhile: show the key again, to be pressed again.
+        self._post(self._role_known, access.role_of(self.ctx))
+        self._post(self.notify, "your role allows this now: press the key again", markup=False)
 
     def refused(self, what: str) -> bool:
         """Whether a write is refused because the store is read-only (then one line says so)."""
@@ -224,15 +270,21 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
         return self.ctx.read_only
 
     def on_key(self, event: events.Key) -> None:
-        # A write's key on a read-only store: its binding is switched off (check_action), so
-        # the key arrives here instead of doing nothing in silence.
-        if not self.ctx.read_only or isinstance(self.focused, Input):  # in a text field a letter is text
+        # A write's key on a read-only store, or an action the role may not take: its binding
+        # is switched off (check_action), so the key arrives here instead of doing nothing in
+        # silence.
+        if isinstance(self.focused, Input):  # in a text field a letter is text
             return
         for binding in type(self).BINDINGS:
-            if (isinstance(binding, Binding) and event.key in binding.key.split(",")
-                    and binding.action.split("(")[0] in self.WRITES):
+            if not isinstance(binding, Binding) or event.key not in binding.key.split(","):
+                continue
+            name, parameters = _parsed(binding.action)
+            if self.ctx.read_only and name in self.WRITES:
                 event.stop()
                 self.refused(binding.description or binding.action)
+                return
+            if self.denied(self.needs(name, parameters)):
+                event.stop()
                 return
 
     def action_back(self) -> None:
@@ -251,3 +303,12 @@ class WorkbenchScreen(Screen[None], Generic[Data]):
             self.set_focus(inputs.first())
         else:
             self.app.bell()
+
+
+def _parsed(action: str) -> tuple[str, tuple[object, ...]]:
+    """"act('replay')" -> ("act", ("replay",)), as Textual passes them to check_action."""
+    name, _, rest = action.partition("(")
+    if not rest:
+        return name, ()
+    parameters = tuple(part.strip().strip("'\"") for part in rest.rstrip(")").split(",") if part.strip())
+    return name, parameters

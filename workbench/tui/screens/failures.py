@@ -83,6 +83,7 @@ class FailuresScreen(TableScreen[list[dict[str, Any]]]):
     EMPTY = "no open failures left in this group"
     MARKABLE = True
     WRITES = frozenset({"act"})
+    NEEDS = {"act": "triage"}  # and act('replay'): "replay" (see needs)
     HELP = """The open failures of one group. Space marks a failure, * marks all (or none); actions
 apply to the marked failures, or to the one under the cursor:
 
@@ -202,9 +203,14 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
         current = table.current_row
         return [current.key] if current is not None else []
 
+    def needs(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        if action == "act" and parameters == ("replay",):
+            return "replay"
+        return super().needs(action, parameters)
+
     def action_act(self, name: str) -> None:
         action = ACTIONS[name]
-        if self.refused(action.verb):
+        if self.refused(action.verb) or self.denied(self.needs("act", (name,))):
             return
         if self.running:
             self.notify(f"{self.running} is still running", severity="warning")

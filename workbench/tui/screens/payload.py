@@ -10,11 +10,14 @@ from rich.markup import escape
 from textual.binding import Binding
 
 from workbench.domain.redaction import MASK, is_sensitive_key
-from workbench.services import timeline
+from workbench.services import payload_reveal, timeline
 from workbench.services.context import ServiceContext
 from workbench.services.views import pretty_json
 
+from ..errors import describe_error
 from .document import Document, DocumentScreen
+
+REVEALED_NOTE = "UNREDACTED: revealed by you, recorded in the audit trail; Escape or ctrl+r hides it again"
 
 
 def headers_text(headers: Any) -> str:
@@ -35,7 +38,7 @@ def headers_text(headers: Any) -> str:
     return "{\n" + ",\n".join(lines) + "\n}"
 
 
-def payload_document(payload: dict[str, Any]) -> Document:
+def payload_document(payload: dict[str, Any], revealed: payload_reveal.RevealedPayload | None = None) -> Document:
     what = payload.get("event_type") or "unparsed body"
     verdict = payload["verdict"] + (f" ({payload['reason']})" if payload.get("reason") else "")
     transition = payload.get("transition")
@@ -47,11 +50,15 @@ def payload_document(payload: dict[str, Any]) -> Document:
     event = str(payload.get("provider_event_id") or "-")
     summary = (f"[b]{escape(payload['id'])}[/b] · {escape(what)} · event {escape(event)}\n"
                f"verdict [b]{escape(verdict)}[/b] · {escape(mapped)}")
+    if revealed is not None:
+        summary += f"\n[b]{escape(REVEALED_NOTE)}[/b]"
+        payload = {**payload, "body": revealed.body, "body_is_json": revealed.body_is_json}
     doc = Document(summary)
     body = payload["body"]
     doc.section("── body" + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
                 pretty_json(body) if payload.get("body_is_json") else str(body))
-    doc.section("── headers ──", headers_text(payload["headers"]))
+    doc.section("── headers ──", pretty_json(revealed.headers) if revealed is not None
+                else headers_text(payload["headers"]))
     if transition:
         doc.section("── mapping result ──", pretty_json(transition))
     return doc
@@ -61,17 +68,40 @@ class PayloadScreen(DocumentScreen):
     WHERE = "Payload"
     HELP = """One delivery exactly as received (redacted: secrets never show): the body, pretty-printed,
 then the headers and what the mapping made of it (mapping version, from -> to, verdict).
-d compares this delivery with the record's current state."""
+d compares this delivery with the record's current state. r reveals the body unredacted
+(the operator role; the audit trail records who revealed which delivery, never the value);
+Escape or ctrl+r hides it again."""
 
-    BINDINGS = [Binding("d", "diff", "Diff vs state")]
+    BINDINGS = [Binding("d", "diff", "Diff vs state"), Binding("r", "reveal", "Reveal")]
+    WRITES = frozenset({"reveal"})  # its audit entry: no reveal from a read-only store
+    NEEDS = {"reveal": "reveal"}
 
     def __init__(self, delivery_id: str, record_id: str | None = None) -> None:
         super().__init__(f"delivery {delivery_id}", self._load)
         self.delivery_id = delivery_id
         self.record_id = record_id
+        self.payload: dict[str, Any] | None = None  # as loaded (redacted), set by the fetch worker
 
     def _load(self, ctx: ServiceContext) -> Document:
-        return payload_document(timeline.delivery_payload(ctx, self.delivery_id))
+        self.payload = timeline.delivery_payload(ctx, self.delivery_id)
+        return payload_document(self.payload)
+
+    def action_reveal(self) -> None:
+        if self.refused("Reveal") or self.denied("reveal"):
+            return
+        if self.payload is None:  # not loaded yet: nothing on screen to reveal
+            self.app.bell()
+            return
+        payload = self.payload
+        self.run_worker(lambda: self._reveal(payload), thread=True, group="action", exit_on_error=False)
+
+    def _reveal(self, payload: dict[str, Any]) -> None:
+        try:
+            revealed = payload_reveal.reveal_payload(self.ctx, self.delivery_id)
+        except Exception as exc:  # refused, or the store failing: one line, the redacted view stays
+            self._post(self.notify, f"Reveal failed: {describe_error(exc)}", severity="error", markup=False)
+            return
+        self._post(self.show, payload_document(payload, revealed))
 
     def action_diff(self) -> None:
         if self.record_id is None:

@@ -40,6 +40,7 @@ class ProvidersScreen(TableScreen[list[ConnectionHealth]]):
     COLUMNS = COLUMNS
     EMPTY = "no connections yet: add one with `workbench connection add`"
     WRITES = frozenset({"pause"})
+    NEEDS = {"pause": "pause"}
     HELP = """Every connection with its health at a glance.
 
 Last event: when the newest delivery arrived (age). Ev/h: deliveries in the hour up to the
@@ -116,7 +117,7 @@ The panel below the table breaks the open failures down by category."""
             self.wb.open_errors(item.name)
 
     def action_pause(self) -> None:
-        if self.refused("Pause/resume"):
+        if self.refused("Pause/resume") or self.denied("pause"):
             return
         item = self.current(ConnectionHealth)
         if item is None:

@@ -48,6 +48,8 @@ of it; other entries show their details. Space marks deliveries; d diffs the two
 deliveries, or the delivery under the cursor against the record's current state. t on a
 failure opens it for triage: retry, replay, resolve or ignore with a note, assign."""
 
+    NEEDS = {"triage": "triage"}  # the failures it opens are for acting on
+
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("space", "mark", "Mark"),
@@ -161,6 +163,8 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
     def action_triage(self) -> None:
         """Act on the failure under the cursor (resolve, ignore, retry, ...), without leaving
         the record's story for the error queue."""
+        if self.denied("triage"):
+            return
         entry = self._entry()
         if entry is None or entry.kind != "failure" or self.record is None:
             self.notify("Put the cursor on a failure to triage it", severity="warning")
