@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection as DbConnection, select, update
 
@@ -20,6 +20,9 @@ from workbench.domain.redaction import redact, redact_text
 from . import audit
 from .context import ServiceContext
 from .errors import InvalidArgument, NotFound, ServiceError
+
+if TYPE_CHECKING:
+    from .payload_crypto import Vaults
 
 connections = Connection.__table__
 versions = ConnectionVersion.__table__
@@ -74,8 +77,9 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
     return info
 
 
-def set_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> ConnectionInfo:
-    return change_paused(ctx, name, paused, reason).connection
+def set_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None,
+               vaults: Vaults | None = None) -> ConnectionInfo:
+    return change_paused(ctx, name, paused, reason, vaults).connection
 
 
 @dataclass(frozen=True)
@@ -84,10 +88,12 @@ class PauseChange:
     applied: Counter[str]  # on resume: the held deliveries applied, per verdict
 
 
-def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> PauseChange:
+def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None,
+                  vaults: Vaults | None = None) -> PauseChange:
     """Pause or resume a connection. Resuming applies the deliveries ingested while it was
     paused (held), in the same transaction, audited; resuming an active connection applies any
-    still held (an ingest that began before the resume holds its deliveries to the end)."""
+    still held (an ingest that began before the resume holds its deliveries to the end).
+    Held deliveries of a connection that encrypts its payloads need its vault in `vaults`."""
     with writing(ctx.engine) as conn:
         before = _get(conn, name, for_update=True)
         after = before
@@ -103,7 +109,7 @@ def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | No
         if not paused:
             from .held import apply_held  # held -> ingest -> connections: imported when needed
 
-            applied = apply_held(conn, ctx, after)
+            applied = apply_held(conn, ctx, after, vaults or {})
             if applied:
                 audit.append(conn, ctx, "connection.apply_held", "connection", before.id,
                              after={"counts": dict(applied)}, reason=reason)
