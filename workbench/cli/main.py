@@ -18,6 +18,7 @@ from . import (
     history_commands,
     ingest_command,
     list_commands,
+    retention_commands,
     store_commands,
     vault_commands,
 )
@@ -51,7 +52,7 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
-               history_commands, vault_commands):
+               history_commands, vault_commands, retention_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

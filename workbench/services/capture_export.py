@@ -82,9 +82,9 @@ def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes], *
     reader = BodyReader(vaults)
     written = left_out = 0
     with reading(ctx.engine) as conn:
-        if connection.environment not in vaults and conn.execute(
-                select(deliveries.c.id).where(deliveries.c.connection_id == connection.id,
-                                              deliveries.c.body_key_version.is_not(None)).limit(1)).first():
+        if conn.execute(select(deliveries.c.id).where(deliveries.c.connection_id == connection.id,
+                                                      deliveries.c.body_key_version.is_not(None)).limit(1)).first() \
+                and vaults.get(connection.environment) is None:
             raise PayloadLocked(f"{connection.name}'s bodies are encrypted: "
                                 f"{locked_message(connection.environment).split(': ', 1)[1]}; nothing was exported")
         for partition in conn.execution_options(yield_per=PAGE).execute(query).partitions():

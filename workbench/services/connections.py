@@ -53,7 +53,8 @@ def _info(row: Any) -> ConnectionInfo:
 
 
 def add_connection(ctx: ServiceContext, name: str, provider: str, environment: str = "sandbox",
-                   reason: str | None = None) -> ConnectionInfo:
+                   reason: str | None = None, settings: dict[str, Any] | None = None) -> ConnectionInfo:
+    """A new connection (version 1); `settings`: keys added to the defaults (payload settings)."""
     if not VALID_NAME.fullmatch(name):
         shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "..."  # repr: control characters escaped
         raise InvalidArgument(f"connection name {shown} is not allowed: use {NAME_RULE}")
@@ -65,7 +66,7 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
         raise ServiceError(str(exc)) from None
     now = ctx.clock()
     info = ConnectionInfo(ctx.ids.new("con"), name, provider, environment, False, 1,
-                          {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}})
+                          {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}, **(settings or {})})
     with writing(ctx.engine) as conn:
         if conn.execute(select(connections.c.id).where(connections.c.name == name)).first():
             raise ServiceError(f"a connection named {name!r} already exists")
