@@ -14,6 +14,7 @@ from workbench.services import timeline
 from workbench.services.context import ServiceContext
 from workbench.services.views import pretty_json
 
+from ..vaults import unlocked_vaults
 from .document import Document, DocumentScreen
 
 
@@ -49,8 +50,13 @@ def payload_document(payload: dict[str, Any]) -> Document:
                f"verdict [b]{escape(verdict)}[/b] · {escape(mapped)}")
     doc = Document(summary)
     body = payload["body"]
-    doc.section("── body" + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
-                pretty_json(body) if payload.get("body_is_json") else str(body))
+    state = payload.get("body_state")
+    if state in ("locked", "purged"):  # no body to show: the service says why (and when, if purged)
+        doc.section(f"── body ({'encrypted, vault locked' if state == 'locked' else 'purged'}) ──", str(body))
+    else:
+        doc.section("── body" + (" (encrypted at rest)" if state == "encrypted" else "")
+                    + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
+                    pretty_json(body) if payload.get("body_is_json") else str(body))
     doc.section("── headers ──", headers_text(payload["headers"]))
     if transition:
         doc.section("── mapping result ──", pretty_json(transition))
@@ -71,7 +77,7 @@ d compares this delivery with the record's current state."""
         self.record_id = record_id
 
     def _load(self, ctx: ServiceContext) -> Document:
-        return payload_document(timeline.delivery_payload(ctx, self.delivery_id))
+        return payload_document(timeline.delivery_payload(ctx, self.delivery_id, unlocked_vaults(self.app)))
 
     def action_diff(self) -> None:
         if self.record_id is None:
