@@ -219,14 +219,19 @@ def test_capture_export_and_replay_with_the_vault_unlocked_use_the_original_byte
     assert result.exit_code == 0 and orjson.loads(result.stdout)["changes"] == []
 
 
-def test_new_bodies_use_the_newest_key_version_and_old_ones_still_open(ctx, vaults, sandbox):
+def test_new_bodies_use_the_newest_key_version_and_old_ones_still_open(db_url, ctx, vaults, sandbox):
     connection_id = encrypted_connection(ctx, vaults)
     bodies = events(4)
     ingest(ctx, "acme", captures_of(bodies[:2]), vaults=vaults)
     assert new_key_version(sandbox, connection_id) == 2
-    ingest(ctx, "acme", captures_of(bodies[2:], start=10), vaults=vaults)
+    ingest(ctx, "acme", captures_of(bodies[2:3], start=10), vaults=vaults)
+    result = wb(db_url, "connection", "rotate-payload-key", "acme", "--reason", "yearly rotation")
+    assert result.exit_code == 0 and "version 3" in result.stdout
+    one_line_error(wb(db_url, "connection", "rotate-payload-key", "acme", "--reason", "x", passphrase=None),
+                   "needs the sandbox vault")
+    ingest(ctx, "acme", captures_of(bodies[3:], start=20), vaults=vaults)
     rows = stored_bodies(ctx)
-    assert sorted(row.body_key_version for row in rows) == [1, 1, 2, 2]
+    assert sorted(row.body_key_version for row in rows) == [1, 1, 2, 3]
     out = io.BytesIO()
     export_captures(ctx, "acme", out, redacted=False, vaults=vaults)
     assert [orjson.loads(line)["body"].encode() for line in out.getvalue().splitlines()] == bodies

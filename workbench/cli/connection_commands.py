@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from workbench.services import connections
-from workbench.services.payload_settings import MAX_RAW_DAYS, PayloadChange, add_with_payload_settings, set_payload_settings
+from workbench.services.payload_settings import (
+    MAX_RAW_DAYS,
+    PayloadChange,
+    add_with_payload_settings,
+    rotate_payload_key,
+    set_payload_settings,
+)
 
 from .output import json_array, table
 from .support import State, pass_state
@@ -98,6 +104,16 @@ def connection_set(state: State, name: str, encrypt: bool | None, retain_raw: in
     click.echo(f"{info.name} set (version {info.version}): payloads "
                f"{'encrypted' if isinstance(payloads, dict) and payloads.get('encrypt') else 'plain'}, raw bodies "
                f"{f'kept {days} days' if days else 'kept forever'}")
+
+
+@connection.command("rotate-payload-key")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@pass_state
+def connection_rotate_payload_key(state: State, name: str, reason: str) -> None:
+    """Give NAME's payload data key a new version: new bodies use it, older ones keep theirs."""
+    version = rotate_payload_key(state.ctx, name, reason, CommandVaults())
+    click.echo(f"{name}: new raw bodies are encrypted under version {version} of its data key")
 
 
 COMMANDS = (connection,)

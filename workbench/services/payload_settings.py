@@ -8,11 +8,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import access
+from store.database import writing
+
+from . import access, audit
 from .connections import ConnectionInfo, add_connection, get_connection, update_settings
 from .context import ServiceContext
-from .errors import InvalidArgument
-from .payload_crypto import NO_VAULTS, PASSPHRASE_ENV, PayloadLocked, Vaults, encrypts, ensure_data_key
+from .errors import InvalidArgument, ServiceError
+from .payload_crypto import (
+    NO_VAULTS,
+    PASSPHRASE_ENV,
+    PayloadLocked,
+    Vaults,
+    data_key_name,
+    encrypts,
+    ensure_data_key,
+    new_key_version,
+)
 
 MAX_RAW_DAYS = 36_500  # a hundred years: past that, "keep forever" says it better
 
@@ -79,6 +90,27 @@ def set_payload_settings(ctx: ServiceContext, name: str, change: PayloadChange, 
     if change.encrypt and not encrypts(current.settings):
         ensure_data_key(_vault_for_key(vaults, current.environment, name), current.id, ctx.clock())
     return update_settings(ctx, name, change.apply, "connection.set", reason)
+
+
+def rotate_payload_key(ctx: ServiceContext, name: str, reason: str, vaults: Vaults = NO_VAULTS) -> int:
+    """A new version of the connection's data key: new bodies are sealed under it, older ones
+    keep opening with theirs. Audited ("connection.rotate_payload_key"); returns the version."""
+    access.require(ctx, "config")
+    if not reason.strip():
+        raise InvalidArgument("a reason is required: it is kept in the audit trail")
+    current = get_connection(ctx, name)
+    if not encrypts(current.settings):
+        raise ServiceError(f"{name} does not encrypt its payloads: `connection set {name} --encrypt-payloads` first")
+    vault = vaults.get(current.environment)
+    if vault is None:
+        raise PayloadLocked(f"rotating {name}'s data key needs the {current.environment} vault: set "
+                            f"{PASSPHRASE_ENV}, or run on a terminal to be asked; nothing was changed")
+    version = new_key_version(vault, current.id, ctx.clock())
+    with writing(ctx.engine) as conn:
+        audit.append(conn, ctx, "connection.rotate_payload_key", "connection", current.id,
+                     after={"secret": data_key_name(current.id), "environment": current.environment,
+                            "version": version}, reason=reason)
+    return version
 
 
 def add_with_payload_settings(ctx: ServiceContext, name: str, provider: str, environment: str,
