@@ -34,8 +34,8 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
