@@ -338,3 +338,23 @@ def test_credential_headers_are_stored_as_a_keyed_mac(ctx, audit_key_file: Path)
     with reading(ctx.engine) as conn:
         headers = conn.execute(select(deliveries.c.headers)).scalar_one()
     assert headers["authorization "] == stored["Authorization"] and "tok_live" not in orjson.dumps(headers).decode()
+
+
+def test_failures_retry_reruns_an_encrypted_event_with_the_vault_and_seals_its_copy(ctx, vaults):
+    from workbench.services import triage
+    from workbench.services.queries import iter_failures
+
+    encrypted_connection(ctx, vaults)
+    story = [pi_event("evt_1", "pi_1", "processing", CREATED, shipping={"name": CANARY}),
+             pi_event("evt_2", "pi_1", "succeeded", CREATED + 1),
+             pi_event("evt_3", "pi_1", "processing", CREATED + 2, shipping={"name": CANARY})]  # refused: a failure
+    ingest(ctx, "acme", captures_of([orjson.dumps(e) for e in story]), vaults=vaults)
+    (failure,) = list(iter_failures(ctx))
+    locked = triage.retry(ctx, [failure["id"]])
+    assert locked.done == [] and "this body is encrypted" in locked.skipped[0][1]
+    result = triage.retry(ctx, [failure["id"]], vaults=vaults)
+    assert result.messages[failure["id"]].startswith("retry: rejected")
+    with reading(ctx.engine) as conn:
+        copy = conn.execute(select(deliveries).where(deliveries.c.replay_of.is_not(None))).one()
+    assert copy.body_key_version == 1 and CANARY.encode() not in bytes(copy.body)
+    assert delivery_payload(ctx, copy.id, vaults)["body"]["id"] == "evt_3"
