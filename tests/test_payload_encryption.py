@@ -20,7 +20,7 @@ from store.database import reading, sqlite_file, writing
 from store.models import AuditEntry, Base, Delivery, Record
 from tests.support import T0, capture, capture_line, pi_event, table_counts
 from workbench.cli.main import cli
-from workbench.services import connections
+from workbench.services import connections, triage
 from workbench.services.capture_export import export_captures
 from workbench.services.context import ServiceContext
 from workbench.services.header_mac import derive_header_key, header_key
@@ -34,6 +34,7 @@ from workbench.services.payload_crypto import (
     new_key_version,
 )
 from workbench.services.payload_settings import PayloadChange, add_with_payload_settings, set_payload_settings
+from workbench.services.queries import iter_failures
 from workbench.services.replay import replay
 from workbench.services.timeline import delivery_payload
 from workbench.vault import KdfParams, UnlockedVault, create, vault_path
@@ -341,9 +342,6 @@ def test_credential_headers_are_stored_as_a_keyed_mac(ctx, audit_key_file: Path)
 
 
 def test_failures_retry_reruns_an_encrypted_event_with_the_vault_and_seals_its_copy(ctx, vaults):
-    from workbench.services import triage
-    from workbench.services.queries import iter_failures
-
     encrypted_connection(ctx, vaults)
     story = [pi_event("evt_1", "pi_1", "processing", CREATED, shipping={"name": CANARY}),
              pi_event("evt_2", "pi_1", "succeeded", CREATED + 1),
