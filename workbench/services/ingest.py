@@ -1,9 +1,11 @@
 """The ingest pipeline, the same for every source (file, webhook, poll, replay).
 
-Per batch, in one transaction: hash the raw bytes and mask credentials in the headers, parse,
+Per batch, in one transaction: hash the raw bytes and MAC credentials in the headers, parse,
 identify the event (provider ID or payload hash), drop duplicates, map, order against the
 record's watermark, apply through the state machine, and write everything in bulk, the raw
-deliveries first. A delivery that does not parse or map is still stored as received. A batch
+deliveries first (their bodies sealed under the connection's data key when it encrypts its
+payloads: see payload_crypto; everything above is computed from the plain bytes). A delivery
+that does not parse or map is still stored as received. A batch
 commits whole or not at all, so a process killed half-way leaves every delivery either fully
 ingested or not at all, and a re-run completes the rest.
 
