@@ -178,4 +178,5 @@ def test_cli_retention_run(db_url, ctx):
     again = wb(db_url, "retention", "run")
     assert "acme: purged 0 raw bodies" in again.stdout
     events = orjson.loads(wb(db_url, "events", "--json").stdout)
-    assert events[0]["verdict"] == "applied"  # the delivery and its verdict stay listed
+    assert events[0]["verdict"] == "applied" and events[0]["body_purged_at"]  # listed, saying the body went
+    assert events[0]["body_encrypted"] is False
