@@ -164,7 +164,9 @@ class Opener:
             return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], delivery_id.encode())
         except InvalidTag:
             raise PayloadKeyError(f"delivery {delivery_id}'s encrypted body does not open with version "
-                                  f"{version} of {self._name}: it was altered in the store") from None
+                                  f"{version} of {self._name}: the body was altered in the store, or the key "
+                                  "was removed from the vault and made again (restore the vault from a backup)"
+                                  ) from None
 
 
 @dataclass(frozen=True)
