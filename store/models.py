@@ -107,6 +107,11 @@ class Delivery:
         Column("mapping_version", String(100), nullable=True),
         Column("duplicate_of", ID, nullable=True),
         Column("replay_of", ID, nullable=True),
+        # What the body is now: NULL, the bytes as received; else sealed under version N of its
+        # connection's data key (services/payload_crypto). `body_purged_at`: when retention
+        # emptied it (the hash, identifiers and verdicts stay).
+        Column("body_key_version", Integer, nullable=True),
+        Column("body_purged_at", UTCDateTime, nullable=True),
         UniqueConstraint("connection_id", "dedupe_key", name="uq_deliveries_dedupe"),
         Index("uq_deliveries_capture", "connection_id", "capture_key", unique=True),
         Index("ix_deliveries_record", "record_id"),

@@ -128,8 +128,8 @@ def test_stored_bytes_equal_received_bytes_and_repeated_headers_are_kept(store_c
     pairs = by_body[EXACT_BODIES[0]]
     assert [name for name, _ in pairs] == ["X-Via", "X-Via", "Authorization", "Authorization"]
     assert pairs[:2] == [["X-Via", "edge-1"], ["X-Via", "edge-2"]]
-    assert pairs[2][1] != pairs[3][1] and all(v.startswith("[redacted] sha256:") for _, v in pairs[2:])
-    assert by_body[EXACT_BODIES[1]]["X-Api-Key"].startswith("[redacted] sha256:")
+    assert pairs[2][1] != pairs[3][1] and all(v.startswith("[redacted] hmac-sha256:") for _, v in pairs[2:])
+    assert by_body[EXACT_BODIES[1]]["X-Api-Key"].startswith("[redacted] hmac-sha256:")
     assert by_body[EXACT_BODIES[3]] == {"A": "1", "a": "2"}  # distinct names: an object
     # Every reader of the column copes with pairs: the payload view (redacted by name) ...
     with reading(ctx.engine) as conn:

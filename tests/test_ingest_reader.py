@@ -97,7 +97,7 @@ def _prepared(conversions: Codec) -> list[Any]:
               orjson.dumps({"id": "evt_4", "type": "charge.succeeded", "created": 1_793_534_403}),  # not covered
               b"not json"]
     return prepare(StripeAdapter(), conversions, [capture(body, headers={"Authorization": "Bearer x"})
-                                                  for body in bodies])
+                                                  for body in bodies], b"k" * 32)
 
 
 def test_wire_format_round_trips_builtins_through_marshal():

@@ -1,14 +1,26 @@
-"""Connections: add, list, pause, resume."""
+"""Connections: add, list, pause, resume, set."""
 
 from __future__ import annotations
 
 import click
 
 from workbench.services import connections
+from workbench.services.payload_settings import (
+    MAX_RAW_DAYS,
+    PayloadChange,
+    add_with_payload_settings,
+    rotate_payload_key,
+    set_payload_settings,
+)
 
 from .connection_config_commands import CONNECTION_COMMANDS
 from .output import json_array, table
 from .support import State, pass_state
+from .vault_access import CommandVaults
+
+retain_raw_option = click.option(
+    "--retain-raw", "retain_raw", type=click.IntRange(1, MAX_RAW_DAYS), metavar="DAYS",
+    help="Purge raw bodies older than DAYS when `workbench retention run` runs (default: keep forever).")
 
 
 @click.group()
@@ -21,10 +33,15 @@ def connection() -> None:
 @click.option("--provider", required=True)
 @click.option("--environment", type=click.Choice(["sandbox", "live"]), default="sandbox", show_default=True)
 @click.option("--reason", help="Why (kept in the connection's history and the audit trail).")
+@click.option("--encrypt-payloads", is_flag=True,
+              help="Encrypt raw bodies at rest with a data key kept in the environment's vault.")
+@retain_raw_option
 @pass_state
-def connection_add(state: State, name: str, provider: str, environment: str, reason: str | None) -> None:
+def connection_add(state: State, name: str, provider: str, environment: str, reason: str | None,
+                   encrypt_payloads: bool, retain_raw: int | None) -> None:
     """Add a connection (NAME: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)."""
-    info = connections.add_connection(state.ctx, name, provider, environment, reason)
+    change = PayloadChange(encrypt=True if encrypt_payloads else None, raw_days=retain_raw)
+    info = add_with_payload_settings(state.ctx, name, provider, environment, reason, change, CommandVaults())
     click.echo(f"added connection {info.name} ({info.provider}, {info.environment}) as {info.id}")
 
 
@@ -58,13 +75,46 @@ def connection_pause(state: State, name: str, reason: str) -> None:
 @pass_state
 def connection_resume(state: State, name: str, reason: str) -> None:
     """Resume a paused connection."""
-    change = connections.change_paused(state.ctx, name, False, reason)
+    change = connections.change_paused(state.ctx, name, False, reason, CommandVaults())
     info = change.connection
     click.echo(f"{info.name} resumed (version {info.version})")
     if change.applied:
         applied = ", ".join(f"{count} {verdict}" for verdict, count in sorted(change.applied.items()))
         click.echo(f"applied {sum(change.applied.values())} deliveries held while paused: {applied}")
 
+
+@connection.command("set")
+@click.argument("name")
+@click.option("--encrypt-payloads/--no-encrypt-payloads", "encrypt", default=None,
+              help="Encrypt new raw bodies at rest (the data key goes into the environment's vault), or stop.")
+@retain_raw_option
+@click.option("--keep-raw-forever", is_flag=True, help="Never purge raw bodies (the default).")
+@click.option("--reason", required=True, help="Why (kept in the connection's history and the audit trail).")
+@pass_state
+def connection_set(state: State, name: str, encrypt: bool | None, retain_raw: int | None, keep_raw_forever: bool,
+                   reason: str) -> None:
+    """Change how connection NAME keeps its raw bodies (a new version)."""
+    change = PayloadChange(encrypt=encrypt, raw_days=retain_raw, keep_forever=keep_raw_forever)
+    before = connections.get_connection(state.ctx, name)
+    info = set_payload_settings(state.ctx, name, change, reason, CommandVaults())
+    if info.version == before.version:
+        click.echo(f"{info.name} unchanged (version {info.version})")
+        return
+    payloads, retention = info.settings.get("payloads", {}), info.settings.get("retention", {})
+    days = retention.get("raw_days") if isinstance(retention, dict) else None
+    click.echo(f"{info.name} set (version {info.version}): payloads "
+               f"{'encrypted' if isinstance(payloads, dict) and payloads.get('encrypt') else 'plain'}, raw bodies "
+               f"{f'kept {days} days' if days else 'kept forever'}")
+
+
+@connection.command("rotate-payload-key")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@pass_state
+def connection_rotate_payload_key(state: State, name: str, reason: str) -> None:
+    """Give NAME's payload data key a new version: new bodies use it, older ones keep theirs."""
+    version = rotate_payload_key(state.ctx, name, reason, CommandVaults())
+    click.echo(f"{name}: new raw bodies are encrypted under version {version} of its data key")
 
 for _command in CONNECTION_COMMANDS:  # show, diff, export, import, secret ...
     connection.add_command(_command)

@@ -10,6 +10,7 @@ from workbench.services import queries, triage
 
 from .output import json_array, json_value, progress_line, table
 from .support import EXIT_PARTIAL, State, pass_state
+from .vault_access import CommandVaults
 
 
 @click.group(invoke_without_command=True)
@@ -97,7 +98,7 @@ def failures_reopen(state: State, failure_ids: tuple[str, ...], note: str) -> No
 @pass_state
 def failures_retry(state: State, failure_ids: tuple[str, ...], note: str | None) -> None:
     """Re-run each failure's event through ingest."""
-    _report(triage.retry(state.ctx, list(failure_ids), note, _progress))
+    _report(triage.retry(state.ctx, list(failure_ids), note, _progress, CommandVaults()))
 
 
 @failures.command("replay")
@@ -106,7 +107,7 @@ def failures_retry(state: State, failure_ids: tuple[str, ...], note: str | None)
 @pass_state
 def failures_replay(state: State, failure_ids: tuple[str, ...], note: str | None) -> None:
     """Replay each failure's record through the current mapping."""
-    _report(triage.replay_records(state.ctx, list(failure_ids), note, _progress))
+    _report(triage.replay_records(state.ctx, list(failure_ids), note, _progress, CommandVaults()))
 
 
 @failures.command("assign")

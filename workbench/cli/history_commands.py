@@ -13,6 +13,7 @@ from workbench.services.timeline import load_timeline
 
 from .output import atomic_output, end_progress, json_value, progress_line
 from .support import EXIT_AUDIT_BROKEN, State, pass_state
+from .vault_access import CommandVaults
 
 
 @click.command()
@@ -40,13 +41,19 @@ def timeline(state: State, record_ref: str, as_json: bool) -> None:
 @pass_state
 def replay(state: State, connection_name: str | None, record_ref: str | None, dry_run: bool, as_json: bool) -> None:
     """Re-run stored raw events through the current mapping."""
-    report = replay_service.replay(state.ctx, connection=connection_name, record=record_ref, dry_run=dry_run,
-                                   progress=lambda n: progress_line(f"examined {n:,} records"))
-    end_progress()
+    try:
+        report = replay_service.replay(state.ctx, connection=connection_name, record=record_ref, dry_run=dry_run,
+                                       progress=lambda n: progress_line(f"examined {n:,} records"),
+                                       vaults=CommandVaults())
+    finally:
+        end_progress()
     if as_json:
         json_value({"dry_run": dry_run, "examined": report.examined,
-                    "changes": [c.as_dict() for c in report.changes]})
+                    "changes": [c.as_dict() for c in report.changes],
+                    "skipped": [{"record_id": record_id, "why": why} for record_id, why in report.skipped]})
         return
+    for record_id, why in report.skipped:
+        click.echo(f"{record_id}: not replayed: {why}", err=True)
     verb = "would change" if dry_run else "changed"
     for change in map(replay_service.ReplayChange.as_dict, report.changes):  # as_dict: redacted
         fields = change["changed_fields"]

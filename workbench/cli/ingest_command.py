@@ -15,6 +15,7 @@ from workbench.services.ingest_run import run_ingest
 from .output import end_progress, progress_line
 from .settings import reader_process_wanted
 from .support import EXIT_PARTIAL, State, fail, pass_state
+from .vault_access import CommandVaults
 
 
 @click.command()
@@ -37,7 +38,7 @@ def ingest(state: State, name: str, file: str, batch_size: int | None) -> None:
     with stream:
         try:
             run = run_ingest(ctx, name, CaptureReader(stream), source="stdin" if file == "-" else str(Path(file).resolve()),
-                             batch_size=batch_size, reader_process=reader_process_wanted(),
+                             batch_size=batch_size, reader_process=reader_process_wanted(), vaults=CommandVaults(),
                              progress=lambda r: progress_line(f"ingested {r.total:,} deliveries"))
         finally:
             end_progress()

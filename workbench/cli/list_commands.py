@@ -9,6 +9,7 @@ from workbench.services.capture_export import export_captures
 
 from .output import atomic_output, json_array, table
 from .support import State, pass_state
+from .vault_access import CommandVaults
 
 
 @click.command()
@@ -46,7 +47,9 @@ def events(state: State, connection_name: str | None, record_id: str | None, as_
             raise click.UsageError("--captures needs --connection NAME (and neither --record nor --json)")
         with atomic_output(output) as out:
             count = export_captures(state.ctx, connection_name, out, destination=output or "stdout",
-                                    redacted=not exact)
+                                    redacted=not exact, vaults=CommandVaults(),
+                                    purged=lambda n: click.echo(f"{n} deliveries left out: their bodies were "
+                                                                "purged by retention", err=True))
         if output:
             click.echo(f"wrote {count} capture lines to {output}", err=True)
         return

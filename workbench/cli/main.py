@@ -19,6 +19,7 @@ from . import (
     history_commands,
     ingest_command,
     list_commands,
+    retention_commands,
     store_commands,
     vault_commands,
 )
@@ -52,7 +53,7 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
-               history_commands, vault_commands, access_commands):
+               history_commands, vault_commands, access_commands, retention_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -9,11 +9,16 @@ by a retry are not exported: they repeat their original's capture.
 Exports go through redaction like every display unless exact bytes are asked for
 (`redacted=False`: the point of a capture file meant for re-ingest or replay elsewhere); either
 way each export is an audited act, saying which it was.
+
+Bodies encrypted at rest are exported as the plain bytes they were received as (the vault must
+be unlocked; checked before anything is written). Bodies purged by retention are left out:
+there is nothing to re-ingest; the audit entry counts them.
 """
 
 from __future__ import annotations
 
 from base64 import b64encode
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
@@ -21,15 +26,17 @@ import orjson
 from sqlalchemy import select
 
 from store.database import reading, writing
-from store.models import Delivery
+from store.models import Connection as ConnectionRow, Delivery
 from workbench.domain.redaction import PathTree, redact, redact_headers, redact_text
 
 from . import access, audit
 from .connections import get_connection
 from .context import ServiceContext
+from .payload_crypto import NO_VAULTS, BodyReader, PayloadLocked, Vaults, locked_message
 from .redaction_rules import provider_paths
 
 deliveries = Delivery.__table__
+connections = ConnectionRow.__table__
 
 PAGE = 1000
 
@@ -58,23 +65,45 @@ def capture_line(received_at: datetime, headers: Any, body: bytes, *, redacted: 
 
 
 def export_captures(ctx: ServiceContext, connection_name: str, out: IO[bytes], *,
-                    destination: str = "a stream", redacted: bool = False) -> int:
+                    destination: str = "a stream", redacted: bool = False, vaults: Vaults = NO_VAULTS,
+                    purged: Callable[[int], None] | None = None) -> int:
     """Write the connection's received deliveries as capture lines, in receipt order, and audit
     the export (`destination`: where they went, for the audit entry); returns how many.
-    The exact bytes (not `redacted`) show what redaction hides: that is a reveal."""
+    The exact bytes (not `redacted`) show what redaction hides: that is a reveal.
+    Encrypted bodies need the connection's vault in `vaults` (PayloadLocked, nothing written);
+    purged ones are left out, and `purged` is told how many."""
     access.require(ctx, "read" if redacted else "reveal")
     connection = get_connection(ctx, connection_name)
-    query = (select(deliveries.c.received_at, deliveries.c.headers, deliveries.c.body)
+    query = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.received_at, deliveries.c.headers,
+                    deliveries.c.body, deliveries.c.body_key_version, deliveries.c.body_purged_at,
+                    connections.c.environment)
+             .join(connections, connections.c.id == deliveries.c.connection_id)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.replay_of.is_(None))
              .order_by(deliveries.c.received_at, deliveries.c.id))
     paths = provider_paths(ctx, connection.provider) if redacted else None
-    written = 0
+    reader = BodyReader(vaults)
+    written = left_out = 0
     with reading(ctx.engine) as conn:
+        if conn.execute(select(deliveries.c.id).where(deliveries.c.connection_id == connection.id,
+                                                      deliveries.c.body_key_version.is_not(None)).limit(1)).first() \
+                and vaults.get(connection.environment) is None:
+            raise PayloadLocked(f"{connection.name}'s bodies are encrypted: "
+                                f"{locked_message(connection.environment).split(': ', 1)[1]}; nothing was exported")
         for partition in conn.execution_options(yield_per=PAGE).execute(query).partitions():
-            out.write(b"".join(capture_line(row.received_at, row.headers, row.body, redacted=redacted, paths=paths)
-                               for row in partition))
-            written += len(partition)
+            lines = []
+            for row in partition:
+                body = reader.body(row)
+                if body.data is None:
+                    left_out += 1
+                    continue
+                lines.append(capture_line(row.received_at, row.headers, body.data, redacted=redacted, paths=paths))
+            out.write(b"".join(lines))
+            written += len(lines)
     with writing(ctx.engine) as conn:
-        audit.append(conn, ctx, "captures.export", "connection", connection.id,
-                     after={"deliveries": written, "destination": destination, "redacted": redacted})
+        after: dict[str, Any] = {"deliveries": written, "destination": destination, "redacted": redacted}
+        if left_out:
+            after["purged_left_out"] = left_out
+        audit.append(conn, ctx, "captures.export", "connection", connection.id, after=after)
+    if purged is not None and left_out:
+        purged(left_out)
     return written

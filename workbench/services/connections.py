@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection as DbConnection, select, update
 
@@ -20,6 +20,9 @@ from workbench.domain.redaction import redact, redact_text
 from . import access, audit
 from .context import ServiceContext
 from .errors import InvalidArgument, NotFound, ServiceError
+
+if TYPE_CHECKING:
+    from .payload_crypto import Vaults
 
 connections = Connection.__table__
 versions = ConnectionVersion.__table__
@@ -54,8 +57,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {"sync": {"interval_s": 300}, "rate_limit": {
 
 def add_connection(ctx: ServiceContext, name: str, provider: str, environment: str = "sandbox",
                    reason: str | None = None, settings: dict[str, Any] | None = None) -> ConnectionInfo:
-    """A new connection at version 1, with DEFAULT_SETTINGS unless `settings` (already
-    validated: `connection import` creates connections this way) are given."""
+    """A new connection at version 1: DEFAULT_SETTINGS, with the top-level keys of `settings`
+    (already validated: payload settings, or a whole imported configuration) in their place."""
     access.require(ctx, "config")
     if not VALID_NAME.fullmatch(name):
         shown = repr(name) if len(name) <= 64 else repr(name[:64]) + "..."  # repr: control characters escaped
@@ -68,7 +71,7 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
         raise ServiceError(str(exc)) from None
     now = ctx.clock()
     info = ConnectionInfo(ctx.ids.new("con"), name, provider, environment, False, 1,
-                          copy.deepcopy(DEFAULT_SETTINGS if settings is None else settings))
+                          copy.deepcopy({**DEFAULT_SETTINGS, **(settings or {})}))
     with writing(ctx.engine) as conn:
         if conn.execute(select(connections.c.id).where(connections.c.name == name)).first():
             raise ServiceError(f"a connection named {name!r} already exists")
@@ -80,8 +83,9 @@ def add_connection(ctx: ServiceContext, name: str, provider: str, environment: s
     return info
 
 
-def set_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> ConnectionInfo:
-    return change_paused(ctx, name, paused, reason).connection
+def set_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None,
+               vaults: Vaults | None = None) -> ConnectionInfo:
+    return change_paused(ctx, name, paused, reason, vaults).connection
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,12 @@ class PauseChange:
     applied: Counter[str]  # on resume: the held deliveries applied, per verdict
 
 
-def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None) -> PauseChange:
+def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | None = None,
+                  vaults: Vaults | None = None) -> PauseChange:
     """Pause or resume a connection. Resuming applies the deliveries ingested while it was
     paused (held), in the same transaction, audited; resuming an active connection applies any
-    still held (an ingest that began before the resume holds its deliveries to the end)."""
+    still held (an ingest that began before the resume holds its deliveries to the end).
+    Held deliveries of a connection that encrypts its payloads need its vault in `vaults`."""
     access.require(ctx, "pause")
     with writing(ctx.engine) as conn:
         before = _get(conn, name, for_update=True)
@@ -110,7 +116,7 @@ def change_paused(ctx: ServiceContext, name: str, paused: bool, reason: str | No
         if not paused:
             from .held import apply_held  # held -> ingest -> connections: imported when needed
 
-            applied = apply_held(conn, ctx, after)
+            applied = apply_held(conn, ctx, after, vaults or {})
             if applied:
                 audit.append(conn, ctx, "connection.apply_held", "connection", before.id,
                              after={"counts": dict(applied)}, reason=reason)

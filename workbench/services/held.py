@@ -3,6 +3,7 @@
 Resuming runs them through the same pipeline, in the order they arrived (their IDs are minted
 in arrival order), each keeping its ID: the connection ends exactly as if it had never been
 paused, with the same verdicts (duplicates, stale events, rejections) and the same records.
+Encrypted bodies are opened to be applied, and sealed again as the connection now asks.
 """
 
 from __future__ import annotations
@@ -12,35 +13,48 @@ from collections import Counter
 from sqlalchemy import Connection, delete, select
 
 from store.bulk import codec
-from store.models import Delivery
+from store.models import Connection as ConnectionRow, Delivery
 
 from .captures import Capture
 from .connections import ConnectionInfo
 from .context import ServiceContext
+from .header_mac import header_key
 from .ingest import HELD, _store
 from .ingest_prepare import prepare
+from .payload_crypto import NO_VAULTS, BodyReader, Vaults, encrypts, sealer_for
 
 deliveries = Delivery.__table__
+connections = ConnectionRow.__table__
 
 PAGE = 1000  # held deliveries applied at a time (bounds memory and the IN list below)
 
 
-def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo) -> Counter[str]:
-    """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict."""
+def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo,
+               vaults: Vaults = NO_VAULTS) -> Counter[str]:
+    """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict.
+    Encrypted ones need the connection's vault in `vaults` (PayloadLocked otherwise)."""
     assert not connection.paused, "held deliveries are applied on an active connection"
     adapter = ctx.adapters.get(connection.provider)
     conversions = codec(conn.dialect)
+    mac_key = header_key(ctx.engine)
+    reader = BodyReader(vaults)
     counts: Counter[str] = Counter()
-    query = (select(deliveries.c.id, deliveries.c.source, deliveries.c.received_at, deliveries.c.headers,
-                    deliveries.c.body)
+    query = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,
+                    deliveries.c.headers, deliveries.c.body, deliveries.c.body_key_version,
+                    deliveries.c.body_purged_at, connections.c.environment)
+             .join(connections, connections.c.id == deliveries.c.connection_id)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
              .order_by(deliveries.c.id)
              .limit(PAGE))
+    sealer = None
     while rows := conn.execute(query).all():
+        if sealer is None and encrypts(connection.settings):
+            sealer = sealer_for(vaults, connection.id, connection.environment)
         ids = [row.id for row in rows]
-        captures = [Capture(row.received_at, row.headers, row.body, row.source) for row in rows]
+        captures = [Capture(row.received_at, row.headers, reader.plain(row), row.source) for row in rows]
         # Stored again under the same IDs, now with their verdicts (and no longer held, so the
         # next page starts after them).
         conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
-        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures), ids=ids))
+        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures, mac_key),
+                             ids=ids, sealer=sealer))
     return counts

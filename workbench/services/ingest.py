@@ -1,9 +1,11 @@
 """The ingest pipeline, the same for every source (file, webhook, poll, replay).
 
-Per batch, in one transaction: hash the raw bytes and mask credentials in the headers, parse,
+Per batch, in one transaction: hash the raw bytes and MAC credentials in the headers, parse,
 identify the event (provider ID or payload hash), drop duplicates, map, order against the
 record's watermark, apply through the state machine, and write everything in bulk, the raw
-deliveries first. A delivery that does not parse or map is still stored as received. A batch
+deliveries first (their bodies sealed under the connection's data key when it encrypts its
+payloads: see payload_crypto; everything above is computed from the plain bytes). A delivery
+that does not parse or map is still stored as received. A batch
 commits whole or not at all, so a process killed half-way leaves every delivery either fully
 ingested or not at all, and a re-run completes the rest.
 
@@ -48,13 +50,16 @@ from .beliefs import CHUNK, BeliefBook, ConcurrentChange
 from .captures import Capture
 from .connections import ConnectionInfo, get_connection
 from .context import ServiceContext
+from .header_mac import header_key
 from .ingest_prepare import (
+    COL_BODY,
     COL_CAPTURE_KEY,
     COL_DEDUPE,
     COL_DUPLICATE_OF,
     COL_EVENT_ID,
     COL_HASH,
     COL_ID,
+    COL_KEY_VERSION,
     COL_MAPPING,
     COL_REASON,
     COL_RECORD,
@@ -69,6 +74,7 @@ from .ingest_prepare import (
     prepare,
 )
 from .ingest_reader import prepared_chunks
+from .payload_crypto import NO_VAULTS, Sealer, Vaults, encrypts, sealer_for
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +105,20 @@ def ingest(
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[IngestReport], None] | None = None,
     reader_process: bool = False,
+    vaults: Vaults = NO_VAULTS,
 ) -> IngestReport:
     """Ingest captures into a connection; returns counts per verdict. A batch (one
     transaction) commits after `batch_size` deliveries, or from a stream that may block, when
     the input pauses and at least every second; `progress` sees the report after each commit.
     `reader_process` prepares a capture file in a forked reader process (see ingest_reader:
-    only where this process may fork); by default everything runs in this process."""
+    only where this process may fork); by default everything runs in this process. A
+    connection that encrypts its payloads needs its environment's vault in `vaults`
+    (PayloadLocked otherwise, before anything is stored)."""
     access.require(ctx, "ingest")  # once per run, not per batch
     connection = get_connection(ctx, connection_name)
     adapter = ctx.adapters.get(connection.provider)
+    sealer = sealer_for(vaults, connection.id, connection.environment) if encrypts(connection.settings) else None
+    mac_key = header_key(ctx.engine)
     report = IngestReport()
     committing: _Commit | None = None
 
@@ -120,7 +131,7 @@ def ingest(
                 progress(report)
 
     chunks = prepared_chunks(captures, adapter, codec(ctx.engine.dialect), min(batch_size, CHUNK_SIZE),
-                             reader_process=reader_process)
+                             header_key=mac_key, reader_process=reader_process)
     try:
         with closing(chunks):  # stops the reader process or the feeder thread if a batch fails
             chunk = next(chunks, None)
@@ -128,7 +139,8 @@ def ingest(
                 settle()  # one write transaction at a time
                 if chunk:
                     with collecting_between_batches():
-                        committing, rest = _fill_batch(_Batch(ctx, connection, adapter), chunk, chunks, batch_size)
+                        committing, rest = _fill_batch(_Batch(ctx, connection, adapter, sealer), chunk, chunks,
+                                                        batch_size)
                         # Taken in while the batch commits (a pause in the input shows as []).
                         chunk = rest if rest is not None else next(chunks, None)
                     between_batches()
@@ -176,8 +188,9 @@ class _Batch:
     batch touched, and random keys touch most), while only a chunk at a time is being worked
     on. Chunks are kept until the commit, to store them again after a conflict."""
 
-    def __init__(self, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter) -> None:
-        self._ctx, self._connection, self._adapter = ctx, connection, adapter
+    def __init__(self, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
+                 sealer: Sealer | None) -> None:
+        self._ctx, self._connection, self._adapter, self._sealer = ctx, connection, adapter, sealer
         self._chunks: list[list[Any]] = []
         self._counts: Counter[str] = Counter()
         self.size = 0
@@ -197,7 +210,8 @@ class _Batch:
         self._chunks.append(chunk)
         self.size += len(chunk)
         try:
-            self._counts.update(_store(self._conn, self._ctx, self._connection, self._adapter, chunk))
+            self._counts.update(_store(self._conn, self._ctx, self._connection, self._adapter, chunk,
+                                       sealer=self._sealer))
         except (IntegrityError, ConcurrentChange, OperationalError) as exc:
             self._redo(exc)
         except BaseException:
@@ -217,7 +231,8 @@ class _Batch:
             counts: Counter[str] = Counter()
             try:
                 for chunk in self._chunks:
-                    counts.update(_store(self._conn, self._ctx, self._connection, self._adapter, chunk))
+                    counts.update(_store(self._conn, self._ctx, self._connection, self._adapter, chunk,
+                                         sealer=self._sealer))
             except (IntegrityError, ConcurrentChange, OperationalError) as again:
                 exc = again
                 continue
@@ -271,10 +286,12 @@ class _Commit:
 
 
 def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
-                  batch: list[Capture], *, replay_of: list[str | None] | None = None) -> Counter[str]:
-    """Ingest one batch of captures in `conn`'s transaction; returns counts per verdict."""
-    return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), batch),
-                  replay_of=replay_of)
+                  batch: list[Capture], *, replay_of: list[str | None] | None = None,
+                  sealer: Sealer | None = None) -> Counter[str]:
+    """Ingest one batch of captures in `conn`'s transaction; returns counts per verdict.
+    `sealer`: the connection's, when it encrypts its payloads."""
+    return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), batch, header_key(ctx.engine)),
+                  replay_of=replay_of, sealer=sealer)
 
 
 ALREADY_STORED = "already_stored"  # a count, not a verdict: the capture line was stored before
@@ -294,12 +311,13 @@ def _capture_statement(in_params: list[Any]) -> Any:
 
 def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
            prepared: list[Any], *, replay_of: list[str | None] | None = None,
-           ids: list[str] | None = None) -> Counter[str]:
+           ids: list[str] | None = None, sealer: Sealer | None = None) -> Counter[str]:
     """Write one prepared batch in `conn`'s transaction. Leaves `prepared` as it was, so a
     retry can store it again. `ids`: the deliveries' own IDs (held deliveries being applied),
-    else new ones."""
+    else new ones. `sealer`: bodies are sealed with it as they are written (under their IDs,
+    so only once the IDs are final)."""
     new_id, connection_id = ctx.ids.new, connection.id
-    rows = [[new_id("dlv"), connection_id, *head, "unchecked", None, None, None, None, None, None]
+    rows = [[new_id("dlv"), connection_id, *head, "unchecked", None, None, None, None, None, None, None]
             for head, _, _ in prepared]
     if ids is not None:
         for row, delivery_id in zip(rows, ids):
@@ -311,7 +329,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
             already_stored = len(rows) - len(kept)
             rows, prepared = [rows[i] for i in kept], [prepared[i] for i in kept]
         if connection.paused:
-            return _hold(conn, rows, already_stored)
+            return _hold(conn, rows, already_stored, sealer)
         live = _drop_duplicates(conn, connection_id, rows)
     else:
         for row, original in zip(rows, replay_of):
@@ -347,6 +365,8 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
             book.open_failure(problem.category, problem.code, problem.message, delivery_id=row[COL_ID])
 
     _settle_duplicates(rows)
+    if sealer is not None:
+        sealer.seal_rows(rows, COL_ID, COL_BODY, COL_KEY_VERSION)
     # Raw rows go in before anything derived from them.
     row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
     book.flush(conn)
@@ -391,12 +411,14 @@ def _stored_capture_keys(conn: Connection, connection_id: str, keys: set[str]) -
         conn, keys, connection_id=connection_id)}
 
 
-def _hold(conn: Connection, rows: list[list[Any]], already_stored: int) -> Counter[str]:
+def _hold(conn: Connection, rows: list[list[Any]], already_stored: int, sealer: Sealer | None) -> Counter[str]:
     """A paused connection: store the raw deliveries, decide nothing (no dedupe key, no state,
     no failure); resuming applies them (see held.py)."""
     for row in rows:
         row[COL_DEDUPE] = None
         row[COL_VERDICT], row[COL_REASON] = HELD, HELD_REASON
+    if sealer is not None:
+        sealer.seal_rows(rows, COL_ID, COL_BODY, COL_KEY_VERSION)
     row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
     counts: Counter[str] = Counter()
     if rows:

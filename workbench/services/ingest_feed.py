@@ -84,7 +84,7 @@ class CaptureFeed:
             self._changed.notify_all()
 
 
-def prepared_as_fed(captures: Iterable[Capture], adapter: Adapter, conversions: Codec,
+def prepared_as_fed(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, header_key: bytes,
                     size: int) -> Generator[list[Any], None, None]:
     """Prepared chunks of what has arrived; an empty chunk (a commit point) before waiting for
     more input, and after COMMIT_EVERY_S of chunks without one."""
@@ -105,7 +105,7 @@ def prepared_as_fed(captures: Iterable[Capture], adapter: Adapter, conversions: 
                 return
             if since_commit is None:
                 since_commit = monotonic()
-            yield prepare(adapter, conversions, chunk)
+            yield prepare(adapter, conversions, chunk, header_key)
             del chunk
     finally:
         feed.close()

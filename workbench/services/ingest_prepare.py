@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import hmac
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,25 +28,29 @@ from workbench.domain.taxonomy import Category
 from .captures import Capture, Headers
 
 
-def stored_headers(headers: Headers) -> Headers:
-    """Headers as stored: credentials a sender put in headers never rest in plain text; a hash
-    keeps them comparable. Everything else (signatures included) is kept as received, repeated
-    headers too (as `[name, value]` pairs, in order). Storing stored headers again changes
-    nothing, so a stored delivery re-run through ingest (retry, resume) keeps its headers."""
+def stored_headers(headers: Headers, key: bytes) -> Headers:
+    """Headers as stored: credentials a sender put in headers never rest in plain text; a keyed
+    MAC (HMAC-SHA256 under `key`, see header_mac) keeps them comparable without letting the
+    store confirm a guessed token. Everything else (signatures included) is kept as received,
+    repeated headers too (as `[name, value]` pairs, in order). Storing stored headers again
+    changes nothing, so a stored delivery re-run through ingest (retry, resume) keeps its
+    headers (and so do those stored under the old unkeyed hash)."""
     if isinstance(headers, dict):
         if not any(map(is_sensitive_key, headers)):
             return headers
-        return {k: _masked(v) if is_sensitive_key(k) else v for k, v in headers.items()}
-    return [[k, _masked(v) if is_sensitive_key(k) else v] for k, v in headers]
+        return {k: _masked(v, key) if is_sensitive_key(k) else v for k, v in headers.items()}
+    return [[k, _masked(v, key) if is_sensitive_key(k) else v] for k, v in headers]
 
 
-_MASKED_PREFIX = f"{MASK} sha256:"
+MAC_PREFIX = f"{MASK} hmac-sha256:"
+_STORED_FORMS = (MAC_PREFIX, f"{MASK} sha256:")  # the second: stored before the keyed MAC
 
 
-def _masked(value: str) -> str:
-    if value.startswith(_MASKED_PREFIX):
+def _masked(value: str, key: bytes) -> str:
+    if value.startswith(_STORED_FORMS):
         return value  # already the stored form
-    return f"{_MASKED_PREFIX}{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+    mac = hmac.new(key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
+    return f"{MAC_PREFIX}{mac}"
 
 
 # Pauses of the collector under way (ingests in several threads may overlap) and whether it
@@ -108,10 +113,10 @@ def ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture
 DELIVERY_COLUMNS = ("id", "connection_id", "source", "received_at", "headers", "body", "payload_hash",
                     "provider_event_id", "dedupe_key", "event_type", "occurred_at", "capture_key",
                     "signature_verdict", "verdict", "verdict_reason", "record_id", "mapping_version",
-                    "duplicate_of", "replay_of")
+                    "duplicate_of", "replay_of", "body_key_version")
 (COL_ID, COL_CONNECTION, COL_SOURCE, COL_RECEIVED, COL_HEADERS, COL_BODY, COL_HASH, COL_EVENT_ID, COL_DEDUPE, COL_TYPE,
  COL_OCCURRED, COL_CAPTURE_KEY, COL_SIGNATURE, COL_VERDICT, COL_REASON, COL_RECORD, COL_MAPPING, COL_DUPLICATE_OF,
- COL_REPLAY_OF) = range(len(DELIVERY_COLUMNS))
+ COL_REPLAY_OF, COL_KEY_VERSION) = range(len(DELIVERY_COLUMNS))
 
 # Provider identifiers longer than their columns hold, or holding NUL (which PostgreSQL text
 # refuses), are kept only in the raw body: the delivery is flagged instead of failing its batch,
@@ -152,8 +157,9 @@ def _any_sensitive(names: tuple[str, ...]) -> bool:
     return any(map(is_sensitive_key, names))
 
 
-def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[Any]:
-    """Capture, parse and map each delivery: everything that does not depend on the store.
+def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_key: bytes) -> list[Any]:
+    """Capture, parse and map each delivery: everything that does not depend on the store
+    (`header_key`: what credential headers are stored under, see header_mac).
     Mapping runs before the duplicate check (it is pure: a duplicate's result is dropped
     later), so each parsed payload is freed at once."""
     to_datetime, to_json = conversions.datetime, conversions.json
@@ -168,7 +174,7 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture]) -> list[
         payload_hash = sha256(body).hexdigest()
         headers = capture.headers
         received = to_datetime(capture.received_at)
-        headers_text = to_json(stored_headers(headers) if sensitive(headers) else headers)
+        headers_text = to_json(stored_headers(headers, header_key) if sensitive(headers) else headers)
         capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
             f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
         try:

@@ -44,7 +44,7 @@ class ReaderProcessFailed(RuntimeError):
 
 
 def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, size: int, *,
-                    reader_process: bool = False) -> Generator[list[Any], None, None]:
+                    header_key: bytes, reader_process: bool = False) -> Generator[list[Any], None, None]:
     """Prepared chunks of at most `size` deliveries, in order. An empty chunk is a commit point:
     from a stream, the next chunk waits for input or a second has passed since the last one;
     the caller commits what it holds before asking for more.
@@ -56,15 +56,15 @@ def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: 
         reader, why_not = _reader_for_process(captures)
         if reader is not None:
             log.debug("ingest: preparing %s in a reader process", getattr(reader.stream, "name", "the file"))
-            yield from _prepared_by_reader_process(reader, adapter, conversions, size)
+            yield from _prepared_by_reader_process(reader, adapter, conversions, header_key, size)
             return
         log.debug("ingest: no reader process (%s); preparing in this process", why_not)
     if _may_block(captures):
-        yield from prepared_as_fed(captures, adapter, conversions, size)
+        yield from prepared_as_fed(captures, adapter, conversions, header_key, size)
         return
     # Ramped as in the reader process, so both make the same chunks (and the same rows).
     for chunk in ramped_batches(iter(captures), size):
-        yield prepare(adapter, conversions, chunk)
+        yield prepare(adapter, conversions, chunk, header_key)
 
 
 def _regular_file(captures: Iterable[Capture]) -> int | None:
@@ -106,7 +106,7 @@ def _reader_for_process(captures: Iterable[Capture]) -> tuple[CaptureReader | No
     return captures, ""
 
 
-def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec,
+def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec, header_key: bytes,
                                 size: int) -> Iterator[list[Any]]:
     """Chunks prepared in a forked reader process; its error, if it fails, raised here as
     ReaderProcessFailed (after the chunks it sent before). The caller must not run other
@@ -118,7 +118,7 @@ def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, convers
     receiving, sending = context.Pipe(duplex=False)
     _widen_pipe(sending)
     process = context.Process(target=_reader_main,
-                              args=(reader, adapter, conversions, size, sending, receiving),
+                              args=(reader, adapter, conversions, header_key, size, sending, receiving),
                               name="ingest-reader", daemon=True)
     process.start()
     sending.close()
@@ -157,8 +157,8 @@ def _widen_pipe(end: Any) -> None:
         pass
 
 
-def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, size: int, sending: Any,
-                 receiving: Any) -> None:
+def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, header_key: bytes, size: int,
+                 sending: Any, receiving: Any) -> None:
     """In the reader process: read, prepare and send batches until the file ends. A sender
     thread writes each batch to the pipe while the next is prepared, so this runs up to two
     batches ahead of the ingesting process (and memory stays bounded by that). If the
@@ -193,7 +193,7 @@ def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, si
         for batch in ramped_batches(iter(reader), size):
             if failed.is_set():
                 return
-            prepared = prepare(adapter, conversions, batch)
+            prepared = prepare(adapter, conversions, batch, header_key)
             del batch
             message = _ship(prepared)
             del prepared

@@ -15,6 +15,7 @@ from .connections import get_connection
 from .context import ServiceContext
 from .errors import ServiceError
 from .ingest import HELD, IngestReport, ingest, record_ingest_run
+from .payload_crypto import NO_VAULTS, Vaults, encrypts, sealer_for
 from .store_faults import explain
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,15 @@ class IngestRun:
 
 def run_ingest(ctx: ServiceContext, connection_name: str, captures: Iterable[Capture], *, source: str,
                batch_size: int | None = None, reader_process: bool = False,
-               progress: Callable[[IngestReport], None] | None = None) -> IngestRun:
+               progress: Callable[[IngestReport], None] | None = None,
+               vaults: Vaults = NO_VAULTS) -> IngestRun:
     """Ingest `captures` into a connection and append an `ingest.run` audit entry in every
     case: done, partial (skipped lines), or stopped by an error (with the counts committed
     before it and the error's one-line summary; then IngestStopped is raised)."""
     access.require(ctx, "ingest")  # before anything, the run's own audit entry included
     connection = get_connection(ctx, connection_name)  # unknown: one line, nothing written
+    if encrypts(connection.settings):
+        sealer_for(vaults, connection.id, connection.environment)  # locked: one line, nothing written
     bad_lines = captures.bad_lines if isinstance(captures, CaptureReader) else []
     run = IngestRun(connection.name, connection.paused, bad_lines=bad_lines)  # filled as lines are read
 
@@ -59,7 +63,7 @@ def run_ingest(ctx: ServiceContext, connection_name: str, captures: Iterable[Cap
     error: str | None = None
     try:
         run.report = ingest(ctx, connection_name, captures, progress=committed, reader_process=reader_process,
-                            **options)
+                            vaults=vaults, **options)
     except BaseException as exc:
         error = "interrupted" if isinstance(exc, KeyboardInterrupt) else one_line(exc)
         _audit(ctx, run, source, len(bad_lines), error)

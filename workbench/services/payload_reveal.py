@@ -16,6 +16,7 @@ from store.database import writing
 
 from . import access, audit
 from .context import ServiceContext
+from .payload_crypto import NO_VAULTS, BodyReader, Vaults
 from .timeline import read_delivery
 
 
@@ -27,13 +28,15 @@ class RevealedPayload:
     headers: Any
 
 
-def reveal_payload(ctx: ServiceContext, delivery_id: str) -> RevealedPayload:
+def reveal_payload(ctx: ServiceContext, delivery_id: str, vaults: Vaults = NO_VAULTS) -> RevealedPayload:
+    """The unredacted body: an encrypted one needs its vault in `vaults`, a purged one is gone
+    (PayloadLocked / BodyGone, and no audit entry: nothing was revealed)."""
     access.require(ctx, "reveal")
     with writing(ctx.engine) as conn:
         row = read_delivery(conn, delivery_id)
+        body = BodyReader(vaults).plain(row)
         audit.append(conn, ctx, "payload.reveal", "delivery", row.id,
                      after={"connection_id": row.connection_id})
-    body = bytes(row.body)
     try:
         return RevealedPayload(row.id, orjson.loads(body), True, row.headers)
     except orjson.JSONDecodeError:

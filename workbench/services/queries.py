@@ -138,7 +138,8 @@ def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str
     names = {c.id: c.name for c in _connection_rows(ctx)}
     query: Select[Any] = select(*[deliveries.c[name] for name in (
         "id", "connection_id", "provider_event_id", "event_type", "source", "received_at", "occurred_at",
-        "verdict", "verdict_reason", "record_id", "duplicate_of", "replay_of", "mapping_version", "payload_hash")])
+        "verdict", "verdict_reason", "record_id", "duplicate_of", "replay_of", "mapping_version", "payload_hash",
+        "body_key_version", "body_purged_at")])
     if connection_id:
         query = query.where(deliveries.c.connection_id == connection_id)
     if record_id:
@@ -151,7 +152,8 @@ def _events_pages(ctx: ServiceContext, connection_id: str | None, record_id: str
                "occurred_at": _iso(row.occurred_at), "verdict": row.verdict,
                "verdict_reason": _label(row.verdict_reason), "record_id": row.record_id,
                "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
-               "mapping_version": row.mapping_version, "payload_hash": row.payload_hash}
+               "mapping_version": row.mapping_version, "payload_hash": row.payload_hash,
+               "body_encrypted": row.body_key_version is not None, "body_purged_at": _iso(row.body_purged_at)}
 
 
 def failure_dict(row: Any, connection_name: str | None) -> dict[str, Any]:

@@ -4,6 +4,10 @@ For each record, every original delivery is parsed and mapped again and folded i
 order through the state machine, from nothing. Where the result differs from what we believe,
 a real replay writes one transition (cause `replay`) and an audit entry; a dry run only reports.
 Running it twice changes nothing the second time.
+
+Bodies encrypted at rest are opened with the unlocked vaults given; a record with an event
+whose body cannot be read (purged by retention, or encrypted with its vault locked) is not
+re-derived from the rest, which would be wrong: it is skipped, and says why.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from . import access, audit
 from .connections import get_connection
 from .context import ServiceContext
 from .errors import ServiceError
+from .payload_crypto import NO_VAULTS, BodyReader, Vaults
 from .timeline import resolve_record_id
 
 records = Record.__table__
@@ -60,6 +65,7 @@ class ReplayReport:
     examined: int = 0
     changes: list[ReplayChange] = field(default_factory=list)
     dry_run: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (record ID, why it was not replayed)
 
 
 @dataclass(frozen=True)
@@ -71,14 +77,21 @@ class _Folded:
 
 
 def replay(ctx: ServiceContext, *, connection: str | None = None, record: str | None = None,
-           dry_run: bool = False, progress: Callable[[int], None] | None = None) -> ReplayReport:
+           dry_run: bool = False, progress: Callable[[int], None] | None = None,
+           vaults: Vaults = NO_VAULTS) -> ReplayReport:
+    """Replay a connection's records, one record, or all. A record whose stored bodies cannot
+    all be read is skipped (in `report.skipped`, with why); asked for by itself, it is refused
+    (ServiceError) instead."""
     # A dry run writes nothing and shows what the stored events already say: a read.
     access.require(ctx, "read" if dry_run else "replay")
     report = ReplayReport(dry_run=dry_run)
     connection_id = get_connection(ctx, connection).id if connection else None
+    reader = BodyReader(vaults)
     for chunk in _record_chunks(ctx, connection_id, record):
         with (reading if dry_run else writing)(ctx.engine) as conn:
-            report.changes.extend(_replay_chunk(conn, ctx, chunk, dry_run))
+            report.changes.extend(_replay_chunk(conn, ctx, chunk, dry_run, reader, report.skipped))
+        if record and report.skipped:
+            raise ServiceError(f"cannot replay record {report.skipped[0][0]}: {report.skipped[0][1]}")
         report.examined += len(chunk)
         if progress:
             progress(report.examined)
@@ -114,17 +127,30 @@ def _record_query() -> Any:
             .join(connections, connections.c.id == records.c.connection_id))
 
 
-def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: Sequence[Any], dry_run: bool) -> list[ReplayChange]:
+def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: Sequence[Any], dry_run: bool, reader: BodyReader,
+                  skipped: list[tuple[str, str]]) -> list[ReplayChange]:
     ids = [row.id for row in rows]
-    by_record: dict[str, list[Any]] = {record_id: [] for record_id in ids}
+    by_record: dict[str, list[_Stored]] = {record_id: [] for record_id in ids}
+    unreadable: dict[str, str] = {}
     # Originals only: duplicates and replayed copies repeat an original's bytes.
-    for delivery in conn.execute(select(deliveries.c.id, deliveries.c.body, deliveries.c.received_at,
-                                        deliveries.c.payload_hash, deliveries.c.record_id)
+    for delivery in conn.execute(select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.body,
+                                        deliveries.c.body_key_version, deliveries.c.body_purged_at,
+                                        deliveries.c.received_at, deliveries.c.payload_hash, deliveries.c.record_id,
+                                        connections.c.environment)
+                                 .join(connections, connections.c.id == deliveries.c.connection_id)
                                  .where(deliveries.c.record_id.in_(ids), deliveries.c.dedupe_key.is_not(None))):
-        by_record[delivery.record_id].append(delivery)
+        body = reader.body(delivery)
+        if body.data is None:
+            unreadable.setdefault(delivery.record_id, str(body.problem))
+            continue
+        by_record[delivery.record_id].append(
+            _Stored(delivery.id, body.data, delivery.received_at, delivery.payload_hash))
     external = dict(conn.execute(select(refs.c.record_id, refs.c.external_id).where(refs.c.record_id.in_(ids))).all())
     changes = []
     for row in rows:
+        if row.id in unreadable:
+            skipped.append((row.id, unreadable[row.id]))
+            continue
         folded = _fold(ctx.adapters.get(row.provider), by_record[row.id])
         if folded.belief is None:
             continue
@@ -143,7 +169,17 @@ def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: Sequence[Any], dr
     return changes
 
 
-def _fold(adapter: Adapter, stored: list[Any]) -> _Folded:
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """One original delivery as replay reads it: the body opened."""
+
+    id: str
+    body: bytes
+    received_at: datetime
+    payload_hash: str
+
+
+def _fold(adapter: Adapter, stored: list[_Stored]) -> _Folded:
     """Our belief as the current mapping derives it from the stored events alone."""
     events: list[tuple[tuple[datetime, int, str], MappedEvent, str]] = []
     for delivery in stored:

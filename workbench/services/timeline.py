@@ -29,6 +29,7 @@ from workbench.domain.redaction import redact, redact_body, redact_headers, reda
 from . import access
 from .context import ServiceContext
 from .errors import NotFound
+from .payload_crypto import NO_VAULTS, BodyReader, Vaults
 from .redaction_rules import provider_paths
 
 records = Record.__table__
@@ -194,7 +195,11 @@ def _label(value: str | None) -> str | None:
 def _delivery_entry(row: Any, at: datetime | None = None) -> TimelineEntry:
     what = _label(row.event_type) or "unparsed body"
     summary = f"{row.source} {what} [{row.verdict}]"
+    if row.body_purged_at is not None:
+        summary += f" (body purged {row.body_purged_at.isoformat(sep=' ', timespec='seconds')})"
     return TimelineEntry(at or row.received_at, "delivery", row.id, summary, {
+        "body_purged_at": row.body_purged_at.isoformat() if row.body_purged_at else None,
+        "body_encrypted": row.body_key_version is not None,
         "provider_event_id": _text(row.provider_event_id), "verdict": row.verdict,
         "reason": _label(row.verdict_reason),
         "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
@@ -217,17 +222,26 @@ def _failure_entry(row: Any, received: datetime | None) -> TimelineEntry:
         "assignee": _text(row.assignee), "delivery_id": row.delivery_id})
 
 
-def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
-    """One delivery's raw payload, pretty and redacted, with what the mapping made of it."""
+def delivery_payload(ctx: ServiceContext, delivery_id: str, vaults: Vaults = NO_VAULTS) -> dict[str, Any]:
+    """One delivery's raw payload, pretty and redacted, with what the mapping made of it. An
+    encrypted body is opened with `vaults`; where it cannot be shown (vault locked, or purged by
+    retention) `body` says why, `body_state` is "locked" or "purged", and the rest is shown."""
     access.require(ctx, "read")
     with reading(ctx.engine) as conn:
         row = read_delivery(conn, delivery_id)
         # Narrowed by record first: (record_id, version) is indexed, delivery_id is not.
         transition = conn.execute(select(transitions).where(
             transitions.c.record_id == row.record_id, transitions.c.delivery_id == delivery_id)).first()
-    body, parsed = redact_body(row.body, provider_paths(ctx, row.provider))
+    stored = BodyReader(vaults).body(row)
+    if stored.data is not None:
+        body, parsed = redact_body(stored.data, provider_paths(ctx, row.provider))
+        state = "encrypted" if stored.encrypted else "plain"
+    else:
+        body, parsed = stored.problem, False
+        state = "locked" if stored.encrypted else "purged"
     return {
         "id": row.id, "headers": redact_headers(row.headers), "body": body, "body_is_json": parsed,
+        "body_state": state, "body_purged_at": row.body_purged_at.isoformat() if row.body_purged_at else None,
         "verdict": row.verdict, "reason": _text(row.verdict_reason), "mapping_version": row.mapping_version,
         "provider_event_id": _text(row.provider_event_id), "event_type": _text(row.event_type),
         "transition": None if transition is None else {
@@ -239,7 +253,7 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str) -> dict[str, Any]:
 def read_delivery(conn: Connection, delivery_id: str) -> Any:
     """One delivery's stored row, body and headers as stored, with its connection's provider
     (for the Payload screen, redacted, and for a reveal, not)."""
-    row = conn.execute(select(deliveries, connections.c.provider)
+    row = conn.execute(select(deliveries, connections.c.provider, connections.c.environment)
                        .join(connections, connections.c.id == deliveries.c.connection_id)
                        .where(deliveries.c.id == delivery_id)).first()
     if row is None:

@@ -25,6 +25,7 @@ from .connections import ConnectionInfo
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
 from .ingest import process_batch
+from .payload_crypto import NO_VAULTS, BodyReader, Vaults, encrypts, sealer_for
 from .queries import failure_dict
 from .replay import replay
 
@@ -146,17 +147,18 @@ def add_note(ctx: ServiceContext, failure_id: str, note: str) -> None:
 
 
 def retry(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = None,
-          progress: Progress | None = None) -> TriageResult:
+          progress: Progress | None = None, vaults: Vaults = NO_VAULTS) -> TriageResult:
     """Re-run each failure's event through ingest (as a replayed copy). Applied: resolved.
     Still failing: kept, back in review, with the new reason noted. A failed command goes back
-    to the outbox for the dispatcher."""
+    to the outbox for the dispatcher. An encrypted event needs its vault in `vaults`; a purged
+    one cannot be re-run (skipped, saying so)."""
     access.require(ctx, "triage")
 
     def act(conn: Connection, row: Any) -> str:
         if row.state in {s.value for s in CLOSED_STATES}:
             raise ServiceError(f"failure is {row.state}; reopen it first")
         if row.delivery_id:
-            verdict, reason = _rerun_delivery(conn, ctx, row)
+            verdict, reason = _rerun_delivery(conn, ctx, row, vaults)
             outcome = TriageState.RESOLVED if verdict == "applied" else TriageState.NEEDS_REVIEW
             message = f"retry: {verdict}" + (f" ({redact_text(reason)})" if reason else "")
         elif row.command_id:
@@ -174,7 +176,7 @@ def retry(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = No
 
 
 def replay_records(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = None,
-                   progress: Progress | None = None) -> TriageResult:
+                   progress: Progress | None = None, vaults: Vaults = NO_VAULTS) -> TriageResult:
     """Replay each failure's record through the current mapping; resolve the failure when
     the record then leaves review."""
     access.require(ctx, "replay")
@@ -186,7 +188,7 @@ def replay_records(ctx: ServiceContext, failure_ids: Sequence[str], note: str | 
                 row = _get(conn, failure_id)
             if not row.record_id:
                 raise ServiceError("the failure names no record to replay")
-            report = replay(ctx, record=row.record_id)
+            report = replay(ctx, record=row.record_id, vaults=vaults)
             changed = report.changes[0] if report.changes else None
             message = (f"replay: {changed.from_status} -> {changed.to_status}" if changed
                        else "replay: belief unchanged")
@@ -252,15 +254,19 @@ def _audit(conn: Connection, ctx: ServiceContext, row: Any, action: str, before:
     audit.append(conn, ctx, action, "failure", row.id, before=before, after=after, reason=reason)
 
 
-def _rerun_delivery(conn: Connection, ctx: ServiceContext, row: Any) -> tuple[str, str | None]:
-    original = conn.execute(select(deliveries).where(deliveries.c.id == row.delivery_id)).one()
+def _rerun_delivery(conn: Connection, ctx: ServiceContext, row: Any, vaults: Vaults) -> tuple[str, str | None]:
+    original = conn.execute(select(deliveries, connections.c.environment)
+                            .join(connections, connections.c.id == deliveries.c.connection_id)
+                            .where(deliveries.c.id == row.delivery_id)).one()
+    body = BodyReader(vaults).plain(original)  # before anything is written: locked or purged, one line
     connection_row = conn.execute(select(connections).where(connections.c.id == original.connection_id)).one()
     connection = ConnectionInfo(connection_row.id, connection_row.name, connection_row.provider,
                                 connection_row.environment, connection_row.paused, connection_row.version,
                                 connection_row.settings)
     adapter = ctx.adapters.get(connection.provider)
-    capture = Capture(original.received_at, original.headers, original.body, "replay")
-    process_batch(conn, ctx, connection, adapter, [capture], replay_of=[original.id])
+    capture = Capture(original.received_at, original.headers, body, "replay")
+    sealer = sealer_for(vaults, connection.id, connection.environment) if encrypts(connection.settings) else None
+    process_batch(conn, ctx, connection, adapter, [capture], replay_of=[original.id], sealer=sealer)
     copy = conn.execute(select(deliveries.c.id, deliveries.c.verdict, deliveries.c.verdict_reason)
                         .where(deliveries.c.replay_of == original.id)
                         .order_by(deliveries.c.id.desc()).limit(1)).one()

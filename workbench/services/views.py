@@ -21,6 +21,7 @@ from workbench.domain.statuses import Status
 from . import access
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
+from .payload_crypto import NO_VAULTS, BodyReader, Vaults
 from .redaction_rules import provider_paths
 from .timeline import record_state
 
@@ -332,32 +333,40 @@ class DiffPair:
     right: DiffSide
 
 
-def _delivery_side(ctx: ServiceContext, conn: DbConnection, delivery_id: str) -> DiffSide:
+_BODY_COLUMNS = (deliveries.c.id, deliveries.c.connection_id, deliveries.c.body, deliveries.c.body_key_version,
+                 deliveries.c.body_purged_at, connections.c.environment)
+
+
+def _delivery_side(ctx: ServiceContext, conn: DbConnection, delivery_id: str, reader: BodyReader) -> DiffSide:
     # The body only (by primary key): the diff needs neither headers nor the mapping result.
-    row = conn.execute(select(deliveries.c.body, deliveries.c.event_type, deliveries.c.verdict,
+    row = conn.execute(select(*_BODY_COLUMNS, deliveries.c.event_type, deliveries.c.verdict,
                               connections.c.provider)
                        .join(connections, connections.c.id == deliveries.c.connection_id)
                        .where(deliveries.c.id == delivery_id)).first()
     if row is None:
         raise NotFound(f"no delivery {delivery_id!r}")
-    body, _ = redact_body(row.body, provider_paths(ctx, row.provider))
+    stored = reader.body(row)
+    body = redact_body(stored.data, provider_paths(ctx, row.provider))[0] if stored.data is not None else stored.problem
     what = redact_text(row.event_type) if row.event_type else "unparsed body"
     return DiffSide(f"{what} [{row.verdict}]", body, delivery_id)
 
 
-def deliveries_pair(ctx: ServiceContext, left_id: str, right_id: str) -> DiffPair:
-    """Two deliveries' raw payloads, redacted as `timeline.delivery_payload` shows them."""
+def deliveries_pair(ctx: ServiceContext, left_id: str, right_id: str, vaults: Vaults = NO_VAULTS) -> DiffPair:
+    """Two deliveries' raw payloads, redacted as `timeline.delivery_payload` shows them (a body
+    that cannot be shown, encrypted under a locked vault or purged, says so instead)."""
     access.require(ctx, "read")
+    reader = BodyReader(vaults)
     with reading(ctx.engine) as conn:
-        return DiffPair(_delivery_side(ctx, conn, left_id), _delivery_side(ctx, conn, right_id))
+        return DiffPair(_delivery_side(ctx, conn, left_id, reader), _delivery_side(ctx, conn, right_id, reader))
 
 
-def delivery_against_state(ctx: ServiceContext, delivery_id: str, record_id: str) -> DiffPair:
+def delivery_against_state(ctx: ServiceContext, delivery_id: str, record_id: str,
+                           vaults: Vaults = NO_VAULTS) -> DiffPair:
     """What the current mapping makes of one delivery, against what we believe now: the
     provider's view of the record beside ours, in the same canonical shape."""
     access.require(ctx, "read")
     with reading(ctx.engine) as conn:
-        row = conn.execute(select(deliveries.c.id, deliveries.c.body, deliveries.c.event_type,
+        row = conn.execute(select(*_BODY_COLUMNS, deliveries.c.event_type,
                                   deliveries.c.verdict, connections.c.provider)
                            .join(connections, connections.c.id == deliveries.c.connection_id)
                            .where(deliveries.c.id == delivery_id)).first()
@@ -365,7 +374,7 @@ def delivery_against_state(ctx: ServiceContext, delivery_id: str, record_id: str
         raise NotFound(f"no delivery {delivery_id!r}")
     adapter = ctx.adapters.get(row.provider)
     try:
-        mapped = adapter.map(adapter.parse(row.body))
+        mapped = adapter.map(adapter.parse(BodyReader(vaults).plain(row)))
     except BoundaryProblem as problem:
         raise ServiceError(f"the mapping cannot read this delivery: {problem.message}") from None
     if isinstance(mapped, NotCovered):

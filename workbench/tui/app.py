@@ -204,7 +204,9 @@ class WorkbenchApp(App[None]):
     def open_state_diff(self, delivery_id: str, record_id: str) -> None:
         from workbench.services.views import delivery_against_state
 
-        self.open_diff(lambda ctx: delivery_against_state(ctx, delivery_id, record_id))
+        from .vaults import unlocked_vaults
+
+        self.open_diff(lambda ctx: delivery_against_state(ctx, delivery_id, record_id, unlocked_vaults(self)))
 
     def open_group(self, group: FailureGroup, record_id: str | None = None) -> None:
         """The open failures of a group (only one record's, when `record_id` is given)."""

@@ -21,10 +21,12 @@ from textual.widgets import Label, ProgressBar, Static
 
 from workbench.services import queries, triage
 from workbench.services.context import ServiceContext
+from workbench.services.payload_crypto import Vaults
 from workbench.services.triage import FailureGroup, Progress, TriageResult
 
 from ..errors import describe_error
 from ..formatting import count
+from ..vaults import unlocked_vaults
 from ..widgets import Column, Row, VirtualTable
 from .dialogs import ConfirmScreen, PromptScreen
 from .table_screen import TableScreen
@@ -49,20 +51,25 @@ class TriageAction:
     done: str
     prompt: str | None  # what to ask for: a note or an assignee
     required: bool
-    run: Callable[[ServiceContext, list[str], str, Progress], TriageResult]
+    # (context, failure IDs, note or assignee, progress, the app's unlocked vaults: re-running an
+    # encrypted event opens its body)
+    run: Callable[[ServiceContext, list[str], str, Progress, Vaults], TriageResult]
 
 
 ACTIONS: dict[str, TriageAction] = {
     "retry": TriageAction("retry", "Retry", "retried", None, False,
-                          lambda ctx, ids, text, progress: triage.retry(ctx, ids, progress=progress)),
+                          lambda ctx, ids, text, progress, vaults: triage.retry(ctx, ids, progress=progress,
+                                                                                vaults=vaults)),
     "replay": TriageAction("replay", "Replay", "replayed", None, False,
-                           lambda ctx, ids, text, progress: triage.replay_records(ctx, ids, progress=progress)),
+                           lambda ctx, ids, text, progress, vaults: triage.replay_records(
+                               ctx, ids, progress=progress, vaults=vaults)),
     "resolve": TriageAction("resolve", "Resolve", "resolved", "Note: why is it resolved?", True,
-                            lambda ctx, ids, text, progress: triage.resolve(ctx, ids, text, progress)),
+                            lambda ctx, ids, text, progress, vaults: triage.resolve(ctx, ids, text, progress)),
     "ignore": TriageAction("ignore", "Ignore", "ignored", "Note: why can it be ignored?", True,
-                           lambda ctx, ids, text, progress: triage.ignore(ctx, ids, text, progress)),
+                           lambda ctx, ids, text, progress, vaults: triage.ignore(ctx, ids, text, progress)),
     "assign": TriageAction("assign", "Assign", "assigned", "Assignee (a name or team)", True,
-                           lambda ctx, ids, text, progress: triage.assign(ctx, ids, text, progress=progress)),
+                           lambda ctx, ids, text, progress, vaults: triage.assign(ctx, ids, text,
+                                                                                  progress=progress)),
 }
 
 
@@ -258,7 +265,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
             self._post(self._progress, action, done, total)
 
         try:
-            result = action.run(self.ctx, ids, text, progress)
+            result = action.run(self.ctx, ids, text, progress, unlocked_vaults(self.app))
         except Exception as exc:
             self._post(self._finished, action, None, describe_error(exc))
             return

@@ -15,6 +15,7 @@ from workbench.services.context import ServiceContext
 from workbench.services.views import pretty_json
 
 from ..errors import describe_error
+from ..vaults import unlocked_vaults
 from .document import Document, DocumentScreen
 
 REVEALED_NOTE = "UNREDACTED: revealed by you, recorded in the audit trail; Escape or ctrl+r hides it again"
@@ -55,8 +56,13 @@ def payload_document(payload: dict[str, Any], revealed: payload_reveal.RevealedP
         payload = {**payload, "body": revealed.body, "body_is_json": revealed.body_is_json}
     doc = Document(summary)
     body = payload["body"]
-    doc.section("── body" + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
-                pretty_json(body) if payload.get("body_is_json") else str(body))
+    state = payload.get("body_state")
+    if state in ("locked", "purged"):  # no body to show: the service says why (and when, if purged)
+        doc.section(f"── body ({'encrypted, vault locked' if state == 'locked' else 'purged'}) ──", str(body))
+    else:
+        doc.section("── body" + (" (encrypted at rest)" if state == "encrypted" else "")
+                    + ("" if payload.get("body_is_json") else " (not JSON)") + " ──",
+                    pretty_json(body) if payload.get("body_is_json") else str(body))
     doc.section("── headers ──", pretty_json(revealed.headers) if revealed is not None
                 else headers_text(payload["headers"]))
     if transition:
@@ -83,7 +89,7 @@ Escape or ctrl+r hides it again."""
         self.payload: dict[str, Any] | None = None  # as loaded (redacted), set by the fetch worker
 
     def _load(self, ctx: ServiceContext) -> Document:
-        self.payload = timeline.delivery_payload(ctx, self.delivery_id)
+        self.payload = timeline.delivery_payload(ctx, self.delivery_id, unlocked_vaults(self.app))
         return payload_document(self.payload)
 
     def action_reveal(self) -> None:
@@ -97,7 +103,7 @@ Escape or ctrl+r hides it again."""
 
     def _reveal(self, payload: dict[str, Any]) -> None:
         try:
-            revealed = payload_reveal.reveal_payload(self.ctx, self.delivery_id)
+            revealed = payload_reveal.reveal_payload(self.ctx, self.delivery_id, unlocked_vaults(self.app))
         except Exception as exc:  # refused, or the store failing: one line, the redacted view stays
             self._post(self.notify, f"Reveal failed: {describe_error(exc)}", severity="error", markup=False)
             return

@@ -13,6 +13,7 @@ from workbench.services.health import ConnectionHealth
 
 from ..errors import describe_error
 from ..formatting import age, count, short_time
+from ..vaults import unlocked_vaults
 from ..widgets import Column, Row, VirtualTable
 from .dialogs import PromptScreen
 from .table_screen import TableScreen
@@ -135,7 +136,8 @@ The panel below the table breaks the open failures down by category."""
 
     def _set_paused(self, name: str, paused: bool, reason: str) -> None:
         try:
-            connections.set_paused(self.ctx, name, paused, reason)
+            # Resuming applies held deliveries: encrypted ones open with the app's unlocked vaults.
+            connections.set_paused(self.ctx, name, paused, reason, unlocked_vaults(self.app))
         except Exception as exc:  # one line on screen; the app keeps running
             verb = "Pause" if paused else "Resume"
             self._post(self.notify, f"{verb} {name} failed: {describe_error(exc)}", severity="error", markup=False)

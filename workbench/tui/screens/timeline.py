@@ -14,6 +14,7 @@ from workbench.services import timeline, views
 from workbench.services.timeline import Timeline, TimelineEntry
 
 from ..formatting import short_time
+from ..vaults import unlocked_vaults
 from ..widgets import Column, Row, VirtualTable
 from .base import FILTER_BINDING
 from .table_screen import TableScreen
@@ -150,7 +151,7 @@ failure opens it for triage: retry, replay, resolve or ignore with a note, assig
         record_id = str(self.record["id"]) if self.record else self.record_ref
         if len(marked) == 2:
             left, right = marked
-            self.wb.open_diff(lambda ctx: views.deliveries_pair(ctx, left, right))
+            self.wb.open_diff(lambda ctx: views.deliveries_pair(ctx, left, right, unlocked_vaults(self.app)))
             return
         entry = self._entry()
         delivery = marked[0] if marked else (entry.id if entry is not None and entry.kind == "delivery" else None)
