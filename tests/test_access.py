@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from store.database import open_store, reading, writing
+from store.database import HEAD_REVISION, open_store, reading, writing
 from store.models import AuditEntry, Connection as ConnectionRow, RoleBinding
 from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
@@ -362,7 +362,7 @@ def test_a_store_from_before_roles_upgrades_and_its_first_user_becomes_admin(db_
                 id="con_old", name="acme", provider="stripe", environment="sandbox", paused=False, version=1,
                 settings={}, created_at=T0, updated_at=T0))
         command.upgrade(_alembic_config(plain), "head")
-        assert current_revision(plain) == "0004"
+        assert current_revision(plain) == HEAD_REVISION
         assert [c.name for c in connections.list_connections(ctx)] == ["acme"]  # ana: the first user, admin
         assert [(b.actor, b.role) for b in role_bindings.list_bindings(ctx)] == [("user:ana", "admin")]
     finally:

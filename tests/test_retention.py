@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from store.database import reading
 from store.models import AuditEntry, Delivery, Transition
-from tests.support import T0, FixedClock, capture, pi_event, table_counts
+from tests.support import T0, FixedClock, capture, pi_event, seed_admins, table_counts
 from workbench.cli.main import cli
 from workbench.domain.ids import IdFactory
 from workbench.services import connections, retention
@@ -43,7 +43,9 @@ def _release_engines() -> Iterator[None]:
 
 @pytest.fixture
 def later(engine: Any) -> ServiceContext:
-    """A context whose clock reads 40 days after the deliveries' receipt."""
+    """A context whose clock reads 40 days after the deliveries' receipt (the store's admins
+    bound as in every test, so CLI runs in the same test act as an admin too)."""
+    seed_admins(engine)
     return ServiceContext(engine=engine, clock=FixedClock(NOW), ids=IdFactory(seed=7), actor="user:tester")
 
 
