@@ -22,7 +22,7 @@ from store.models import AuditEntry, Connection as ConnectionRow, RoleBinding
 from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from workbench.cli.main import cli
-from workbench.services import access, audit, connections, queries, replay, role_bindings, triage
+from workbench.services import access, audit, connections, queries, replay, retention, role_bindings, triage
 from workbench.services.access import AccessDenied
 from workbench.services.capture_export import export_captures
 from workbench.services.context import ServiceContext, default_actor
@@ -74,7 +74,7 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "config": lambda c: connections.add_connection(c, "globex", "stripe", "live"),
         "vault": lambda c: access.require(c, "vault"),
         "access": lambda c: role_bindings.grant(c, "carol", "viewer"),
-        "retention": lambda c: access.require(c, "retention"),
+        "retention": lambda c: retention.run_retention(c),
     }
     return cases[action]
 
@@ -264,7 +264,16 @@ def _cli_command(action: str, failure: str, capture_file: Path) -> list[str] | N
         "reveal": ["events", "--captures", "--exact", "--connection", "acme"],
         "config": ["connection", "add", "globex", "--provider", "stripe"],
         "access": ["access", "grant", "carol", "viewer"],
+        "retention": ["retention", "run"],
     }.get(action)
+
+
+# The other configuration commands: each needs the admin role through the CLI as well.
+CONFIG_COMMANDS = [
+    ["connection", "set", "acme", "--retain-raw", "30", "--reason", "policy"],
+    ["connection", "secret", "retire", "acme", "acme-api-key-x", "--reason", "rotated"],
+    ["connection", "rotate-payload-key", "acme", "--reason", "yearly"],
+]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -290,7 +299,19 @@ def test_each_role_through_the_cli(stocked, db_url, tmp_path, role):
         assert len(lines) == 1 and lines[0].startswith(f"error: {ME} is {role} here; {action} needs the "), lines
         assert "Traceback" not in result.stderr
         assert _denials(stocked)[-1]["actor"] == ME and _denials(stocked)[-1]["action"] == action
-    assert checked == 8
+    assert checked == 9
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_configuration_commands_refuse_an_operator(stocked, db_url, command):
+    role_bindings.grant(stocked, ME, "operator", "test")
+    versions = connections.get_connection(stocked, "acme").version
+    result = wb(db_url, *command)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {ME} is operator here; config needs the admin role")
+    assert _denials(stocked)[-1] == {"actor": ME, "action": "config",
+                                     "after": {"action": "config", "role": "operator", "needs": "admin"}}
+    assert connections.get_connection(stocked, "acme").version == versions
 
 
 def test_cli_access_grant_list_revoke(stocked, db_url):
