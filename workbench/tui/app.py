@@ -35,6 +35,7 @@ from .theming import default_theme, shipped_themes
 if TYPE_CHECKING:
     from workbench.services.triage import FailureGroup
     from workbench.services.views import DiffPair
+    from workbench.vault import UnlockedVault
 
     from .screens.document import Document
 
@@ -104,6 +105,9 @@ class WorkbenchApp(App[None]):
         self.cursor_blink = cursor_blink
         self.remember_theme = False  # not while choosing the initial theme
         self.start_mode = start
+        # The vaults unlocked in this session, by environment: unlocked once (Vault screen, `u`),
+        # kept until locked (`l`) or the app closes; what decrypts secrets and payloads.
+        self.unlocked_vaults: dict[str, UnlockedVault] = {}
         themes = shipped_themes()
         for item in themes:
             self.register_theme(item)
