@@ -5,6 +5,7 @@ value typed here shows nowhere: not on screen, in a notification, in the store o
 
 from __future__ import annotations
 
+import fcntl
 import html
 import os
 from datetime import timedelta
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Label, Static
 
 from tests.tui.conftest import make_app, notices, palette_search, screen_text, settle, type_text
 from tests.tui.fixture_store import DISPLAY_NOW
-from workbench.services import audit
+from workbench.services import access, audit
 from workbench.services.context import ServiceContext
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.dialogs import ConfirmScreen, FormScreen
@@ -291,6 +293,36 @@ async def test_a_read_only_store_offers_no_change(store: ServiceContext, sandbox
         assert isinstance(app.screen, VaultScreen)
         assert any("Add is off: the store is read-only" in n for n in notices(app))
     assert sandbox_vault.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_a_busy_vault_is_one_line_and_nothing_is_written(store: ServiceContext, sandbox_vault: Path):
+    """Another process holds the vault's write lock: the add waits its few seconds, then says
+    the vault is busy; the file and the trail are as they were."""
+    before = sandbox_vault.read_bytes()
+    app = make_app(store)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await open_unlocked(pilot)
+        fd = os.open(f"{sandbox_vault}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            await pilot.press("a")
+            await fill(pilot, "while-busy", CANARY)
+        finally:
+            os.close(fd)
+        [error] = [n for n in notices(app) if n.startswith("Could not add while-busy")]
+        assert "vault busy: another process is writing sandbox.vault; try again" in error
+        assert "while-busy" not in secret_rows(app) and CANARY not in error
+    assert sandbox_vault.read_bytes() == before
+    assert audit.search(store, "vault.") == []
+
+
+def test_every_change_needs_the_vault_action() -> None:
+    """What the role check of the base screen reads: each change's binding, and "vault" for it."""
+    bound = {binding.action for binding in VaultScreen.BINDINGS if isinstance(binding, Binding)}
+    assert VaultScreen.NEEDS == {action: "vault" for action in ("init", "add", "rotate", "remove", "rekey")}
+    assert set(VaultScreen.NEEDS) <= bound and set(VaultScreen.NEEDS) == VaultScreen.WRITES
+    assert all(needed in access.LEAST_ROLE for needed in VaultScreen.NEEDS.values())
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=["80x24", "100x30"])

@@ -1,12 +1,13 @@
 """Configuration (key 6): every connection with its current version, and for one connection its
 history: each version with when, who and why, the settings it had (redacted), and the diff
-between any two versions. Read only; everything is read through services in workers."""
+between any two versions. Read only (every action here only reads, so none NEEDS a role):
+everything is read through services in workers; changes are `workbench connection ...`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 from rich.markup import escape
@@ -68,7 +69,6 @@ class ConfigurationScreen(TableScreen[list[ConnectionInfo]]):
     CSS_PATH = Path(__file__).with_name("configuration.tcss")
     COLUMNS = CONNECTION_COLUMNS
     EMPTY = "no connections yet: add one with `workbench connection add`"
-    ACCESS: ClassVar[dict[str, str]] = {"history": "read"}
     HELP = """Every connection's configuration: provider, environment, current version, and whether
 it is paused. The panel below shows the current settings of the connection under the cursor
 (secrets only ever as references, and anything that looks like a credential redacted).
@@ -140,7 +140,6 @@ class ConnectionHistoryScreen(TableScreen[History]):
     COLUMNS = HISTORY_COLUMNS
     EMPTY = "no versions recorded"
     MARKABLE = True
-    ACCESS: ClassVar[dict[str, str]] = {"version": "read", "mark": "read", "diff": "read"}
     HELP = """One connection's configuration history, newest first: each version with when it was
 made, who made it and why. The panel below shows the settings of the version under the cursor
 (redacted); Enter shows that whole version (settings, paused, provider, environment).

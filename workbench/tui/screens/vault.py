@@ -71,8 +71,9 @@ class VaultScreen(TableScreen[VaultView]):
     EMPTY = "no secrets to show"
     # Changes are audited: a read-only store cannot take their entries.
     WRITES = frozenset(CHANGES)
-    # For the role check (services/access.py): every change needs the "vault" action.
-    ACCESS: ClassVar[dict[str, str]] = {action: "vault" for action in CHANGES}
+    # The access action (services.access.LEAST_ROLE) each change needs, for the role check of
+    # the base screen; unlocking and listing only read names.
+    NEEDS: ClassVar[dict[str, str]] = {action: "vault" for action in CHANGES}
     HELP = """The credential vault of one environment (sandbox or live): each secret's name, current
 version, and how long ago it was created and last rotated. Values are never shown here
 (`workbench vault reveal NAME` prints one, and is audited).
