@@ -398,9 +398,8 @@ def test_a_change_the_trail_could_not_take_says_the_vault_has_it(sandbox: Path, 
     unreadable.mkdir()
     result = wb("vault", "set", "late-audit", input="sk_test_AUDITvalue9",
                 env={"WORKBENCH_AUDIT_KEY_FILE": str(unreadable)})
-    line = one_line_error(result, "stored late-audit (version 1) in the sandbox vault, but its audit entry could "
-                          "not be written", "cannot read the audit key", "the vault has the change, the audit "
-                          "trail does not")
+    line = one_line_error(result, "stored late-audit (version 1) in the sandbox vault: the vault has the change, "
+                          "the audit trail does not (its entry could not be written: cannot read the audit key")
     assert "AUDITvalue" not in line
     assert [s["name"] for s in listed()] == ["late-audit", "stripe-key"]
 

@@ -317,6 +317,57 @@ async def test_a_busy_vault_is_one_line_and_nothing_is_written(store: ServiceCon
     assert audit.search(store, "vault.") == []
 
 
+@pytest.mark.asyncio
+async def test_a_change_the_trail_could_not_take_is_said_and_shown(store: ServiceContext, sandbox_vault: Path,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The audit key cannot be read once the vault is written: the vault has the secret (the
+    table shows it), and the one line says the trail does not."""
+    app = make_app(store)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await open_unlocked(pilot)
+        unreadable = tmp_path / "key-is-a-directory"
+        unreadable.mkdir()
+        monkeypatch.setenv("WORKBENCH_AUDIT_KEY_FILE", str(unreadable))
+        await pilot.press("a")
+        await fill(pilot, "late-audit", CANARY)
+        [error] = [n for n in notices(app) if n.startswith("Could not add late-audit")]
+        assert error.startswith("Could not add late-audit: stored late-audit (version 1) in the sandbox vault: the "
+                                "vault has the change, the audit trail does not (its entry could not be written")
+        assert CANARY not in error
+        assert secret_rows(app)["late-audit"] == "1"
+
+
+@pytest.mark.asyncio
+async def test_a_secret_added_here_shows_on_no_screen(store: ServiceContext, sandbox_vault: Path):
+    """The canary typed into the Vault screen, then every top-level screen, the audit entry of
+    its change and the configuration history: not in any screen's text or notification."""
+    app = make_app(store)
+    shots: list[str] = []
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await open_unlocked(pilot)
+        await pilot.press("a")
+        await fill(pilot, "canary-key", CANARY)
+        assert "canary-key" in secret_rows(app)
+        shots.append(screen_text(app))
+        for key in ("1", "2", "3", "4", "6"):
+            await pilot.press(key)
+            await settle(pilot)
+            shots.append(screen_text(app))
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("enter")  # the newest entry: vault.set
+        await settle(pilot)
+        entry = screen_text(app)
+        assert "vault.set" in entry and "canary-key" in entry
+        shots.append(entry)
+        await pilot.press("escape", "6")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        shots.append(screen_text(app))
+    assert "CANARY" not in everything_shown(app, shots)
+
+
 def test_every_change_needs_the_vault_action() -> None:
     """What the role check of the base screen reads: each change's binding, and "vault" for it."""
     bound = {binding.action for binding in VaultScreen.BINDINGS if isinstance(binding, Binding)}

@@ -141,9 +141,10 @@ def _audited(ctx: ServiceContext, done: str, action: str, target_type: str, targ
             audit.append(conn, ctx, action, target_type, target_id,
                          before=entry if removed else None, after=None if removed else entry)
     except Exception as exc:
+        # What matters first (a face may cut a long line): the vault changed, the trail did not.
         raise VaultChangeNotAudited(
-            f"{done}, but its audit entry could not be written ({_cause(exc, ctx)}): the vault has the change, "
-            "the audit trail does not") from exc
+            f"{done}: the vault has the change, the audit trail does not (its entry could not be written: "
+            f"{_cause(exc, ctx)})") from exc
 
 
 def init_vault(ctx: ServiceContext, environment: str, passphrase: str) -> Path:
