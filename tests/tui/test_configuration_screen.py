@@ -15,7 +15,13 @@ from tests.tui.conftest import make_app, notices, palette_search, screen_text, s
 from workbench.services import connections
 from workbench.services.context import ServiceContext
 from workbench.tui.app import WorkbenchApp
-from workbench.tui.screens.configuration import ConfigurationScreen, ConnectionHistoryScreen, setting_lines
+from workbench.tui.screens.configuration import (
+    ConfigurationScreen,
+    ConnectionHistoryScreen,
+    VersionDiffScreen,
+    changed_paths,
+    setting_lines,
+)
 from workbench.tui.screens.diff import DiffScreen
 from workbench.tui.screens.document import DocumentScreen
 from workbench.tui.widgets import DiffView
@@ -59,6 +65,17 @@ def test_settings_read_as_path_value_lines():
         "sync.interval_s: 60", "secrets[0].name: \"k\"", "empty: {}"]
 
 
+def test_what_a_version_changed_in_short():
+    before = {"paused": False, "settings": {"sync": {"interval_s": 300}, "retention": {"raw_days": None},
+                                            "secrets": [{"name": "a", "retired_at": None}]}}
+    after = {"paused": False, "settings": {"sync": {"interval_s": 60}, "retention": {"raw_days": None},
+                                           "secrets": [{"name": "a", "retired_at": "2026"}, {"name": "b"}],
+                                           "payloads": {"encrypt": True}}}
+    assert changed_paths(before, after) == ["payloads.encrypt", "secrets", "sync.interval_s"]
+    assert changed_paths(after, after) == []
+    assert changed_paths({"settings": {"x": None}}, {"settings": {}}) == ["x"]
+
+
 @pytest.mark.asyncio
 async def test_connections_with_their_current_settings_redacted(db_ctx: ServiceContext):
     app = make_app(change_acme(db_ctx))
@@ -86,9 +103,11 @@ async def test_history_says_when_who_and_why_with_each_versions_settings(db_ctx:
         await open_history(pilot)
         screen = app.screen
         assert isinstance(screen, ConnectionHistoryScreen)
-        rows = [(r.key, r.cells[2], r.cells[3]) for r in screen.table.rows]
-        assert rows == [("4", "user:tester", "api key added"), ("3", "user:tester", "provider incident INC-42"),
-                        ("2", "user:tester", "sync every minute for the launch"), ("1", "user:tester", "created")]
+        rows = [(r.key, r.cells[2], r.cells[3], r.cells[4]) for r in screen.table.rows]
+        assert rows == [("4", "user:tester", "note, secrets", "api key added"),
+                        ("3", "user:tester", "paused", "provider incident INC-42"),
+                        ("2", "user:tester", "sync.interval_s", "sync every minute for the launch"),
+                        ("1", "user:tester", "(created)", "created")]
         assert "paused · version 4" in panel(app, "#history-summary")
         assert "settings at version 4" in panel(app, "#history-settings")
         await pilot.press("down", "down")
@@ -114,7 +133,7 @@ async def test_choose_two_versions_and_see_the_diff(db_ctx: ServiceContext):
         assert any("Two versions are marked already" in n for n in notices(app))
         await pilot.press("d")
         await settle(pilot)
-        assert isinstance(app.screen, DiffScreen)
+        assert isinstance(app.screen, VersionDiffScreen) and isinstance(app.screen, DiffScreen)
         view = app.screen.query_one(DiffView)
         assert [t[0] for t in view.titles] == ["v2 user:tester", "v4 user:tester"]  # the older on the left
         changed = {str(row.node.left_key or row.node.right_key) for row in view.rows

@@ -23,6 +23,7 @@ from workbench.services.errors import NotFound
 from workbench.services.views import DiffPair, DiffSide
 
 from ..widgets import Column, Row, VirtualTable
+from .diff import DiffScreen
 from .document import json_document
 from .table_screen import TableScreen
 
@@ -38,9 +39,10 @@ CONNECTION_COLUMNS = [
 
 HISTORY_COLUMNS = [
     Column("Ver", 4, align="right"),
-    Column("When", 14),
-    Column("Actor", 16, drop_below=60),
-    Column("Reason", None, min_width=16),
+    Column("When", 11),
+    Column("Actor", 14, drop_below=60),
+    Column("Changed", 18),
+    Column("Reason", None, min_width=14),
 ]
 
 
@@ -53,6 +55,27 @@ def setting_lines(value: Any, path: str = "") -> list[str]:
     if isinstance(value, list) and value:
         return [line for index, item in enumerate(value) for line in setting_lines(item, f"{path}[{index}]")]
     return [f"{path or '(settings)'}: {orjson.dumps(value).decode()}"]
+
+
+_ABSENT = object()  # a path only one side has (None is a value)
+
+
+def _flat(value: Any, path: str = "") -> dict[str, Any]:
+    """Leaf paths and their values; an empty object or list has no leaves (what it gains does)."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for index, item in enumerate(value) for k, v in _flat(item, f"{path}[{index}]").items()}
+    return {path: value}
+
+
+def changed_paths(before: Any, after: Any) -> list[str]:
+    """What a version changed, as short sorted paths: `settings.` dropped, cut at a list and
+    after two names (`sync.interval_s`, `secrets`, `paused`); the diff shows the detail."""
+    old, new = _flat(before), _flat(after)
+    # Sorted: the stores keep JSON keys in different orders (PostgreSQL's jsonb sorts them).
+    return sorted({".".join(path.removeprefix("settings.").split("[")[0].split(".")[:2])
+                   for path in old.keys() | new.keys() if old.get(path, _ABSENT) != new.get(path, _ABSENT)})
 
 
 def settings_panel(title: str, settings: Any) -> str:
@@ -118,6 +141,18 @@ a new version."""
 class History:
     connection: ConnectionInfo
     versions: list[dict[str, Any]]  # newest first; each as services.connections.history gives it
+    changed: dict[int, list[str]]  # by version: what it changed from the one before
+
+
+def what_changed(versions: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """For each version (oldest first), the paths it changed; the first made the connection."""
+    changed: dict[int, list[str]] = {}
+    previous: dict[str, Any] | None = None
+    for version in versions:
+        changed[version["version"]] = (changed_paths(previous, version["snapshot"]) if previous is not None
+                                       else ["(created)"])
+        previous = version["snapshot"]
+    return changed
 
 
 def _side(version: dict[str, Any]) -> DiffSide:
@@ -141,7 +176,8 @@ class ConnectionHistoryScreen(TableScreen[History]):
     EMPTY = "no versions recorded"
     MARKABLE = True
     HELP = """One connection's configuration history, newest first: each version with when it was
-made, who made it and why. The panel below shows the settings of the version under the cursor
+made, who made it, what it changed (in short: `sync.interval_s`, `secrets`, `paused`) and why.
+The panel below shows the settings of the version under the cursor
 (redacted); Enter shows that whole version (settings, paused, provider, environment).
 
 Space marks a version; d diffs the two marked versions (the older on the left), or the version
@@ -167,7 +203,7 @@ under the cursor against the one before it."""
     def fetch(self, request: object) -> History:
         info = connections.get_connection(self.ctx, self.connection_name)
         versions = connections.history(self.ctx, self.connection_name)
-        return History(info, list(reversed(versions)))
+        return History(info, list(reversed(versions)), what_changed(versions))
 
     def show(self, data: History) -> None:
         self._history = data
@@ -177,7 +213,8 @@ under the cursor against the one before it."""
             f"{'paused' if info.paused else 'active'} · version {info.version}")
         self.table.set_rows([
             Row(str(v["version"]), (str(v["version"]), v["at"][5:16].replace("T", " "), v["actor"],
-                                    v["reason"] or "-"), data=v)
+                                    ", ".join(data.changed.get(v["version"], [])) or "-", v["reason"] or "-"),
+                data=v)
             for v in data.versions], keep=self.table.current_row.key if self.table.current_row else None)
         self._status()
         self._show_settings(self.table.current_row)
@@ -238,4 +275,14 @@ under the cursor against the one before it."""
                 return
             older, newer = before[-1], chosen
         name = self.connection_name
-        self.wb.open_diff(lambda ctx: versions_pair(ctx, name, older, newer))
+        self.app.push_screen(VersionDiffScreen(lambda ctx: versions_pair(ctx, name, older, newer)))
+
+
+class VersionDiffScreen(DiffScreen):
+    WHERE = "Version diff"
+    HELP = """Two versions of a connection side by side, the older on the left, aligned by structure:
+~ changed, + added (right only), - removed (left only). Settings are redacted as everywhere;
+secrets appear only as references into the vault. Unchanged parts are folded.
+
+Enter/space folds or unfolds; Right opens, Left closes (or goes to the parent);
+n / N jump to the next / previous change (opening what hides it)."""
