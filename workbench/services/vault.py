@@ -147,15 +147,15 @@ def _audited(ctx: ServiceContext, done: str, action: str, target_type: str, targ
             f"{_cause(exc, ctx)})") from exc
 
 
-def init_vault(ctx: ServiceContext, environment: str, passphrase: str) -> Path:
-    """Create an empty vault for `environment`; refused if one exists."""
+def init_vault(ctx: ServiceContext, environment: str, passphrase: str) -> UnlockedVault:
+    """Create an empty vault for `environment` (refused if one exists); returned unlocked."""
     path = location(environment)
     check_new_passphrase(passphrase)
     may_change(ctx)
-    _vault_call(lambda: create(path, environment, passphrase))
+    created = _vault_call(lambda: create(path, environment, passphrase))
     _audited(ctx, f"created the {environment} vault", "vault.init", "vault", environment,
              {"environment": environment})
-    return path
+    return created
 
 
 def unlock_vault(environment: str, passphrase: str) -> UnlockedVault:

@@ -222,8 +222,7 @@ working). Each change is written to the audit trail (never a value) and needs th
                              given)
 
     def _init(self, environment: str, passphrase: str) -> str:
-        vault_service.init_vault(self.ctx, environment, passphrase)
-        self._hand_over(environment, vault_service.unlock_vault(environment, passphrase))
+        self._hand_over(environment, vault_service.init_vault(self.ctx, environment, passphrase))
         return f"created the {environment} vault (unlocked)"
 
     def _open_vault(self, what: str) -> tuple[str, UnlockedVault] | None:
