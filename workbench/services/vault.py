@@ -149,9 +149,9 @@ def _audited(ctx: ServiceContext, done: str, action: str, target_type: str, targ
 
 def init_vault(ctx: ServiceContext, environment: str, passphrase: str) -> UnlockedVault:
     """Create an empty vault for `environment` (refused if one exists); returned unlocked."""
+    may_change(ctx)
     path = location(environment)
     check_new_passphrase(passphrase)
-    may_change(ctx)
     created = _vault_call(lambda: create(path, environment, passphrase))
     _audited(ctx, f"created the {environment} vault", "vault.init", "vault", environment,
              {"environment": environment})
@@ -182,9 +182,9 @@ def _changed(ctx: ServiceContext, vault: UnlockedVault, name: str, change: Calla
 def set_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, value: str,
                now: datetime | None = None) -> SecretSummary:
     """A new secret (version 1); an existing name is refused (rotate it instead)."""
+    may_change(ctx)
     _check_name(name)
     _check_value(value)
-    may_change(ctx)
     at = now or ctx.clock()
     return _changed(ctx, vault, name, lambda c: c.with_new(name, value, at), "vault.set", "stored")
 
@@ -192,17 +192,17 @@ def set_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, value: str,
 def rotate_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, value: str,
                   now: datetime | None = None) -> SecretSummary:
     """A new version of `name`; the old versions stay, marked rotated."""
+    may_change(ctx)
     _check_name(name)
     _check_value(value)
-    may_change(ctx)
     at = now or ctx.clock()
     return _changed(ctx, vault, name, lambda c: c.with_rotated(name, value, at), "vault.rotate", "rotated")
 
 
 def remove_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> int:
     """Remove `name` with all its versions; returns how many versions went."""
-    _check_name(name)
     may_change(ctx)
+    _check_name(name)
     removed: list[int] = []
 
     def drop(contents: Contents) -> Contents:
@@ -229,8 +229,8 @@ def reveal_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> str:
 
 def rekey_vault(ctx: ServiceContext, vault: UnlockedVault, new_passphrase: str) -> None:
     """Re-encrypt under a new passphrase (and today's KDF parameters); the old one stops working."""
-    check_new_passphrase(new_passphrase)
     may_change(ctx)
+    check_new_passphrase(new_passphrase)
     _vault_call(lambda: vault.rekey(new_passphrase))
     _audited(ctx, f"the {vault.environment} vault has a new passphrase", "vault.rekey", "vault", vault.environment,
              {"environment": vault.environment})
