@@ -227,7 +227,11 @@ working). Each change is written to the audit trail (never a value) and needs th
 
     def _open_vault(self, what: str) -> tuple[str, UnlockedVault] | None:
         """The environment and its unlocked vault for a change, or None (then said why)."""
-        if self._busy or self.refused(what):
+        if self._busy:
+            self.notify(f"{what}: the last change is still under way; try again when it is done", severity="warning",
+                        markup=False)
+            return None
+        if self.refused(what):
             return None
         opened = self.unlocked.get(self.environment)
         if opened is None:
