@@ -1,9 +1,11 @@
 """The credential vault through the `workbench vault` command and the vault package: real files,
 real key derivations, real processes for concurrent writers. Every failure is one line and
-leaves the file byte for byte as it was."""
+leaves the file byte for byte as it was. Every change is audited, so every command here runs
+against a store (SQLite; the audit entries themselves are checked on both backends)."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
 import os
@@ -20,6 +22,7 @@ from store.database import open_store
 from tests.support import make_context
 from workbench.cli.main import cli
 from workbench.services import audit, vault as vault_service
+from workbench.services.errors import ReadOnlyStore
 from workbench.vault import (
     KdfParams,
     VaultDamaged,
@@ -40,6 +43,16 @@ CHEAP = KdfParams(memory_kib=1024, iterations=1, lanes=1)
 @pytest.fixture
 def vdir() -> Path:
     return Path(os.environ["WORKBENCH_VAULT_DIR"])
+
+
+@pytest.fixture(autouse=True)
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store every vault command here audits its changes in (WORKBENCH_DB, which the
+    concurrent writers' processes inherit)."""
+    url = f"sqlite:///{tmp_path / 'vault-audit.db'}"
+    open_store(url, auto_upgrade=True).dispose()
+    monkeypatch.setenv("WORKBENCH_DB", url)
+    return url
 
 
 def wb(*args: str, input: bytes | str | None = None, passphrase: str | None = PASS,
@@ -298,6 +311,97 @@ def test_no_reveal_without_a_store_to_audit_it(tmp_path: Path, sandbox: Path):
     result = wb("--db", f"sqlite:///{tmp_path / 'none.db'}", "vault", "reveal", "stripe-key")
     one_line_error(result, "no store")
     assert "sk_test_first" not in result.output
+
+
+# -- every change is audited ----------------------------------------------------------------------------
+
+def vault_entries(db_url: str) -> list[dict[str, object]]:
+    engine = open_store(db_url)
+    try:
+        ctx = make_context(engine)
+        assert audit.verify(ctx).ok
+        buffer = io.BytesIO()
+        audit.export(ctx, buffer)
+        assert b"sk_test_" not in buffer.getvalue() and b"AUDITvalue" not in buffer.getvalue()
+        return [e for e in reversed(audit.search(ctx, "vault.")) if str(e["action"]).startswith("vault.")]
+    finally:
+        engine.dispose()
+
+
+def test_every_vault_change_is_audited_without_its_value(db_url: str):
+    ok(wb("--db", db_url, "db", "upgrade"))
+    assert "created the live vault" in ok(wb("--db", db_url, "vault", "init", "-e", "live"))
+    assert ok(wb("--db", db_url, "vault", "set", "api-key", "-e", "live", input="sk_test_AUDITvalue1")) == (
+        "stored api-key (version 1) in the live vault\n")
+    ok(wb("--db", db_url, "vault", "rotate", "api-key", "-e", "live", input="sk_test_AUDITvalue2"))
+    ok(wb("--db", db_url, "vault", "set", "other", "-e", "live", input="AUDITvalue3"))
+    assert "removed other (1 version)" in ok(wb("--db", db_url, "vault", "remove", "other", "-e", "live"))
+    ok(wb("--db", db_url, "vault", "rekey", "-e", "live", env={"WORKBENCH_VAULT_NEW_PASSPHRASE": "the new one!"}))
+    entries = vault_entries(db_url)
+    assert [(e["action"], e["target_type"], e["target_id"]) for e in entries] == [
+        ("vault.init", "vault", "live"),
+        ("vault.set", "secret", "live/api-key"),
+        ("vault.rotate", "secret", "live/api-key"),
+        ("vault.set", "secret", "live/other"),
+        ("vault.remove", "secret", "live/other"),
+        ("vault.rekey", "vault", "live"),
+    ]
+    assert entries[2]["after"] == {"environment": "live", "name": "api-key", "version": 2}
+    assert entries[4]["before"] == {"environment": "live", "name": "other", "version": 1}
+    assert entries[4]["after"] is None
+    assert all(str(e["actor"]).startswith("user:") for e in entries)
+
+
+def test_a_refused_change_is_not_audited_and_a_list_needs_no_store(db_url: str, sandbox: Path):
+    ok(wb("--db", db_url, "db", "upgrade"))
+    before = sandbox.read_bytes()
+    one_line_error(wb("--db", db_url, "vault", "set", "stripe-key", input="v"), "already has")
+    one_line_error(wb("--db", db_url, "vault", "rotate", "nope", input="v"), "no secret named")
+    one_line_error(wb("--db", db_url, "vault", "set", "x", input="v", passphrase="not the passphrase"),
+                   "wrong passphrase")
+    assert sandbox.read_bytes() == before
+    assert vault_entries(db_url) == []
+    assert [s["name"] for s in orjson.loads(ok(wb("--db", "sqlite:///nowhere/at/all.db", "vault", "list",
+                                                   "--json")))] == ["stripe-key"]
+
+
+def test_no_change_without_a_store_to_audit_it(tmp_path: Path, sandbox: Path, vdir: Path):
+    before = sandbox.read_bytes()
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    for args in (["set", "new-one"], ["rotate", "stripe-key"], ["remove", "stripe-key"], ["rekey"]):
+        result = wb("--db", missing, "vault", *args, input="sk_test_never_stored",
+                    env={"WORKBENCH_VAULT_NEW_PASSPHRASE": "another passphrase"})
+        one_line_error(result, "no store")
+    one_line_error(wb("--db", missing, "vault", "init", "-e", "live"), "no store")
+    assert sandbox.read_bytes() == before and not vault_path("live", vdir).exists()
+
+
+def test_a_read_only_store_refuses_a_change_before_the_vault_is_touched(store_url: str, sandbox: Path):
+    engine = open_store(store_url)
+    try:
+        ctx = dataclasses.replace(make_context(engine), read_only=True)
+        opened = vault_service.unlock_vault("sandbox", PASS)
+        before = sandbox.read_bytes()
+        with pytest.raises(ReadOnlyStore, match="could not be audited; nothing was changed"):
+            vault_service.set_secret(ctx, opened, "other", "v")
+        with pytest.raises(ReadOnlyStore):
+            vault_service.rekey_vault(ctx, opened, "a new passphrase")
+        assert sandbox.read_bytes() == before
+    finally:
+        engine.dispose()
+
+
+def test_a_change_the_trail_could_not_take_says_the_vault_has_it(sandbox: Path, tmp_path: Path):
+    """The audit key cannot be read once the vault is written: the one line says the vault has
+    the change and the trail does not (so the operator knows not to retry the set)."""
+    unreadable = tmp_path / "key-is-a-directory"
+    unreadable.mkdir()
+    result = wb("vault", "set", "late-audit", input="sk_test_AUDITvalue9",
+                env={"WORKBENCH_AUDIT_KEY_FILE": str(unreadable)})
+    line = one_line_error(result, "stored late-audit (version 1) in the sandbox vault: the vault has the change, "
+                          "the audit trail does not (its entry could not be written: cannot read the audit key")
+    assert "AUDITvalue" not in line
+    assert [s["name"] for s in listed()] == ["late-audit", "stripe-key"]
 
 
 # -- the demo ---------------------------------------------------------------------------------------------

@@ -5,12 +5,14 @@ waits until every worker has landed its result on screen."""
 from __future__ import annotations
 
 import copy
+import io
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 
 from store.database import open_store
@@ -85,6 +87,16 @@ async def settle(pilot: Pilot[Any]) -> None:
         if not loading and not any(worker.is_running for worker in app.workers):
             return
     raise AssertionError("the app did not settle")
+
+
+def screen_text(app: WorkbenchApp) -> str:
+    """What the terminal shows now, as plain text: rendered as `export_screenshot` renders it
+    (modal screens over the ones below), exported as text instead of SVG."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
 
 
 def notices(app: WorkbenchApp) -> list[str]:

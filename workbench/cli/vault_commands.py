@@ -1,6 +1,8 @@
 """`workbench vault ...`: the credential vault. Values come from standard input or a hidden
 prompt, never from the command line (where `ps` and shell history would keep them); only
-`reveal` prints one, and it is audited."""
+`reveal` prints one, and it is audited. Every change is audited too, so the commands that
+change the vault open the store first: a store that is missing or refuses the change is said
+before any passphrase or value is asked for."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 import click
 
 from workbench.services import vault as vault_service
+from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument, ServiceError
 from workbench.vault import ENVIRONMENTS, UnlockedVault
 
@@ -64,6 +67,13 @@ def _unlocked(environment: str) -> UnlockedVault:
     return vault_service.unlock_vault(environment, _passphrase(environment))
 
 
+def _changing(state: State) -> ServiceContext:
+    """The store, checked to take this change's audit entry, before a passphrase or value is asked."""
+    ctx = state.ctx
+    vault_service.may_change(ctx)
+    return ctx
+
+
 @click.group()
 def vault() -> None:
     """The credential vault: one encrypted file per environment (docs/vault.md)."""
@@ -71,33 +81,39 @@ def vault() -> None:
 
 @vault.command("init")
 @environment_option
-def vault_init(environment: str) -> None:
+@pass_state
+def vault_init(state: State, environment: str) -> None:
     """Create an empty vault (passphrase from WORKBENCH_VAULT_PASSPHRASE or asked twice)."""
     path = vault_service.location(environment)
     if path.exists():  # before asking for a passphrase that could not be used
         raise vault_service.VaultFailure(f"the {environment} vault at {path} already exists; it was left as it is")
+    ctx = _changing(state)
     passphrase = _new_passphrase(environment, PASSPHRASE_ENV)
-    vault_service.init_vault(environment, passphrase)
+    vault_service.init_vault(ctx, environment, passphrase)
     click.echo(f"created the {environment} vault at {path}")
 
 
 @vault.command("set")
 @click.argument("name")
 @environment_option
-def vault_set(name: str, environment: str) -> None:
+@pass_state
+def vault_set(state: State, name: str, environment: str) -> None:
     """Add secret NAME; its value is read from standard input or a hidden prompt."""
+    ctx = _changing(state)
     unlocked = _unlocked(environment)
-    summary = vault_service.set_secret(unlocked, name, _value(name))
+    summary = vault_service.set_secret(ctx, unlocked, name, _value(name))
     click.echo(f"stored {summary.name} (version {summary.version}) in the {environment} vault")
 
 
 @vault.command("rotate")
 @click.argument("name")
 @environment_option
-def vault_rotate(name: str, environment: str) -> None:
+@pass_state
+def vault_rotate(state: State, name: str, environment: str) -> None:
     """Give NAME a new value (standard input or a hidden prompt); older versions are kept."""
+    ctx = _changing(state)
     unlocked = _unlocked(environment)
-    summary = vault_service.rotate_secret(unlocked, name, _value(name))
+    summary = vault_service.rotate_secret(ctx, unlocked, name, _value(name))
     click.echo(f"rotated {summary.name} to version {summary.version} in the {environment} vault")
 
 
@@ -129,18 +145,22 @@ def vault_reveal(state: State, name: str, environment: str) -> None:
 @vault.command("remove")
 @click.argument("name")
 @environment_option
-def vault_remove(name: str, environment: str) -> None:
+@pass_state
+def vault_remove(state: State, name: str, environment: str) -> None:
     """Remove NAME and all its versions."""
-    versions = vault_service.remove_secret(_unlocked(environment), name)
+    ctx = _changing(state)
+    versions = vault_service.remove_secret(ctx, _unlocked(environment), name)
     click.echo(f"removed {name} ({versions} version{'s' if versions != 1 else ''}) from the {environment} vault")
 
 
 @vault.command("rekey")
 @environment_option
-def vault_rekey(environment: str) -> None:
+@pass_state
+def vault_rekey(state: State, environment: str) -> None:
     """Re-encrypt under a new passphrase (WORKBENCH_VAULT_NEW_PASSPHRASE or asked twice)."""
+    ctx = _changing(state)
     unlocked = _unlocked(environment)
-    vault_service.rekey_vault(unlocked, _new_passphrase(environment, NEW_PASSPHRASE_ENV))
+    vault_service.rekey_vault(ctx, unlocked, _new_passphrase(environment, NEW_PASSPHRASE_ENV))
     click.echo(f"the {environment} vault has a new passphrase; the old one no longer opens it")
 
 

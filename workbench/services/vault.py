@@ -1,6 +1,12 @@
 """Vault use cases: what the faces call to create, unlock, change and reveal the environment
-vaults. Values come in and (for reveal only) go out here; nothing is written to the store
-except the audit entry of a reveal, which is committed before the value is handed back."""
+vaults. Values come in and (for reveal only) go out here; the store gets audit entries only
+(environment, name, version: never a value).
+
+Every change (init, set, rotate, remove, rekey) needs the "vault" action, checked before the
+file is touched, and is audited after the file is written: the vault file is the truth, and
+an entry for a change that never happened would be worse than a change the trail missed,
+which the one-line error then says plainly. A reveal is audited first: no value leaves
+without its entry."""
 
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ from workbench.vault import (
 
 from . import access, audit
 from .context import ServiceContext, utc_now
-from .errors import InvalidArgument, ServiceError
+from .errors import InvalidArgument, ReadOnlyStore, ServiceError
+from .store_faults import explain
 
 # Documented in the README: `workbench demo` creates a sandbox vault under this passphrase.
 DEMO_PASSPHRASE = "demo-passphrase"
@@ -41,6 +48,10 @@ _VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 class VaultFailure(ServiceError):
     """The vault could not be used (missing, busy, damaged, wrong passphrase...); unchanged."""
+
+
+class VaultChangeNotAudited(ServiceError):
+    """The vault file changed, but the audit entry saying so could not be written."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +117,45 @@ def exists(environment: str) -> bool:
     return location(environment).exists()
 
 
-def init_vault(environment: str, passphrase: str) -> Path:
-    """Create an empty vault for `environment`; refused if one exists."""
+def may_change(ctx: ServiceContext) -> None:
+    """Before the vault is touched: the role allows it, and the store can take its audit entry
+    (a read-only store could not, and the change would go unrecorded)."""
+    access.require(ctx, "vault")
+    if ctx.read_only:
+        raise ReadOnlyStore("the store is read-only, so a vault change could not be audited; nothing was changed: "
+                            "run with write access to the store")
+
+
+def _cause(exc: Exception, ctx: ServiceContext) -> str:
+    if isinstance(exc, ServiceError):
+        return str(exc)
+    explained = explain(exc, ctx.location)
+    return str(explained) if explained is not None else f"{type(exc).__name__}"
+
+
+def _audited(ctx: ServiceContext, done: str, action: str, target_type: str, target_id: str,
+             entry: dict[str, object], *, removed: bool = False) -> None:
+    """The audit entry of a change already in the vault file; `done` says what changed."""
+    try:
+        with writing(ctx.engine) as conn:
+            audit.append(conn, ctx, action, target_type, target_id,
+                         before=entry if removed else None, after=None if removed else entry)
+    except Exception as exc:
+        # What matters first (a face may cut a long line): the vault changed, the trail did not.
+        raise VaultChangeNotAudited(
+            f"{done}: the vault has the change, the audit trail does not (its entry could not be written: "
+            f"{_cause(exc, ctx)})") from exc
+
+
+def init_vault(ctx: ServiceContext, environment: str, passphrase: str) -> UnlockedVault:
+    """Create an empty vault for `environment` (refused if one exists); returned unlocked."""
+    may_change(ctx)
     path = location(environment)
     check_new_passphrase(passphrase)
-    _vault_call(lambda: create(path, environment, passphrase))
-    return path
+    created = _vault_call(lambda: create(path, environment, passphrase))
+    _audited(ctx, f"created the {environment} vault", "vault.init", "vault", environment,
+             {"environment": environment})
+    return created
 
 
 def unlock_vault(environment: str, passphrase: str) -> UnlockedVault:
@@ -125,29 +169,39 @@ def list_secrets(vault: UnlockedVault) -> list[SecretSummary]:
     return [_summary(name, versions) for name, versions in sorted(contents.secrets.items())]
 
 
-def _changed(vault: UnlockedVault, name: str, change: Callable[[Contents], Contents]) -> SecretSummary:
+def _changed(ctx: ServiceContext, vault: UnlockedVault, name: str, change: Callable[[Contents], Contents],
+             action: str, verb: str) -> SecretSummary:
     contents = _vault_call(lambda: vault.update(change))
-    return _summary(name, contents.secrets[name])
+    summary = _summary(name, contents.secrets[name])
+    _audited(ctx, f"{verb} {name} (version {summary.version}) in the {vault.environment} vault", action, "secret",
+             f"{vault.environment}/{name}",
+             {"environment": vault.environment, "name": name, "version": summary.version})
+    return summary
 
 
-def set_secret(vault: UnlockedVault, name: str, value: str, now: datetime | None = None) -> SecretSummary:
+def set_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, value: str,
+               now: datetime | None = None) -> SecretSummary:
     """A new secret (version 1); an existing name is refused (rotate it instead)."""
+    may_change(ctx)
     _check_name(name)
     _check_value(value)
-    at = now or utc_now()
-    return _changed(vault, name, lambda c: c.with_new(name, value, at))
+    at = now or ctx.clock()
+    return _changed(ctx, vault, name, lambda c: c.with_new(name, value, at), "vault.set", "stored")
 
 
-def rotate_secret(vault: UnlockedVault, name: str, value: str, now: datetime | None = None) -> SecretSummary:
+def rotate_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, value: str,
+                  now: datetime | None = None) -> SecretSummary:
     """A new version of `name`; the old versions stay, marked rotated."""
+    may_change(ctx)
     _check_name(name)
     _check_value(value)
-    at = now or utc_now()
-    return _changed(vault, name, lambda c: c.with_rotated(name, value, at))
+    at = now or ctx.clock()
+    return _changed(ctx, vault, name, lambda c: c.with_rotated(name, value, at), "vault.rotate", "rotated")
 
 
-def remove_secret(vault: UnlockedVault, name: str) -> int:
+def remove_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> int:
     """Remove `name` with all its versions; returns how many versions went."""
+    may_change(ctx)
     _check_name(name)
     removed: list[int] = []
 
@@ -156,7 +210,11 @@ def remove_secret(vault: UnlockedVault, name: str) -> int:
         return contents.without(name)
 
     _vault_call(lambda: vault.update(drop))
-    return removed[-1]
+    version = removed[-1]
+    _audited(ctx, f"removed {name} from the {vault.environment} vault", "vault.remove", "secret",
+             f"{vault.environment}/{name}", {"environment": vault.environment, "name": name, "version": version},
+             removed=True)
+    return version
 
 
 def reveal_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> str:
@@ -170,10 +228,13 @@ def reveal_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> str:
     return current.value
 
 
-def rekey_vault(vault: UnlockedVault, new_passphrase: str) -> None:
+def rekey_vault(ctx: ServiceContext, vault: UnlockedVault, new_passphrase: str) -> None:
     """Re-encrypt under a new passphrase (and today's KDF parameters); the old one stops working."""
+    may_change(ctx)
     check_new_passphrase(new_passphrase)
     _vault_call(lambda: vault.rekey(new_passphrase))
+    _audited(ctx, f"the {vault.environment} vault has a new passphrase", "vault.rekey", "vault", vault.environment,
+             {"environment": vault.environment})
 
 
 def ensure_demo_vault(now: datetime | None = None) -> bool:

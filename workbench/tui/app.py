@@ -1,7 +1,7 @@
 """The workbench TUI: an App over a `ServiceContext`.
 
-Four top-level screens, each its own mode (its own stack, kept while you visit the others):
-Providers (home), Records, Error queue, Audit. Timelines, payloads, diffs and failure lists
+Five top-level screens, each its own mode (its own stack, kept while you visit the others):
+Providers (home), Records, Error queue, Audit, Configuration. Timelines, payloads, diffs and failure lists
 are pushed on top of the mode they were opened from; Escape pops back.
 
 A timer asks the visible screen to re-read the store every `refresh_interval` seconds; the
@@ -36,6 +36,7 @@ from .theming import default_theme, shipped_themes
 if TYPE_CHECKING:
     from workbench.services.triage import FailureGroup
     from workbench.services.views import DiffPair
+    from workbench.vault import UnlockedVault
 
     from .screens.document import Document
 
@@ -75,21 +76,30 @@ def _audit() -> Screen[Any]:
     return AuditScreen()
 
 
+def _configuration() -> Screen[Any]:
+    from .screens.configuration import ConfigurationScreen
+
+    return ConfigurationScreen()
+
+
 class WorkbenchApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "Integration Workbench"
     # One provider (it has themes and quit too): hits from several providers arrive in a racing
     # order, so equal scores would list differently from one opening to the next.
     COMMANDS = {WorkbenchCommands}
-    MODES = {"providers": ProvidersScreen, "records": _records, "errors": _errors, "audit": _audit}
+    MODES = {"providers": ProvidersScreen, "records": _records, "errors": _errors, "audit": _audit,
+             "configuration": _configuration}
     MODE_TITLES: ClassVar[dict[str, str]] = {"providers": "Providers", "records": "Records",
-                                             "errors": "Error queue", "audit": "Audit"}
+                                             "errors": "Error queue", "audit": "Audit",
+                                             "configuration": "Configuration"}
     BINDINGS = [
         Binding("1", "go_to('providers')", "Providers", show=False),
         Binding("2", "go_to('records')", "Records", show=False),
         Binding("3", "go_to('errors')", "Errors", show=False),
         Binding("4", "go_to('audit')", "Audit", show=False),
         Binding("5", "open_vault", "Vault", show=False),
+        Binding("6", "go_to('configuration')", "Configuration", show=False),
     ]
 
     def __init__(self, ctx: ServiceContext, *, refresh_interval: float | None = DEFAULT_REFRESH_SECONDS,
@@ -108,6 +118,9 @@ class WorkbenchApp(App[None]):
         self.cursor_blink = cursor_blink
         self.remember_theme = False  # not while choosing the initial theme
         self.start_mode = start
+        # The vaults unlocked in this session, by environment: unlocked once (Vault screen, `u`),
+        # kept until locked (`l`) or the app closes; what decrypts secrets and payloads.
+        self.unlocked_vaults: dict[str, UnlockedVault] = {}
         themes = shipped_themes()
         for item in themes:
             self.register_theme(item)

@@ -13,7 +13,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
 GLOBAL_KEYS = [
-    ("1 2 3 4", "Providers, Records, Error queue, Audit"),
+    ("1 2 3 4 6", "Providers, Records, Error queue, Audit, Configuration"),
+    ("5", "Vault: secrets, unlock, add, rotate, rekey"),
     ("ctrl+p", "command palette: every screen, action and theme"),
     ("?", "this help"),
     ("/", "filter or search (where the screen has one)"),
