@@ -127,7 +127,7 @@ def test_secret_values_name_a_reference_the_vault_lost(clocked: ServiceContext) 
     add_stripe(clocked)
     vault = make_vault()
     ref = add(clocked, vault)
-    vault_service.remove_secret(vault, ref.name)
+    vault_service.remove_secret(clocked, vault, ref.name)
     with pytest.raises(NotFound, match=f"no secret '{ref.name}'"):
         secret_refs.active_secret_values(clocked, vault, "acme", "webhook_secret", clocked.clock())
 
@@ -176,9 +176,9 @@ def test_a_value_the_vault_keeps_after_a_failed_version_is_named(clocked: Servic
     # cannot be removed either: the message must name what is left and how to remove it.
     original = vault_service.remove_secret
 
-    def remove_then_fail(unlocked: UnlockedVault, name: str) -> int:
+    def remove_then_fail(ctx: ServiceContext, unlocked: UnlockedVault, name: str) -> int:
         os.replace(unlocked.path, unlocked.path.with_suffix(".moved"))  # the vault is gone
-        return original(unlocked, name)
+        return original(ctx, unlocked, name)
 
     monkeypatch.setattr(vault_service, "remove_secret", remove_then_fail)
     with pytest.raises(secret_refs.SecretLeftInVault) as failed:

@@ -38,7 +38,7 @@ async def test_payload_screen_says_when_a_body_is_encrypted_or_purged(ctx: Servi
         assert "body (encrypted, vault locked)" in text and "this body is encrypted: unlock the sandbox" in text
         assert "pi_sealed_1" not in text and "evt_1" in text  # the delivery itself still shows
         app.pop_screen()
-        app.unlocked_vaults = {"sandbox": vault}  # type: ignore[attr-defined]  # as the Vault screen leaves it
+        app.unlocked_vaults = {"sandbox": vault}
         app.open_payload(event)
         await settle(pilot)
         text = screen_text(pilot)
@@ -75,7 +75,7 @@ async def test_retry_from_the_failures_screen_opens_an_encrypted_event_with_the_
         await settle(pilot)
         assert any("this body is encrypted" in text for text in notices(app))
         assert triage.failure_detail(ctx, failure["id"])["notes"] == []
-        app.unlocked_vaults = {"sandbox": vault}  # type: ignore[attr-defined]  # as the Vault screen leaves it
+        app.unlocked_vaults = {"sandbox": vault}
         await pilot.press("r")
         await settle(pilot)
         assert triage.failure_detail(ctx, failure["id"])["notes"][0]["note"].startswith("retry: rejected")

@@ -144,7 +144,7 @@ def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, valu
     ref = SecretRef.model_validate({
         "name": new_secret_name(plan.connection, plan.kind, now), "kind": plan.kind, "environment": plan.environment,
         "added_at": now, "expires_at": now + plan.expires_in if plan.expires_in else None})
-    vault_service.set_secret(vault, ref.name, value, now)
+    vault_service.set_secret(ctx, vault, ref.name, value, now)  # audited as vault.set
 
     def with_reference(settings: dict[str, Any]) -> dict[str, Any]:
         settings["secrets"] = [*settings.get("secrets", []), ref.as_settings()]
@@ -155,7 +155,9 @@ def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, valu
     except BaseException as exc:  # ctrl+c too: no value is left in the vault that nothing references
         cause = exc if isinstance(exc, ServiceError) else explain(exc, ctx.location) if isinstance(exc, Exception) else None
         try:
-            vault_service.remove_secret(vault, ref.name)
+            vault_service.remove_secret(ctx, vault, ref.name)
+        except vault_service.VaultChangeNotAudited:
+            pass  # removed; only its audit entry is missing (the store that failed the version too)
         except ServiceError:
             raise SecretLeftInVault(
                 f"{cause or 'the connection version failed'}; the value stays in the {vault.environment} vault as "
