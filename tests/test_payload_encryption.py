@@ -356,3 +356,17 @@ def test_failures_retry_reruns_an_encrypted_event_with_the_vault_and_seals_its_c
         copy = conn.execute(select(deliveries).where(deliveries.c.replay_of.is_not(None))).one()
     assert copy.body_key_version == 1 and CANARY.encode() not in bytes(copy.body)
     assert delivery_payload(ctx, copy.id, vaults)["body"]["id"] == "evt_3"
+
+
+def test_vault_remove_keeps_a_payload_data_key_unless_forced(db_url, ctx, vaults):
+    connection_id = encrypted_connection(ctx, vaults)
+    ingest(ctx, "acme", captures_of(events(1)), vaults=vaults)
+    key_name = f"payload-key.{connection_id}"
+    refused = wb(db_url, "vault", "remove", key_name)
+    assert "never be read again; nothing was removed (add --force" in one_line_error(refused, code=2)
+    assert delivery_payload(ctx, stored_bodies(ctx)[0].id, vaults)["body_state"] == "encrypted"
+
+    forced = wb(db_url, "vault", "remove", key_name, "--force")
+    assert forced.exit_code == 0 and f"removed {key_name}" in forced.stdout
+    with pytest.raises(PayloadKeyError, match="restore the vault from a backup"):  # what --force warned of
+        delivery_payload(ctx, stored_bodies(ctx)[0].id, vaults)

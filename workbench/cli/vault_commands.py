@@ -145,11 +145,12 @@ def vault_reveal(state: State, name: str, environment: str) -> None:
 @vault.command("remove")
 @click.argument("name")
 @environment_option
+@click.option("--force", is_flag=True, help="Remove a connection's payload data key too (its bodies become unreadable).")
 @pass_state
-def vault_remove(state: State, name: str, environment: str) -> None:
+def vault_remove(state: State, name: str, environment: str, force: bool) -> None:
     """Remove NAME and all its versions."""
     ctx = _changing(state)
-    versions = vault_service.remove_secret(ctx, _unlocked(environment), name)
+    versions = vault_service.remove_secret(ctx, _unlocked(environment), name, force=force)
     click.echo(f"removed {name} ({versions} version{'s' if versions != 1 else ''}) from the {environment} vault")
 
 

@@ -28,11 +28,11 @@ from workbench.vault import Contents, UnlockedVault, VaultError
 
 from .context import utc_now
 from .errors import ServiceError
-from .vault import VaultFailure
+from .vault import PAYLOAD_KEY_PREFIX, VaultFailure
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
-KEY_PREFIX = "payload-key."
+KEY_PREFIX = PAYLOAD_KEY_PREFIX
 PASSPHRASE_ENV = "WORKBENCH_VAULT_PASSPHRASE"
 T = TypeVar("T")
 

@@ -39,6 +39,8 @@ DEMO_PASSPHRASE = "demo-passphrase"
 DEMO_SECRET_NAME = "stripe-sandbox-api-key"
 DEMO_SECRET_VALUE = "sk_test_workbench_demo_0000000000000000"
 
+# A connection's payload data key is the vault secret `payload-key.<connection id>`.
+PAYLOAD_KEY_PREFIX = "payload-key."
 MIN_PASSPHRASE_CHARS = 8
 MAX_VALUE_BYTES = 64 * 1024
 NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -199,10 +201,14 @@ def rotate_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, value: s
     return _changed(ctx, vault, name, lambda c: c.with_rotated(name, value, at), "vault.rotate", "rotated")
 
 
-def remove_secret(ctx: ServiceContext, vault: UnlockedVault, name: str) -> int:
-    """Remove `name` with all its versions; returns how many versions went."""
+def remove_secret(ctx: ServiceContext, vault: UnlockedVault, name: str, *, force: bool = False) -> int:
+    """Remove `name` with all its versions; returns how many versions went. A connection's
+    payload data key only with `force`: without it, the bodies it encrypted are lost for good."""
     may_change(ctx)
     _check_name(name)
+    if name.startswith(PAYLOAD_KEY_PREFIX) and not force:
+        raise InvalidArgument(f"{name} is a connection's payload data key: without it the bodies it encrypted can "
+                              "never be read again; nothing was removed (add --force if that is what you want)")
     removed: list[int] = []
 
     def drop(contents: Contents) -> Contents:
