@@ -9,10 +9,11 @@ or polling, idempotency keys, ...). Demo traffic is a separate, optional protoco
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the canonical model imports pydantic: not at start-up (see registry)
     from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
@@ -85,6 +86,99 @@ class Adapter(Protocol):
                           headers: Mapping[str, str] | None = None, *,
                           timed_out: bool = False) -> ClassifiedOutcome:
         """An API response (or its absence: `status_code` None, `timed_out`) classified."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Webhook signatures (issue 10). An adapter whose capabilities name a signature_scheme also
+# implements `SignatureVerifying`; the core hands it the connection's active webhook secrets.
+# ---------------------------------------------------------------------------------------------
+
+SignatureVerdict = Literal["verified", "failed", "unchecked"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSecret:
+    """One active webhook signing secret: its reference name (shown) and value (never shown)."""
+
+    name: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """The verdict on one delivery's signature. `secret`: the name of the secret that matched
+    (verified), or of the last one tried (failed); never a value. `reason`: why it failed, in
+    one line (missing header, timestamp outside the tolerance, no secret matched...)."""
+
+    verdict: SignatureVerdict
+    secret: str | None = None
+    reason: str | None = None
+
+
+@runtime_checkable
+class SignatureVerifying(Protocol):
+    def verify_signature(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSecret],
+                         now: datetime, tolerance_s: int = 300) -> SignatureCheck:
+        """Check `body` against the signature headers (names in lower case) with any of
+        `secrets`; no secrets at all gives "unchecked". A timestamp further than `tolerance_s`
+        from `now` either way fails (replay protection)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Talking to the provider's API (issue 10; the sync engine of issue 11 dispatches through it).
+# An adapter that can call its provider implements `Calling` and hands out a `ProviderClient`.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """One API call as it happened: what was asked and what came back (bodies as the provider
+    sent them; the caller redacts before storing or showing), and its classification."""
+
+    method: str
+    path: str
+    status_code: int | None  # None: no response (timed out, connection failed)
+    body: Mapping[str, Any] | None
+    headers: Mapping[str, str]
+    latency_ms: int
+    outcome: ClassifiedOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of the provider's events (raw bodies, as a webhook would deliver them), and
+    the cursor to ask for the next page with (None: no more for now)."""
+
+    bodies: list[bytes]
+    next_cursor: str | None
+    call: CallResult
+
+
+class ProviderClient(Protocol):
+    """A connection's way to its provider's API. Our intents, not the provider's operations:
+    the adapter maps `intent` ("payment.create", "payroll_run.submit", ...) to its calls.
+    Errors of transport and of the provider come back classified in `CallResult.outcome`; a
+    client raises only for a programming error (an intent it does not know: ValueError)."""
+
+    def send(self, intent: str, payload: Mapping[str, Any], *, reference: str,
+             idempotency_key: str | None) -> CallResult:
+        """Carry out `intent` for our `reference` (the command's operation ID); sends
+        `idempotency_key` where the provider honours keys."""
+
+    def lookup(self, reference: str) -> CallResult:
+        """Find the provider's object made for our `reference` (where capabilities say
+        lookup_by_reference); a 404-like answer is classified missing_dependency."""
+
+    def list_events(self, cursor: str | None, limit: int = 100) -> EventPage:
+        """Events after `cursor` (None: from the start), oldest first."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Calling(Protocol):
+    def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
+        """A client for the provider at `base_url` (None: the provider's real API)."""
 
 
 @runtime_checkable
