@@ -144,16 +144,31 @@ def add_secret(ctx: ServiceContext, vault: UnlockedVault, plan: SecretPlan, valu
     ref = SecretRef.model_validate({
         "name": new_secret_name(plan.connection, plan.kind, now), "kind": plan.kind, "environment": plan.environment,
         "added_at": now, "expires_at": now + plan.expires_in if plan.expires_in else None})
-    vault_service.set_secret(ctx, vault, ref.name, value, now)  # audited as vault.set
 
     def with_reference(settings: dict[str, Any]) -> dict[str, Any]:
         settings["secrets"] = [*settings.get("secrets", []), ref.as_settings()]
         return settings
 
+    stored = False  # whether the vault holds the value (then a failure below must take it out)
     try:
+        try:
+            vault_service.set_secret(ctx, vault, ref.name, value, now)  # audited as vault.set
+        except vault_service.VaultChangeNotAudited:
+            stored = True  # in the vault, but the store could not record it: undone below
+            raise
+        stored = True
         connections.update_settings(ctx, plan.connection, with_reference, "connection.secret.add", reason)
     except BaseException as exc:  # ctrl+c too: no value is left in the vault that nothing references
-        cause = exc if isinstance(exc, ServiceError) else explain(exc, ctx.location) if isinstance(exc, Exception) else None
+        if not stored:
+            raise
+        cause: ServiceError | None
+        if isinstance(exc, vault_service.VaultChangeNotAudited):  # the store failed under the vault's entry
+            underlying = exc.__cause__
+            why = (underlying if isinstance(underlying, ServiceError)
+                   else explain(underlying, ctx.location) if isinstance(underlying, Exception) else None)
+            cause = ServiceError(f"the audit trail could not record the new secret ({why or 'its entry could not be written'})")
+        else:
+            cause = exc if isinstance(exc, ServiceError) else explain(exc, ctx.location) if isinstance(exc, Exception) else None
         try:
             vault_service.remove_secret(ctx, vault, ref.name)
         except vault_service.VaultChangeNotAudited:
