@@ -421,8 +421,8 @@ def test_two_admins_revoking_each_other_at_once_leave_one_admin(db_url):
 
 
 def test_vault_reveal_needs_the_operator_role(stocked, db_url):
-    test_vault.ok(test_vault.wb("vault", "init"))
-    test_vault.ok(test_vault.wb("vault", "set", "stripe-key", input="sk_test_first\n"))
+    test_vault.ok(test_vault.wb("--db", db_url, "vault", "init"))
+    test_vault.ok(test_vault.wb("--db", db_url, "vault", "set", "stripe-key", input="sk_test_first\n"))
     role_bindings.grant(stocked, ME, "viewer", "test")
     refused = test_vault.wb("--db", db_url, "vault", "reveal", "stripe-key")
     line = test_vault.one_line_error(refused, f"{ME} is viewer here; reveal needs the operator role")
