@@ -55,6 +55,10 @@ class StripeClient:
         self._http = httpx.Client(base_url=(base_url or STRIPE_API).rstrip("/"), headers=headers,
                                   timeout=httpx.Timeout(timeout_s), follow_redirects=False)
 
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url).rstrip("/")
+
     # -- the protocol -------------------------------------------------------------------------
 
     def send(self, intent: str, payload: Mapping[str, Any], *, reference: str,
