@@ -12,7 +12,7 @@ import pytest
 
 from adapters.protocol import Calling
 from adapters.stripe import StripeAdapter
-from adapters.stripe.client import REFERENCE_KEY, StripeClient, form_fields
+from adapters.stripe.client import API_VERSION, REFERENCE_KEY, StripeClient, form_fields
 from tests.stripe_servers import (  # fixtures are used by name
     API_KEY,
     LossyProxy,
@@ -173,6 +173,7 @@ def test_every_error_status_is_classified(status_server: StatusServer, status: i
     assert result.outcome.retry_after_s == (7.0 if status == 429 else None)
     assert API_KEY not in result.outcome.message and "****" in result.outcome.message  # the server echoed it
     assert status_server.seen_headers[-1]["Authorization"] == f"Bearer {API_KEY}"
+    assert status_server.seen_headers[-1]["Stripe-Version"] == API_VERSION
 
 
 @pytest.mark.parametrize(("answer", "category"), [
@@ -208,3 +209,15 @@ def test_without_a_key_the_call_is_unauthenticated(localstripe: str) -> None:
     result = client.retrieve("pi_1")
     client.close()
     assert (result.status_code, result.outcome.category) == (401, Category.AUTHENTICATION)
+
+
+def test_writes_carry_the_idempotency_key_and_a_form_body(status_server: StatusServer) -> None:
+    client = _client(f"{status_server.url}/status/402")
+    declined = client.send("payment.create", {"amount": 5, "currency": "eur"}, reference="cmd_k", idempotency_key="key-1")
+    unkeyed = client.send("payment.cancel", {"payment_intent": "pi_1"}, reference="cmd_k", idempotency_key=None)
+    client.close()
+    keyed_headers, unkeyed_headers = status_server.seen_headers[-2:]
+    assert keyed_headers["Idempotency-Key"] == "key-1" and "Idempotency-Key" not in unkeyed_headers
+    assert keyed_headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert declined.outcome.category is Category.BUSINESS_RULE_REJECTION and declined.outcome.category is \
+        unkeyed.outcome.category

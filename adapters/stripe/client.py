@@ -23,6 +23,9 @@ from workbench.domain.taxonomy import Category
 from .errors import classify_response
 
 STRIPE_API = "https://api.stripe.com"
+# The API version the event parser and mapping are written for: pinned on every call, so an
+# account upgraded in Stripe's dashboard does not change the shapes this client reads.
+API_VERSION = "2024-06-20"
 REFERENCE_KEY = "workbench_reference"  # metadata key holding our reference (the command's ID)
 LOOKUP_PAGES = 10  # lookup without an intent ID reads at most this many pages of 100 intents
 MAX_PAGE = 100  # Stripe's own list limit
@@ -51,7 +54,9 @@ class StripeClient:
 
     def __init__(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> None:
         self._api_key = api_key
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"Stripe-Version": API_VERSION}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.Client(base_url=(base_url or STRIPE_API).rstrip("/"), headers=headers,
                                   timeout=httpx.Timeout(timeout_s), follow_redirects=False)
 
