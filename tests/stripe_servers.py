@@ -227,3 +227,64 @@ def status_server() -> Iterator[StatusServer]:
     release.set()
     server.shutdown()
     server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Stripe's own event list, as its API reference describes it (localstripe lists the other way):
+# newest first; `starting_after=X` the next older page, `ending_before=X` the page of events
+# just newer than X (still newest first); `has_more` in the direction asked.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NewestFirstEvents:
+    url: str
+    events: list[dict[str, Any]]  # newest first, as Stripe keeps them
+
+    def add(self, count: int) -> list[str]:
+        made: list[dict[str, Any]] = [{"id": f"evt_{len(self.events) + i:04d}", "object": "event", "type": "payment_intent.created",
+                 "created": 1_700_000_000, "data": {"object": {"id": f"pi_{len(self.events) + i}"}}}
+                for i in range(count)]
+        self.events[:0] = reversed(made)
+        return [event["id"] for event in made]
+
+
+def _newest_first_handler(store: NewestFirstEvents) -> type[BaseHTTPRequestHandler]:
+    from urllib.parse import parse_qs, urlsplit
+
+    import orjson
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server's naming
+            query = {key: values[0] for key, values in parse_qs(urlsplit(self.path).query).items()}
+            limit, ids = int(query.get("limit", "10")), [event["id"] for event in store.events]
+            if "ending_before" in query:
+                newer = store.events[:ids.index(query["ending_before"])]
+                data, has_more = newer[-limit:], len(newer) > limit
+            else:
+                start = ids.index(query["starting_after"]) + 1 if "starting_after" in query else 0
+                older = store.events[start:]
+                data, has_more = older[:limit], len(older) > limit
+            body = orjson.dumps({"object": "list", "url": "/v1/events", "data": data, "has_more": has_more})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def newest_first_events() -> Iterator[NewestFirstEvents]:
+    store = NewestFirstEvents("", [])
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _newest_first_handler(store))
+    store.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield store
+    server.shutdown()
+    server.server_close()

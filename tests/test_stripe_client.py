@@ -16,18 +16,20 @@ from adapters.stripe.client import API_VERSION, REFERENCE_KEY, StripeClient, for
 from tests.stripe_servers import (  # fixtures are used by name
     API_KEY,
     LossyProxy,
+    NewestFirstEvents,
     StatusServer,
     card_payment_method,
     free_port,
     localstripe,
     localstripe_server,
     lossy_proxy,
+    newest_first_events,
     payment_intents,
     status_server,
 )
 from workbench.domain.taxonomy import Category
 
-__all__ = ["localstripe", "localstripe_server", "lossy_proxy", "status_server"]  # fixtures, imported to be found
+__all__ = ["localstripe", "localstripe_server", "lossy_proxy", "newest_first_events", "status_server"]  # fixtures
 
 
 def _client(url: str, api_key: str | None = API_KEY, timeout_s: float = 5.0) -> StripeClient:
@@ -121,8 +123,36 @@ def test_the_event_list_is_walked_page_by_page(stripe: StripeClient, localstripe
     succeeded = [event["data"]["object"]["id"] for event in seen if event["type"] == "payment_intent.succeeded"]
     assert succeeded == made  # oldest first, each once
     assert len({event["id"] for event in seen}) == len(seen) and pages == -(-len(seen) // 2)
+    # Later events follow the last one seen (localstripe has no ending_before: read forwards).
+    later = [_create(stripe, localstripe, f"cmd_late_{i}", confirm=True) for i in range(2)]
+    page = stripe.list_events(seen[-1]["id"], limit=10)
+    assert [orjson.loads(body)["data"]["object"]["id"] for body in page.bodies
+            if orjson.loads(body)["type"] == "payment_intent.succeeded"] == later
     with pytest.raises(ValueError, match="1 to 100"):
         stripe.list_events(None, limit=0)
+
+
+def _walk(client: StripeClient, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+    seen: list[str] = []
+    while True:
+        page = client.list_events(cursor, limit=limit)
+        assert page.call.outcome.category is None and len(page.bodies) <= limit
+        seen.extend(orjson.loads(body)["id"] for body in page.bodies)
+        cursor = page.next_cursor or (seen[-1] if seen else cursor)
+        if page.next_cursor is None:
+            return seen, cursor
+
+
+def test_stripes_newest_first_list_is_walked_oldest_first(newest_first_events: NewestFirstEvents) -> None:
+    client = _client(newest_first_events.url)
+    assert _walk(client, None, 2) == ([], None)
+    first = newest_first_events.add(5)
+    seen, cursor = _walk(client, None, 2)
+    assert seen == first and cursor == first[-1]  # from the oldest, each once
+    later = newest_first_events.add(3)
+    assert _walk(client, cursor, 2) == (later, later[-1])  # then what came after, oldest first
+    assert _walk(client, later[-1], 2) == ([], later[-1])
+    client.close()
 
 
 def test_a_lost_create_response_is_looked_up_not_sent_again(lossy_proxy: LossyProxy, localstripe: str) -> None:

@@ -59,6 +59,7 @@ class StripeClient:
             headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.Client(base_url=(base_url or STRIPE_API).rstrip("/"), headers=headers,
                                   timeout=httpx.Timeout(timeout_s), follow_redirects=False)
+        self._oldest_first: bool | None = None  # how the server lists events (see list_events)
 
     @property
     def base_url(self) -> str:
@@ -128,24 +129,45 @@ class StripeClient:
         return self._call("GET", f"/v1/payment_intents/{_segment(payment_intent)}")
 
     def list_events(self, cursor: str | None, limit: int = 100) -> EventPage:
-        """One page of events after `cursor`, in the order the server lists them (localstripe:
-        oldest first), each page sorted oldest first by `created`. Note: Stripe's own API lists
-        newest first, so there a walk from None goes back in time (see README, Providers)."""
+        """Events after `cursor` (None: from the oldest listed), oldest first.
+
+        Stripe lists newest first: the events after a cursor are the page `ending_before` it
+        (closest to the cursor, reversed here), and the oldest page is found by walking back
+        with `starting_after`. localstripe lists oldest first and has no `ending_before`: its
+        refusal of that parameter tells the client to read it forwards (`starting_after`)."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"a page holds 1 to {MAX_PAGE} events, not {limit}")
-        params: dict[str, str | int] = {"limit": limit}
+        if cursor and self._oldest_first is not True:
+            result = self._call("GET", "/v1/events", params={"limit": limit, "ending_before": cursor})
+            if not _refuses_parameter(result, "ending_before"):
+                self._oldest_first = False
+                return _event_page(result, newest_first=True, more_after=None)
+            self._oldest_first = True
         if cursor:
-            params["starting_after"] = cursor
-        result = self._call("GET", "/v1/events", params=params)
-        if result.outcome.category is not None:
-            return EventPage([], None, result)
-        page = _list_page(result)
-        if isinstance(page, ClassifiedOutcome):
-            return EventPage([], None, _replace_outcome(result, page))
-        items, has_more = page
-        ordered = sorted(items, key=_created)
-        next_cursor = str(items[-1]["id"]) if has_more and items else None
-        return EventPage([orjson.dumps(event) for event in ordered], next_cursor, result)
+            result = self._call("GET", "/v1/events", params={"limit": limit, "starting_after": cursor})
+            return _event_page(result, newest_first=False, more_after=None)
+        first = self._call("GET", "/v1/events", params={"limit": limit})
+        page = _list_page(first) if first.outcome.category is None else first.outcome
+        if isinstance(page, ClassifiedOutcome) or not page[0] or self._oldest_first is True:
+            return _event_page(first, newest_first=False, more_after=None)
+        if self._oldest_first is None:  # which way does this server list? ask it once
+            probe = self._call("GET", "/v1/events", params={"limit": 1, "ending_before": str(page[0][0]["id"])})
+            self._oldest_first = _refuses_parameter(probe, "ending_before")
+            if self._oldest_first:
+                return _event_page(first, newest_first=False, more_after=None)
+            if probe.outcome.category is not None:
+                return EventPage([], None, probe)
+        # Newest first: walk back to the oldest page; newer pages follow from its newest event.
+        last, (items, has_more), steps = first, page, 0
+        while has_more:
+            call = self._call("GET", "/v1/events", params={"limit": limit, "starting_after": str(items[-1]["id"])})
+            older = _list_page(call) if call.outcome.category is None else call.outcome
+            if isinstance(older, ClassifiedOutcome):
+                return _event_page(call, newest_first=True, more_after=None)
+            if not older[0]:
+                break
+            last, (items, has_more), steps = call, older, steps + 1
+        return _event_page(last, newest_first=True, more_after=steps > 0)
 
     def close(self) -> None:
         self._http.close()
@@ -193,9 +215,26 @@ def _segment(identifier: str) -> str:
     return identifier
 
 
-def _created(event: Mapping[str, Any]) -> int:
-    created = event.get("created")
-    return created if isinstance(created, int) else 0
+def _refuses_parameter(result: CallResult, name: str) -> bool:
+    """Whether the server answered 400 naming `name` (localstripe: "Unexpected ending_before")."""
+    error = result.body.get("error") if result.body else None
+    message = error.get("message") if isinstance(error, Mapping) else None
+    return result.status_code == 400 and isinstance(message, str) and name in message
+
+
+def _event_page(result: CallResult, *, newest_first: bool, more_after: bool | None) -> EventPage:
+    """`result`'s events oldest first, and the cursor for the next page: the newest event on
+    it when the server says (has_more) or the walk showed (`more_after`) that newer ones exist."""
+    if result.outcome.category is not None:
+        return EventPage([], None, result)
+    page = _list_page(result)
+    if isinstance(page, ClassifiedOutcome):
+        return EventPage([], None, _replace_outcome(result, page))
+    items, has_more = page
+    ordered = list(reversed(items)) if newest_first else items
+    more = has_more if more_after is None else more_after
+    next_cursor = str(ordered[-1]["id"]) if more and ordered else None
+    return EventPage([orjson.dumps(event) for event in ordered], next_cursor, result)
 
 
 def _reference_of(body: Mapping[str, Any] | None) -> str | None:
