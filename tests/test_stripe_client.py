@@ -108,6 +108,21 @@ def test_lookup_by_reference_and_by_the_kept_id(stripe: StripeClient, localstrip
     assert nothing.body is None
 
 
+def test_a_lookup_that_cannot_read_every_intent_does_not_say_not_found(localstripe: str, lossy_proxy: LossyProxy) -> None:
+    client = StripeClient(base_url=lossy_proxy.url, api_key=API_KEY, lookup_pages=1, lookup_page_size=2)
+    for i in range(3):
+        _create(client, localstripe, f"cmd_many_{i}")
+    assert client.lookup("cmd_many_0").outcome.category is None
+    beyond = client.lookup("cmd_many_2")  # localstripe lists oldest first: the third is past the one page read
+    assert (beyond.outcome.category, beyond.outcome.code) == (Category.UNKNOWN, "lookup_incomplete")
+    lossy_proxy.lose("POST", "/v1/payment_intents")
+    lost = client.send("payment.create", {"amount": 5, "currency": "eur"}, reference="cmd_many_3", idempotency_key=None)
+    client.close()
+    assert lost.outcome.category is Category.TIMEOUT  # not sent again: it might exist unseen
+    assert lossy_proxy.forwarded.count(("POST", "/v1/payment_intents")) == 4
+    assert len(payment_intents(localstripe)) == 4
+
+
 def test_the_event_list_is_walked_page_by_page(stripe: StripeClient, localstripe: str) -> None:
     made = [_create(stripe, localstripe, f"cmd_ev_{i}", confirm=True) for i in range(5)]  # each succeeds: one event
     pages, cursor, seen = 0, None, list[dict[str, Any]]()

@@ -52,8 +52,10 @@ def form_fields(payload: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[
 class StripeClient:
     """Implements adapters.protocol.ProviderClient for one connection (one connection pool)."""
 
-    def __init__(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> None:
+    def __init__(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0,
+                 lookup_pages: int = LOOKUP_PAGES, lookup_page_size: int = MAX_PAGE) -> None:
         self._api_key = api_key
+        self._lookup_pages, self._lookup_page_size = lookup_pages, lookup_page_size
         headers = {"Stripe-Version": API_VERSION}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -104,8 +106,8 @@ class StripeClient:
                     f"payment intent {provider_id} was not made for reference {reference}"))
             return result
         cursor: str | None = None
-        for _ in range(LOOKUP_PAGES):
-            params: dict[str, str | int] = {"limit": MAX_PAGE}
+        for _ in range(self._lookup_pages):
+            params: dict[str, str | int] = {"limit": self._lookup_page_size}
             if cursor:
                 params["starting_after"] = cursor
             result = self._call("GET", "/v1/payment_intents", params=params)
@@ -121,6 +123,12 @@ class StripeClient:
             if not has_more or not items:
                 break
             cursor = str(items[-1]["id"])
+        else:  # more intents than a lookup reads: "not found" would invite a second create
+            return _replace_outcome(result, ClassifiedOutcome(
+                Category.UNKNOWN, "lookup_incomplete",
+                f"reference {reference} is not among the {self._lookup_pages * self._lookup_page_size} intents read: "
+                "look it up by its ID"),
+                body=None)
         return _replace_outcome(result, ClassifiedOutcome(
             Category.MISSING_DEPENDENCY, "reference_not_found", f"no payment intent was made for reference {reference}"),
             body=None)
