@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from adapters.protocol import Capabilities, Pagination
+from adapters.protocol import Capabilities, Pagination, ProviderClient
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
 from . import errors, events, mapping, simulator
@@ -44,7 +44,8 @@ class StripeAdapter:
 
     classify_response = staticmethod(errors.classify_response)
 
-    def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> StripeClient:
+    def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
+        # Typed as the protocol so that mypy checks StripeClient against it.
         return StripeClient(base_url=base_url, api_key=api_key, timeout_s=timeout_s)
 
     # Simulation, for demo data and benchmarks: realistic traffic without a network.
