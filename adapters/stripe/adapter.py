@@ -6,19 +6,21 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from adapters.protocol import Capabilities, Pagination
+from adapters.protocol import Capabilities, Pagination, ProviderClient
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
 from . import errors, events, mapping, simulator
+from .client import StripeClient
 
 
 class StripeAdapter:
-    """Implements adapters.protocol.Adapter and Simulating."""
+    """Implements adapters.protocol.Adapter, Calling and Simulating."""
 
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
     # No signature scheme yet: nothing verifies Stripe-Signature (headers are stored as received).
-    capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True,
+    # lookup_by_reference: our reference rides in the intent's metadata (see client.lookup).
+    capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True, lookup_by_reference=True,
                                 pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
@@ -41,6 +43,10 @@ class StripeAdapter:
         return mapping.map_event(event)
 
     classify_response = staticmethod(errors.classify_response)
+
+    def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
+        # Typed as the protocol so that mypy checks StripeClient against it.
+        return StripeClient(base_url=base_url, api_key=api_key, timeout_s=timeout_s)
 
     # Simulation, for demo data and benchmarks: realistic traffic without a network.
     def simulate_captures(self, *, intents: int, seed: int, duplicate_rate: float = 0.05,

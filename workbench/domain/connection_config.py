@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -42,6 +44,34 @@ def _positive_number(value: object) -> int | float:
 
 
 PositiveNumber = Annotated[int | float, PlainValidator(_positive_number)]
+
+
+MAX_URL_LENGTH = 2048
+
+
+def check_base_url(value: str) -> str:
+    """An API base URL: http(s), a host, no credentials (they would sit in every version of the
+    settings), no query or fragment. Returned as given, less a trailing slash."""
+    if not isinstance(value, str) or not value or len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"a base URL is 1 to {MAX_URL_LENGTH} characters")
+    if not value.isprintable() or any(char.isspace() for char in value):
+        raise ValueError("a base URL has no spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a port that is not a number or out of range
+    except ValueError:
+        raise ValueError("not a URL (check the host and port)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("a base URL starts with http:// or https:// and names a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("a base URL carries no user or password: API keys live in the vault")
+    if parts.query or parts.fragment:
+        raise ValueError("a base URL has no query or fragment")
+    del port
+    return value.rstrip("/")
+
+
+BaseUrl = Annotated[str, AfterValidator(check_base_url)]
 
 
 class _Strict(BaseModel):
@@ -88,12 +118,17 @@ class RetentionSettings(_Strict):
     raw_days: Positive | None = None  # None: keep raw bodies forever
 
 
+class ApiSettings(_Strict):
+    base_url: BaseUrl | None = None  # None: the provider's real API
+
+
 class Settings(_Strict):
     sync: SyncSettings | None = None
     rate_limit: RateLimitSettings | None = None
     secrets: list[SecretRef] = Field(default_factory=list)
     payloads: PayloadSettings | None = None
     retention: RetentionSettings | None = None
+    api: ApiSettings | None = None
 
     @field_validator("secrets")
     @classmethod

@@ -115,12 +115,13 @@ def rotate_payload_key(ctx: ServiceContext, name: str, reason: str, vaults: Vaul
 
 def add_with_payload_settings(ctx: ServiceContext, name: str, provider: str, environment: str,
                               reason: str | None, change: PayloadChange,
-                              vaults: Vaults = NO_VAULTS) -> ConnectionInfo:
-    """Add a connection with its payload settings in its first version. Encrypting checks the
-    vault before anything is written and makes the data key once the connection has its ID."""
+                              vaults: Vaults = NO_VAULTS, *, settings: dict[str, Any] | None = None) -> ConnectionInfo:
+    """Add a connection with its payload settings in its first version (with `settings`, other
+    sections already checked, e.g. `api`). Encrypting checks the vault before anything is
+    written and makes the data key once the connection has its ID."""
     access.require(ctx, "config")
     vault = _vault_for_key(vaults, environment, name) if change.encrypt else None
-    info = add_connection(ctx, name, provider, environment, reason, settings=change.apply({}))
+    info = add_connection(ctx, name, provider, environment, reason, settings=change.apply(dict(settings or {})))
     if vault is not None:
         ensure_data_key(vault, info.id, ctx.clock())
     return info
