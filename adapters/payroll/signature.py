@@ -23,8 +23,9 @@ class BadSecret(ValueError):
 
 
 def secret_key(secret: str) -> bytes:
-    try:
-        key = base64.b64decode(secret.removeprefix(PREFIX), validate=True)
+    text = secret.removeprefix(PREFIX).rstrip("=")
+    try:  # padding is optional, as the reference libraries read it
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise BadSecret("the webhook secret is not whsec_ followed by base64") from None
     if not key:
