@@ -6,12 +6,12 @@ and those deliveries through the real `workbench ingest`, deduplicated by payloa
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -333,8 +333,7 @@ def test_webhooks_are_signed_the_standard_way(sandbox, receiver):
     assert [orjson.loads(body)["run"]["status"] for _, body in delivered] == ["SENT", "ERROR"]
     for headers, body in delivered:
         Webhook(SECRET).verify(body, headers)  # the reference implementation agrees
-        check = adapter.verify_signature(headers, body, [WebhookSecret("wh", SECRET)],
-                                         now=__import__("datetime").datetime.now(__import__("datetime").UTC))
+        check = adapter.verify_signature(headers, body, [WebhookSecret("wh", SECRET)], now=datetime.now(UTC))
         assert check.verdict == "verified"
     assert len(ledger(sandbox, "webhook.delivered")) >= 2
 
@@ -369,7 +368,6 @@ def test_captured_webhooks_ingest_once_deduplicated_by_payload_hash(sandbox, rec
     advance(sandbox, run_id, "COMPLETE")
     httpx.post(sandbox + "/_admin/webhooks/flush")
     delivered = receiver.wait_for(6)
-    from datetime import UTC, datetime, timedelta
     t0 = datetime.now(UTC)
     lines = [orjson.dumps({"received_at": (t0 + timedelta(milliseconds=i)).isoformat(), "headers": headers,
                            "body": body.decode()}) for i, (headers, body) in enumerate(delivered)]
@@ -395,3 +393,62 @@ def test_captured_webhooks_ingest_once_deduplicated_by_payload_hash(sandbox, rec
     assert dict(line.split("\t") for line in second.stdout.splitlines()) == {"duplicate": "3", "total": "3"}
     [record] = orjson.loads(wb("records", "--json").stdout)
     assert record["status"] == "completed"
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+def test_the_command_serves_with_its_flags_and_stops_cleanly_on_sigterm():
+    process = subprocess.Popen(
+        [str(WORKBENCH), "sandbox", "payroll", "--port", "0", "--api-key", KEY, "--rate-limit", "1",
+         "--retry-after", "4", "--drift", "status", "--webhook-secret", SECRET],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # printed once the port is bound
+        assert first.startswith("payroll sandbox listening on http://127.0.0.1:"), first
+        base = first.split()[4]
+        assert httpx.get(base + "/_admin/chaos").json() == {**Chaos().model_dump(), "rate_limit": 1,
+                                                              "retry_after_s": 4, "drift": "status"}
+        limited = httpx.get(base + "/v1/events", headers={"Authorization": f"Bearer {KEY}"})
+        assert limited.status_code == 429 and limited.headers["retry-after"] == "4"
+        assert httpx.get(base + "/v1/events", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        _, stderr = process.communicate()
+        assert "Traceback" not in stderr and SECRET not in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--port", "abc"], ["--port"]),
+    (["--port", "70000"], ["--port", "70000"]),
+    (["--latency-ms", "-1"], ["--latency-ms"]),
+    (["--retry-after", "-1"], ["--retry-after"]),
+    (["--status-5xx", "404"], ["--status-5xx"]),
+    (["--drift", "everything"], ["--drift"]),
+    (["--webhook-url", "http://127.0.0.1:9/hooks"], ["--webhook-secret"]),
+    (["--webhook-secret", "whsec_not base64!"], ["--webhook-secret"]),
+    (["--webhook-url", "not a url", "--webhook-secret", SECRET], ["--webhook-url"]),
+    (["--no-such-flag"], ["--no-such-flag"]),
+])
+def test_bad_flags_are_one_line(args, words):
+    result = CliRunner().invoke(cli, ["sandbox", "payroll", *args], catch_exceptions=False)
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert SECRET not in result.stderr
+
+
+def test_a_taken_port_is_one_line():
+    taken = bind("127.0.0.1", 0)
+    try:
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(cli, ["sandbox", "payroll", "--port", port], catch_exceptions=False)
+    finally:
+        taken.close()
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in result.stderr and "--port" in result.stderr

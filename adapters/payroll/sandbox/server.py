@@ -3,6 +3,7 @@ one), then serve with uvicorn until SIGTERM or SIGINT (uvicorn's own graceful sh
 
 from __future__ import annotations
 
+import signal
 import socket
 from dataclasses import dataclass
 
@@ -52,5 +53,14 @@ def server_for(app: Starlette) -> uvicorn.Server:
 
 
 def serve(config: SandboxConfig, sock: socket.socket) -> None:
+    """Serve until SIGTERM or SIGINT, then return: a stop asked for is a clean exit (uvicorn
+    re-raises the signal after its graceful shutdown, to the handlers it found: these)."""
     app, _ = make_app(config)
-    server_for(app).run(sockets=[sock])
+    stopped: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: stopped.append(number))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server_for(app).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
