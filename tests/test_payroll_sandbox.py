@@ -257,8 +257,9 @@ def test_a_burst_of_5xx(sandbox):
     assert [o.outcome.category for o in outcomes[:3]] == [Category.PROVIDER_OUTAGE] * 3
 
 
-def test_a_5xx_on_the_post_is_resolved_by_a_lookup(sandbox):
-    # The 5xx lands on the lookup before the post: the client refuses to post blind.
+def test_a_5xx_on_the_lookup_means_no_blind_post(sandbox):
+    # The 5xx lands on the lookup before the post: unable to tell whether the run exists, the
+    # client does not post (a 5xx after a post is resolved by a lookup, like the timeout above).
     set_chaos(sandbox, fail_5xx=1)
     assert submit(sandbox, "op_5xx").outcome.category is Category.PROVIDER_OUTAGE
     assert created(sandbox, "op_5xx") == 0
@@ -452,3 +453,30 @@ def test_a_taken_port_is_one_line():
         taken.close()
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+
+
+def test_drifted_events_through_ingest_open_failures_instead_of_guessing(sandbox, db_url, tmp_path):
+    set_chaos(sandbox, drift="status")
+    submit(sandbox, "op_ingest_drift_status")
+    set_chaos(sandbox, drift="field")
+    submit(sandbox, "op_ingest_drift_field")
+    set_chaos(sandbox, drift=None)
+    bodies = [b for b in all_events(sandbox) if orjson.loads(b)["run"]["reference"].startswith("op_ingest_drift")]
+    t0 = datetime.now(UTC)
+    captures = tmp_path / "drift.jsonl"
+    captures.write_bytes(b"".join(orjson.dumps({"received_at": (t0 + timedelta(seconds=i)).isoformat(), "headers": {},
+                                                "body": b.decode()}) + b"\n" for i, b in enumerate(bodies)))
+
+    def wb(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--db", db_url, *args], catch_exceptions=False)
+
+    assert wb("db", "upgrade").exit_code == 0
+    assert wb("connection", "add", "pay", "--provider", "payroll").exit_code == 0
+    result = wb("ingest", "pay", str(captures))
+    assert result.exit_code == 0, result.output
+    assert dict(line.split("\t") for line in result.stdout.splitlines()) == {"failed": "1", "invalid": "1", "total": "2"}
+    failures = orjson.loads(wb("failures", "--json").stdout)
+    # both need an engineer: a status the rules never saw, a field that moved
+    assert [f["category"] for f in failures] == ["contract_mismatch", "contract_mismatch"]
+    messages = " ".join(f["message"] for f in failures)
+    assert "ON_HOLD" in messages and "amount" in messages, messages
