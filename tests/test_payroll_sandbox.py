@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -364,7 +365,8 @@ def test_captured_webhooks_ingest_once_deduplicated_by_payload_hash(sandbox, rec
     `workbench ingest`, each event is applied once and the run ends completed."""
     receiver.clear()
     set_chaos(sandbox, webhook_url=receiver.url, reorder_webhooks=True, duplicate_webhooks=1)
-    run_id = submit(sandbox, "op_ingest").body["id"]
+    reference = "op_ingest_" + uuid.uuid4().hex  # the sandbox lives for the module: once per backend
+    run_id = submit(sandbox, reference).body["id"]
     advance(sandbox, run_id, "ACKNOWLEDGED")
     advance(sandbox, run_id, "COMPLETE")
     httpx.post(sandbox + "/_admin/webhooks/flush")
@@ -374,7 +376,7 @@ def test_captured_webhooks_ingest_once_deduplicated_by_payload_hash(sandbox, rec
                            "body": body.decode()}) for i, (headers, body) in enumerate(delivered)]
     hooks = tmp_path / "hooks.jsonl"
     hooks.write_bytes(b"\n".join(lines) + b"\n")
-    polled = [b for b in all_events(sandbox) if orjson.loads(b)["run"]["reference"] == "op_ingest"]
+    polled = [b for b in all_events(sandbox) if orjson.loads(b)["run"]["reference"] == reference]
     assert len(polled) == 3 and set(polled) == {body for _, body in delivered}
     poll_file = tmp_path / "poll.jsonl"
     poll_file.write_bytes(b"".join(orjson.dumps({"received_at": (t0 + timedelta(seconds=5)).isoformat(), "headers": {},
@@ -456,12 +458,13 @@ def test_a_taken_port_is_one_line():
 
 
 def test_drifted_events_through_ingest_open_failures_instead_of_guessing(sandbox, db_url, tmp_path):
+    tag = uuid.uuid4().hex  # the sandbox lives for the module: once per backend
     set_chaos(sandbox, drift="status")
-    submit(sandbox, "op_ingest_drift_status")
+    submit(sandbox, f"op_drift_status_{tag}")
     set_chaos(sandbox, drift="field")
-    submit(sandbox, "op_ingest_drift_field")
+    submit(sandbox, f"op_drift_field_{tag}")
     set_chaos(sandbox, drift=None)
-    bodies = [b for b in all_events(sandbox) if orjson.loads(b)["run"]["reference"].startswith("op_ingest_drift")]
+    bodies = [b for b in all_events(sandbox) if orjson.loads(b)["run"]["reference"].endswith(tag)]
     t0 = datetime.now(UTC)
     captures = tmp_path / "drift.jsonl"
     captures.write_bytes(b"".join(orjson.dumps({"received_at": (t0 + timedelta(seconds=i)).isoformat(), "headers": {},
