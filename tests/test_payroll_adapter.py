@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from adapters.payroll.signature import BadSecret, secret_key, sign, signed_headers
@@ -110,6 +111,30 @@ def test_a_renamed_field_is_a_contract_mismatch(adapter):
     with pytest.raises(BoundaryProblem) as caught:
         adapter.map(adapter.parse(orjson.dumps(event)))
     assert (caught.value.category, caught.value.code) == (Category.CONTRACT_MISMATCH, "run_missing_amount")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)  # orjson's integer range
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12)
+run_like = st.fixed_dictionaries({"type": st.sampled_from(["payroll_run.updated", "x"]) | st.text(max_size=5),
+                                  "occurred_at": st.sampled_from([NOW.isoformat(), "2026-01-01", "x"]) | json_values,
+                                  "run": st.dictionaries(st.sampled_from(
+                                      ["id", "status", "error_code", "amount", "currency", "reference", "pay_date"]),
+                                      json_values) | json_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=64), json_values.map(orjson.dumps), run_like.map(orjson.dumps)))
+def test_any_body_is_an_event_or_a_boundary_problem_never_a_crash(body):
+    adapter = default_registry().get("payroll")
+    try:
+        result = adapter.map(adapter.parse(body))
+    except BoundaryProblem as problem:
+        assert isinstance(problem.category, Category) and problem.code
+    else:
+        assert isinstance(result, MappedEvent | NotCovered)
 
 
 # -- what it declares ---------------------------------------------------------------------------
