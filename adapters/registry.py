@@ -40,5 +40,11 @@ def _stripe() -> Adapter:
     return StripeAdapter()
 
 
+def _payroll() -> Adapter:
+    from .payroll import PayrollAdapter
+
+    return PayrollAdapter()
+
+
 def default_registry() -> AdapterRegistry:
-    return AdapterRegistry(lazy={"stripe": _stripe})
+    return AdapterRegistry(lazy={"stripe": _stripe, "payroll": _payroll})
