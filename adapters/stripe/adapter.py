@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from adapters.protocol import Capabilities, Pagination
+from adapters.protocol import Capabilities, Pagination, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
-from . import errors, events, mapping, simulator
+from . import errors, events, mapping, signature, simulator
 
 
 class StripeAdapter:
-    """Implements adapters.protocol.Adapter and Simulating."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying and Simulating."""
 
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
-    # No signature scheme yet: nothing verifies Stripe-Signature (headers are stored as received).
     capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True,
+                                signature_scheme=signature.SCHEME,
                                 pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
@@ -41,6 +42,10 @@ class StripeAdapter:
         return mapping.map_event(event)
 
     classify_response = staticmethod(errors.classify_response)
+
+    def verify_signature(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSecret],
+                         now: datetime, tolerance_s: int = 300) -> SignatureCheck:
+        return signature.verify(headers, body, secrets, now, tolerance_s)
 
     # Simulation, for demo data and benchmarks: realistic traffic without a network.
     def simulate_captures(self, *, intents: int, seed: int, duplicate_rate: float = 0.05,
