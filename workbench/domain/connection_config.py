@@ -88,12 +88,20 @@ class RetentionSettings(_Strict):
     raw_days: Positive | None = None  # None: keep raw bodies forever
 
 
+class WebhookSettings(_Strict):
+    """How `workbench listen` and signature checks treat this connection's webhooks."""
+
+    tolerance_s: Positive = 300  # a signature's timestamp this far from receipt, either way
+    max_body_bytes: Positive = 1_048_576  # larger bodies are answered 413, not stored
+
+
 class Settings(_Strict):
     sync: SyncSettings | None = None
     rate_limit: RateLimitSettings | None = None
     secrets: list[SecretRef] = Field(default_factory=list)
     payloads: PayloadSettings | None = None
     retention: RetentionSettings | None = None
+    webhooks: WebhookSettings | None = None
 
     @field_validator("secrets")
     @classmethod

@@ -9,9 +9,11 @@ Encrypted bodies are opened to be applied, and sealed again as the connection no
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 from sqlalchemy import Connection, delete, select
 
+from adapters.protocol import SignatureCheck
 from store.bulk import codec
 from store.models import Connection as ConnectionRow, Delivery
 
@@ -41,7 +43,7 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
     counts: Counter[str] = Counter()
     query = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,
                     deliveries.c.headers, deliveries.c.body, deliveries.c.body_key_version,
-                    deliveries.c.body_purged_at, connections.c.environment)
+                    deliveries.c.body_purged_at, deliveries.c.signature_verdict, connections.c.environment)
              .join(connections, connections.c.id == deliveries.c.connection_id)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
              .order_by(deliveries.c.id)
@@ -52,9 +54,16 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
             sealer = sealer_for(vaults, connection.id, connection.environment)
         ids = [row.id for row in rows]
         captures = [Capture(row.received_at, row.headers, reader.plain(row), row.source) for row in rows]
+        # Each keeps the signature verdict it was stored with (checked on receipt; failed ones
+        # were rejected then, not held).
+        stored_checks = iter([SignatureCheck(row.signature_verdict) for row in rows])  # in the captures' order
+
+        def stored_check(_capture: Capture, checks: Iterator[SignatureCheck] = stored_checks) -> SignatureCheck:
+            return next(checks)
         # Stored again under the same IDs, now with their verdicts (and no longer held, so the
         # next page starts after them).
         conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
-        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures, mac_key),
+        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures, mac_key,
+                                                                  stored_check),
                              ids=ids, sealer=sealer))
     return counts
