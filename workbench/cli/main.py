@@ -19,6 +19,7 @@ from . import (
     history_commands,
     ingest_command,
     list_commands,
+    listen_command,
     retention_commands,
     store_commands,
     vault_commands,
@@ -53,7 +54,7 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
-               history_commands, vault_commands, access_commands, retention_commands):
+               history_commands, vault_commands, access_commands, retention_commands, listen_command):
     for command in module.COMMANDS:
         cli.add_command(command)
 

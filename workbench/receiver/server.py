@@ -1,0 +1,72 @@
+"""Running the receiver: the directory, the group-commit writer and the follower around a
+uvicorn server. SIGTERM or SIGINT stop it cleanly: uvicorn stops taking requests and answers
+those under way, the writer stores what is queued, the follower applies what was stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from workbench.services import access
+from workbench.services.context import ServiceContext
+from workbench.services.payload_crypto import Vaults
+
+from .app import build_app
+from .directory import Directory
+from .follower import Follower
+from .writer import GroupWriter
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stop signal ends `serve` normally: uvicorn would raise
+    the signal again once it stopped, killing the process before the writer and the follower
+    finish (and making a clean stop look like a crash to whatever supervises the receiver)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+def serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
+          started: Callable[[Directory], None] = lambda directory: None) -> None:
+    """Serve until SIGTERM or SIGINT. `started`: called once the socket listens."""
+    access.require(ctx, "ingest")  # the receiver's writes; as the OS user that runs it
+    directory = Directory(ctx, vaults)
+    directory.start()
+    follower = Follower(ctx, vaults)
+    follower.start()
+
+    async def run() -> None:
+        writer = GroupWriter(ctx, asyncio.get_running_loop(), follower.stored)
+        writer.start()
+        config = uvicorn.Config(build_app(directory, writer), host=host, port=port, log_level="warning",
+                                access_log=False, lifespan="off", server_header=False, date_header=False)
+        server = _Server(config)
+
+        async def announce() -> None:
+            while not server.started and not server.should_exit:
+                await asyncio.sleep(0.02)
+            if server.started:
+                started(directory)
+
+        announcing = asyncio.create_task(announce())
+        try:
+            await server.serve()
+        finally:
+            announcing.cancel()
+            await asyncio.to_thread(writer.stop)
+
+    try:
+        asyncio.run(run())
+    finally:
+        follower.stop()
+        directory.stop()
