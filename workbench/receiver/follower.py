@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Mapping
 
 from sqlalchemy import select
 
@@ -31,7 +32,8 @@ WAIT_S = 0.25  # a pass after a failed one waits this long
 class Follower:
     def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
         self._ctx, self._vaults = ctx, vaults
-        self._due: set[str] = set()  # connection IDs with deliveries stored since the last pass
+        # Deliveries stored since the last pass, by connection ID (None: every held one).
+        self._due: dict[str, list[str] | None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -42,10 +44,12 @@ class Follower:
     def start(self) -> None:
         self._thread.start()
 
-    def stored(self, connection_ids: set[str]) -> None:
-        """The writer committed deliveries of these connections."""
+    def stored(self, held: Mapping[str, list[str] | None]) -> None:
+        """The writer committed these held deliveries (by connection ID; None: look for all)."""
         with self._lock:
-            self._due |= connection_ids
+            for connection_id, ids in held.items():
+                known = self._due.get(connection_id, [])
+                self._due[connection_id] = None if ids is None or known is None else [*known, *ids]
         self._wake.set()
 
     def stop(self) -> None:
@@ -56,7 +60,7 @@ class Follower:
 
     def _run(self) -> None:
         try:  # first, what a receiver killed before applying left behind
-            self.stored(self._holding())
+            self.stored(dict.fromkeys(self._holding()))
         except Exception:
             log.warning("receiver: could not look for held deliveries", exc_info=True)
         while True:
@@ -64,15 +68,14 @@ class Follower:
             self._wake.clear()
             stopping = self._stop.is_set()
             with self._lock:
-                due, self._due = self._due, set()
-            for connection_id in sorted(due):
+                due, self._due = self._due, {}
+            for connection_id, ids in sorted(due.items()):
                 try:
-                    self._apply(connection_id)
+                    self._apply(connection_id, ids)
                 except Exception as exc:  # tried again on the next pass
                     log.warning("receiver: applying deliveries of %s failed (%s); will retry", connection_id,
                                 type(exc).__name__)
-                    with self._lock:
-                        self._due.add(connection_id)
+                    self.stored({connection_id: ids})
             self.passes += 1
             if stopping:
                 return
@@ -85,7 +88,7 @@ class Follower:
                 select(deliveries.c.id).where(deliveries.c.connection_id == connection_id,
                                               deliveries.c.verdict == str(HELD)).limit(1)).first()}
 
-    def _apply(self, connection_id: str) -> None:
+    def _apply(self, connection_id: str, ids: list[str] | None) -> None:
         with writing(self._ctx.engine) as conn:
             name = conn.execute(select(connections.c.name).where(connections.c.id == connection_id)).scalar()
             if name is None:
@@ -93,5 +96,5 @@ class Follower:
             info = locked_connection(conn, name, for_update=True)
             if info.paused:
                 return  # held until resumed (the resume applies them)
-            counts = apply_held(conn, self._ctx, info, self._vaults)
+            counts = apply_held(conn, self._ctx, info, self._vaults, only=ids)
         self.applied.update(counts)

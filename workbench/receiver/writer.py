@@ -70,7 +70,7 @@ class Pending:
 
 class GroupWriter:
     def __init__(self, ctx: ServiceContext, loop: asyncio.AbstractEventLoop,
-                 stored: Callable[[set[str]], None] = lambda ids: None) -> None:
+                 stored: Callable[[dict[str, list[str]]], None] = lambda ids: None) -> None:
         self._ctx, self._loop, self._stored = ctx, loop, stored
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._key = header_key(ctx.engine)
@@ -120,24 +120,25 @@ class GroupWriter:
                     break
                 batch.append(item)
             try:
-                connection_ids = self._write(batch)
+                held = self._write(batch)
                 error: BaseException | None = None
             except BaseException as exc:  # answered 503: nothing was stored, the sender retries
                 log.error("receiver: could not store %d deliveries: %s", len(batch), one_line(exc))
                 log.debug("receiver: the store failed", exc_info=True)
-                error, connection_ids = exc, set()
+                error, held = exc, {}
             self._loop.call_soon_threadsafe(_resolve, batch, error)
-            if connection_ids:
-                self._stored(connection_ids)
+            if held:
+                self._stored(held)
         self.close()
 
-    def _write(self, batch: list[Pending]) -> set[str]:
+    def _write(self, batch: list[Pending]) -> dict[str, list[str]]:
+        """Store `batch` in one transaction; the held deliveries' IDs by connection ID."""
         to_datetime, to_json = self._codec.datetime, self._codec.json
         key, new_id = self._key, self._ctx.ids.new
         sha256, blake2b = hashlib.sha256, hashlib.blake2b
         rows: list[list[Any]] = []
         books: dict[str, BeliefBook] = {}
-        held: set[str] = set()
+        held: dict[str, list[str]] = {}
         for pending in batch:
             entry, body, headers = pending.entry, pending.body, pending.headers
             info = entry.info
@@ -159,7 +160,7 @@ class GroupWriter:
                 book.open_failure(problem.category, problem.code, problem.message, delivery_id=delivery_id)
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
-                held.add(info.id)
+                held.setdefault(info.id, []).append(delivery_id)
             row = [delivery_id, info.id, "webhook", to_datetime(pending.received_at), headers_text, body, payload_hash,
                    None, None, None, None, capture_key, check.verdict, verdict, reason,
                    None, None, None, None, None]

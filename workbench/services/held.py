@@ -9,7 +9,8 @@ Encrypted bodies are opened to be applied, and sealed again as the connection no
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
@@ -32,9 +33,11 @@ PAGE = 1000  # held deliveries applied at a time (bounds memory and the IN list 
 
 
 def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo,
-               vaults: Vaults = NO_VAULTS) -> Counter[str]:
+               vaults: Vaults = NO_VAULTS, only: Sequence[str] | None = None) -> Counter[str]:
     """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict.
-    Encrypted ones need the connection's vault in `vaults` (PayloadLocked otherwise)."""
+    Encrypted ones need the connection's vault in `vaults` (PayloadLocked otherwise).
+    `only`: just these deliveries (those still held), found by primary key: the webhook
+    receiver's follower knows what it stored and must not scan for it."""
     assert not connection.paused, "held deliveries are applied on an active connection"
     adapter = ctx.adapters.get(connection.provider)
     conversions = codec(conn.dialect)
@@ -46,10 +49,20 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
                     deliveries.c.body_purged_at, deliveries.c.signature_verdict, connections.c.environment)
              .join(connections, connections.c.id == deliveries.c.connection_id)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
-             .order_by(deliveries.c.id)
-             .limit(PAGE))
+             .order_by(deliveries.c.id))
     sealer = None
-    while rows := conn.execute(query).all():
+
+    def pages() -> Iterator[Sequence[Any]]:
+        if only is None:
+            while rows := conn.execute(query.limit(PAGE)).all():
+                yield rows  # applied before the next page is asked for: no longer held
+            return
+        wanted = sorted(only)
+        for start in range(0, len(wanted), PAGE):
+            if rows := conn.execute(query.where(deliveries.c.id.in_(wanted[start:start + PAGE]))).all():
+                yield rows
+
+    for rows in pages():
         if sealer is None and encrypts(connection.settings):
             sealer = sealer_for(vaults, connection.id, connection.environment)
         ids = [row.id for row in rows]
