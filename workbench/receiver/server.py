@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -19,6 +21,8 @@ from .app import build_app
 from .directory import Directory
 from .follower import Follower
 from .writer import GroupWriter
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 class _Server(uvicorn.Server):
@@ -40,6 +44,10 @@ def serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
           started: Callable[[Directory], None] = lambda directory: None) -> None:
     """Serve until SIGTERM or SIGINT. `started`: called once the socket listens."""
     access.require(ctx, "ingest")  # the receiver's writes; as the OS user that runs it
+    # The writer thread gives up the GIL at every step of a commit (the database works without
+    # it) and then waits for the busy event loop to hand it back: up to the switch interval
+    # (5 ms by default) each time, which would make a commit of a few rows take milliseconds.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     directory = Directory(ctx, vaults)
     directory.start()
     follower = Follower(ctx, vaults)
@@ -66,7 +74,17 @@ def serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
             await asyncio.to_thread(writer.stop)
 
     try:
-        asyncio.run(run())
+        _event_loop_runner()(run())
     finally:
         follower.stop()
         directory.stop()
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop where it is installed (a faster event loop; uvicorn's own choice too), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
+    return runner
