@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
 WAIT_S = 0.25  # a pass after a failed one waits this long
+STEP = 256  # deliveries applied per transaction: the writer gets its turn in between
 
 
 class Follower:
-    def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
+    def __init__(self, ctx: ServiceContext, vaults: Vaults, turns: threading.Lock | None = None) -> None:
         self._ctx, self._vaults = ctx, vaults
+        self._turns = turns or threading.Lock()  # shared with the writer: one of them at the store at a time
         # Deliveries stored since the last pass, by connection ID (None: every held one).
         self._due: dict[str, list[str] | None] = {}
         self._lock = threading.Lock()
@@ -89,12 +91,14 @@ class Follower:
                                               deliveries.c.verdict == str(HELD)).limit(1)).first()}
 
     def _apply(self, connection_id: str, ids: list[str] | None) -> None:
-        with writing(self._ctx.engine) as conn:
-            name = conn.execute(select(connections.c.name).where(connections.c.id == connection_id)).scalar()
-            if name is None:
-                return
-            info = locked_connection(conn, name, for_update=True)
-            if info.paused:
-                return  # held until resumed (the resume applies them)
-            counts = apply_held(conn, self._ctx, info, self._vaults, only=ids)
-        self.applied.update(counts)
+        steps = [None] if ids is None else [ids[start:start + STEP] for start in range(0, len(ids), STEP)]
+        for step in steps:
+            with self._turns, writing(self._ctx.engine) as conn:
+                name = conn.execute(select(connections.c.name).where(connections.c.id == connection_id)).scalar()
+                if name is None:
+                    return
+                info = locked_connection(conn, name, for_update=True)
+                if info.paused:
+                    return  # held until resumed (the resume applies them)
+                counts = apply_held(conn, self._ctx, info, self._vaults, only=step)
+            self.applied.update(counts)

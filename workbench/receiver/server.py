@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -50,11 +51,14 @@ def serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     directory = Directory(ctx, vaults)
     directory.start()
-    follower = Follower(ctx, vaults)
+    # The writer and the follower take turns at the store through this lock: waiting on
+    # SQLite's busy handler instead sleeps in steps of up to 100 ms.
+    turns = threading.Lock()
+    follower = Follower(ctx, vaults, turns)
     follower.start()
 
     async def run() -> None:
-        writer = GroupWriter(ctx, asyncio.get_running_loop(), follower.stored)
+        writer = GroupWriter(ctx, asyncio.get_running_loop(), follower.stored, turns)
         writer.start()
         config = uvicorn.Config(build_app(directory, writer), host=host, port=port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False, date_header=False)

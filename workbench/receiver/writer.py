@@ -70,8 +70,10 @@ class Pending:
 
 class GroupWriter:
     def __init__(self, ctx: ServiceContext, loop: asyncio.AbstractEventLoop,
-                 stored: Callable[[dict[str, list[str]]], None] = lambda ids: None) -> None:
+                 stored: Callable[[dict[str, list[str]]], None] = lambda ids: None,
+                 turns: threading.Lock | None = None) -> None:
         self._ctx, self._loop, self._stored = ctx, loop, stored
+        self._turns = turns or threading.Lock()  # shared with the follower (see server.py)
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._key = header_key(ctx.engine)
         self._codec = codec(ctx.engine.dialect)
@@ -169,7 +171,7 @@ class GroupWriter:
             rows.append(row)
         conn = self._connection()
         try:
-            with conn.begin():
+            with self._turns, conn.begin():
                 row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, [tuple(row) for row in rows])
                 for book in books.values():
                     book.flush(conn)
