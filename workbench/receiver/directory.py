@@ -58,8 +58,11 @@ class Directory:
     def refresh(self) -> None:
         """Read every connection; rebuild an entry whose version or active secrets changed."""
         now = datetime.now(UTC)
+        known = set(self._ctx.adapters.names())
         entries: dict[str, Entry] = {}
         for info in connections.list_connections(self._ctx):
+            if info.provider not in known:
+                continue  # a provider this build has no adapter for: answered 404, like no connection
             old = self._entries.get(info.name)
             try:
                 active = tuple(ref.name for ref in secret_refs.references(info)
@@ -81,11 +84,7 @@ class Directory:
         return Entry(info, adapter, None, None, webhook_settings(info.settings).max_body_bytes, why)
 
     def _build(self, info: ConnectionInfo, now: datetime) -> Entry:
-        try:
-            adapter = self._ctx.adapters.get(info.provider)
-        except LookupError as exc:
-            log.warning("connection %s: %s", info.name, exc)
-            raise
+        adapter = self._ctx.adapters.get(info.provider)
         limits = webhook_settings(info.settings)
         try:
             sealer = sealer_for(self._vaults, info.id, info.environment) if encrypts(info.settings) else None
