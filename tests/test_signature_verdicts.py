@@ -113,3 +113,20 @@ def test_a_paused_connection_rejects_bad_signatures_at_once_and_keeps_verdicts_o
     assert sorted((r.signature_verdict, r.verdict) for r in rows(clocked)) == [("failed", "rejected"), ("verified", "applied")]
     with reading(clocked.engine) as conn:
         assert conn.execute(select(Record.__table__.c.status)).scalars().all() == ["processing"]
+
+
+def test_retrying_a_signature_failure_rejects_the_copy_again_and_changes_nothing(clocked):
+    from workbench.services import triage
+
+    vault, _ = with_secret(clocked)
+    forged = signed(pi_event("evt_9", "pi_9", "succeeded", 9), secret="whsec_attacker")
+    ingest(clocked, "acme", [forged], vaults={"sandbox": vault})
+    with reading(clocked.engine) as conn:
+        failure_id = conn.execute(select(Failure.__table__.c.id)).scalar_one()
+    triage.retry(clocked, [failure_id], "try again", vaults={"sandbox": vault})
+    stored = rows(clocked)
+    assert [(r.signature_verdict, r.verdict) for r in stored] == [("failed", "rejected"), ("failed", "rejected")]
+    assert stored[1].replay_of == stored[0].id
+    with reading(clocked.engine) as conn:
+        assert conn.execute(select(Record.__table__)).all() == []
+

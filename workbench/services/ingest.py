@@ -295,10 +295,11 @@ class _Commit:
 
 def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
                   batch: list[Capture], *, replay_of: list[str | None] | None = None,
-                  sealer: Sealer | None = None) -> Counter[str]:
+                  sealer: Sealer | None = None, check: SignatureCheckFn | None = None) -> Counter[str]:
     """Ingest one batch of captures in `conn`'s transaction; returns counts per verdict.
-    `sealer`: the connection's, when it encrypts its payloads."""
-    return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), batch, header_key(ctx.engine)),
+    `sealer`: the connection's, when it encrypts its payloads; `check`: signature verdicts."""
+    return _store(conn, ctx, connection, adapter,
+                  prepare(adapter, codec(conn.dialect), batch, header_key(ctx.engine), check),
                   replay_of=replay_of, sealer=sealer)
 
 
