@@ -48,7 +48,18 @@ def serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     # The writer thread gives up the GIL at every step of a commit (the database works without
     # it) and then waits for the busy event loop to hand it back: up to the switch interval
     # (5 ms by default) each time, which would make a commit of a few rows take milliseconds.
+    # Set for as long as this call serves, and put back after: never left flipped for a
+    # process that goes on (a test, a TUI that starts a receiver).
+    previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        _serve(ctx, host, port, vaults, started)
+    finally:
+        sys.setswitchinterval(previous_interval)
+
+
+def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
+           started: Callable[[Directory], None]) -> None:
     directory = Directory(ctx, vaults)
     directory.start()
     # The writer and the follower take turns at the store through this lock: waiting on
