@@ -22,11 +22,11 @@ from workbench.services.errors import ServiceError
 from workbench.services.ingest import ingest
 
 
-def test_stripe_declares_what_it_offers_and_no_signature_scheme_nothing_verifies():
+def test_stripe_declares_what_it_offers():
     adapter = default_registry().get("stripe")
     caps = adapter.capabilities
     assert isinstance(caps, Capabilities)
-    assert caps.signature_scheme is None  # no verifier for Stripe-Signature exists yet
+    assert caps.signature_scheme == "stripe-v1"
     assert (caps.webhooks, caps.idempotency_keys, caps.pagination) == (True, True, Pagination.CURSOR)
     with pytest.raises(dataclasses.FrozenInstanceError):
         caps.signature_scheme = "stripe-v1"  # the point: it is frozen

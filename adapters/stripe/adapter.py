@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from adapters.protocol import Capabilities, Pagination, ProviderClient
+from adapters.protocol import Capabilities, Pagination, ProviderClient, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
-from . import errors, events, mapping, simulator
+from . import errors, events, mapping, signature, simulator
 from .client import StripeClient
 
 
 class StripeAdapter:
-    """Implements adapters.protocol.Adapter, Calling and Simulating."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling and Simulating."""
 
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
-    # No signature scheme yet: nothing verifies Stripe-Signature (headers are stored as received).
     # lookup_by_reference: our reference rides in the intent's metadata (see client.lookup).
     capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True, lookup_by_reference=True,
+                                signature_scheme=signature.SCHEME,
                                 pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
@@ -43,6 +44,10 @@ class StripeAdapter:
         return mapping.map_event(event)
 
     classify_response = staticmethod(errors.classify_response)
+
+    def verify_signature(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSecret],
+                         now: datetime, tolerance_s: int = 300) -> SignatureCheck:
+        return signature.verify(headers, body, secrets, now, tolerance_s)
 
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
         # Typed as the protocol so that mypy checks StripeClient against it.

@@ -19,6 +19,7 @@ from . import (
     history_commands,
     ingest_command,
     list_commands,
+    listen_command,
     retention_commands,
     sandbox_commands,
     store_commands,
@@ -54,7 +55,8 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
-               history_commands, vault_commands, access_commands, retention_commands, sandbox_commands):
+               history_commands, vault_commands, access_commands, retention_commands, sandbox_commands,
+               listen_command):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -28,7 +28,7 @@ def sandbox() -> None:
 
 @sandbox.command("payroll")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8787, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--port", type=int, default=8790, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--api-key", default="sk_sandbox_payroll", show_default=True, help="The key that may read and write.")
 @click.option("--read-only-key", default="rk_sandbox_payroll", show_default=True,
               help="A key that may only read (writes get 403).")

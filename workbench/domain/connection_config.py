@@ -122,6 +122,13 @@ class ApiSettings(_Strict):
     base_url: BaseUrl | None = None  # None: the provider's real API
 
 
+class WebhookSettings(_Strict):
+    """How `workbench listen` and signature checks treat this connection's webhooks."""
+
+    tolerance_s: Positive = 300  # a signature's timestamp this far from receipt, either way
+    max_body_bytes: Positive = 1_048_576  # larger bodies are answered 413, not stored
+
+
 class Settings(_Strict):
     sync: SyncSettings | None = None
     rate_limit: RateLimitSettings | None = None
@@ -129,6 +136,7 @@ class Settings(_Strict):
     payloads: PayloadSettings | None = None
     retention: RetentionSettings | None = None
     api: ApiSettings | None = None
+    webhooks: WebhookSettings | None = None
 
     @field_validator("secrets")
     @classmethod

@@ -9,9 +9,12 @@ Encrypted bodies are opened to be applied, and sealed again as the connection no
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from adapters.protocol import SignatureCheck
 from store.bulk import codec
 from store.models import Connection as ConnectionRow, Delivery
 
@@ -30,9 +33,11 @@ PAGE = 1000  # held deliveries applied at a time (bounds memory and the IN list 
 
 
 def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo,
-               vaults: Vaults = NO_VAULTS) -> Counter[str]:
+               vaults: Vaults = NO_VAULTS, only: Sequence[str] | None = None) -> Counter[str]:
     """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict.
-    Encrypted ones need the connection's vault in `vaults` (PayloadLocked otherwise)."""
+    Encrypted ones need the connection's vault in `vaults` (PayloadLocked otherwise).
+    `only`: just these deliveries (those still held), found by primary key: the webhook
+    receiver's follower knows what it stored and must not scan for it."""
     assert not connection.paused, "held deliveries are applied on an active connection"
     adapter = ctx.adapters.get(connection.provider)
     conversions = codec(conn.dialect)
@@ -41,20 +46,37 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
     counts: Counter[str] = Counter()
     query = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,
                     deliveries.c.headers, deliveries.c.body, deliveries.c.body_key_version,
-                    deliveries.c.body_purged_at, connections.c.environment)
+                    deliveries.c.body_purged_at, deliveries.c.signature_verdict, connections.c.environment)
              .join(connections, connections.c.id == deliveries.c.connection_id)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
-             .order_by(deliveries.c.id)
-             .limit(PAGE))
+             .order_by(deliveries.c.id))
     sealer = None
-    while rows := conn.execute(query).all():
+
+    def pages() -> Iterator[Sequence[Any]]:
+        if only is None:
+            while rows := conn.execute(query.limit(PAGE)).all():
+                yield rows  # applied before the next page is asked for: no longer held
+            return
+        wanted = sorted(only)
+        for start in range(0, len(wanted), PAGE):
+            if rows := conn.execute(query.where(deliveries.c.id.in_(wanted[start:start + PAGE]))).all():
+                yield rows
+
+    for rows in pages():
         if sealer is None and encrypts(connection.settings):
             sealer = sealer_for(vaults, connection.id, connection.environment)
         ids = [row.id for row in rows]
         captures = [Capture(row.received_at, row.headers, reader.plain(row), row.source) for row in rows]
+        # Each keeps the signature verdict it was stored with (checked on receipt; failed ones
+        # were rejected then, not held).
+        stored_checks = iter([SignatureCheck(row.signature_verdict) for row in rows])  # in the captures' order
+
+        def stored_check(_capture: Capture, checks: Iterator[SignatureCheck] = stored_checks) -> SignatureCheck:
+            return next(checks)
         # Stored again under the same IDs, now with their verdicts (and no longer held, so the
         # next page starts after them).
         conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
-        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures, mac_key),
+        counts.update(_store(conn, ctx, connection, adapter, prepare(adapter, conversions, captures, mac_key,
+                                                                  stored_check),
                              ids=ids, sealer=sealer))
     return counts

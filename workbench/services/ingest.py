@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -64,17 +64,21 @@ from .ingest_prepare import (
     COL_REASON,
     COL_RECORD,
     COL_REPLAY_OF,
+    COL_SIGNATURE,
     COL_VERDICT,
     DELIVERY_COLUMNS,
     INVALID_CATEGORIES,
     NO_VERDICT,
+    SIGNATURE_FAILED,
     Problem,
+    SignatureCheckFn,
     between_batches,
     collecting_between_batches,
     prepare,
 )
 from .ingest_reader import prepared_chunks
 from .payload_crypto import NO_VAULTS, Sealer, Vaults, encrypts, sealer_for
+from .signatures import checker_for
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,7 @@ def ingest(
     progress: Callable[[IngestReport], None] | None = None,
     reader_process: bool = False,
     vaults: Vaults = NO_VAULTS,
+    signatures: SignatureCheckFn | None | Literal["auto"] = "auto",
 ) -> IngestReport:
     """Ingest captures into a connection; returns counts per verdict. A batch (one
     transaction) commits after `batch_size` deliveries, or from a stream that may block, when
@@ -113,11 +118,14 @@ def ingest(
     `reader_process` prepares a capture file in a forked reader process (see ingest_reader:
     only where this process may fork); by default everything runs in this process. A
     connection that encrypts its payloads needs its environment's vault in `vaults`
-    (PayloadLocked otherwise, before anything is stored)."""
+    (PayloadLocked otherwise, before anything is stored). So does one with active webhook
+    secrets, to check signatures with (SignaturesLocked); `signatures`: the check to use
+    instead ("auto": the connection's, see services.signatures; None: none, all unchecked)."""
     access.require(ctx, "ingest")  # once per run, not per batch
     connection = get_connection(ctx, connection_name)
     adapter = ctx.adapters.get(connection.provider)
     sealer = sealer_for(vaults, connection.id, connection.environment) if encrypts(connection.settings) else None
+    check = checker_for(ctx, connection, adapter, vaults, ctx.clock()) if signatures == "auto" else signatures
     mac_key = header_key(ctx.engine)
     report = IngestReport()
     committing: _Commit | None = None
@@ -131,7 +139,7 @@ def ingest(
                 progress(report)
 
     chunks = prepared_chunks(captures, adapter, codec(ctx.engine.dialect), min(batch_size, CHUNK_SIZE),
-                             header_key=mac_key, reader_process=reader_process)
+                             header_key=mac_key, reader_process=reader_process, check=check)
     try:
         with closing(chunks):  # stops the reader process or the feeder thread if a batch fails
             chunk = next(chunks, None)
@@ -287,10 +295,11 @@ class _Commit:
 
 def process_batch(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, adapter: Adapter,
                   batch: list[Capture], *, replay_of: list[str | None] | None = None,
-                  sealer: Sealer | None = None) -> Counter[str]:
+                  sealer: Sealer | None = None, check: SignatureCheckFn | None = None) -> Counter[str]:
     """Ingest one batch of captures in `conn`'s transaction; returns counts per verdict.
-    `sealer`: the connection's, when it encrypts its payloads."""
-    return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), batch, header_key(ctx.engine)),
+    `sealer`: the connection's, when it encrypts its payloads; `check`: signature verdicts."""
+    return _store(conn, ctx, connection, adapter,
+                  prepare(adapter, codec(conn.dialect), batch, header_key(ctx.engine), check),
                   replay_of=replay_of, sealer=sealer)
 
 
@@ -317,7 +326,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
     else new ones. `sealer`: bodies are sealed with it as they are written (under their IDs,
     so only once the IDs are final)."""
     new_id, connection_id = ctx.ids.new, connection.id
-    rows = [[new_id("dlv"), connection_id, *head, "unchecked", None, None, None, None, None, None, None]
+    rows = [[new_id("dlv"), connection_id, *head, None, None, None, None, None, None, None]
             for head, _, _ in prepared]
     if ids is not None:
         for row, delivery_id in zip(rows, ids):
@@ -329,7 +338,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
             already_stored = len(rows) - len(kept)
             rows, prepared = [rows[i] for i in kept], [prepared[i] for i in kept]
         if connection.paused:
-            return _hold(conn, rows, already_stored, sealer)
+            return _hold(conn, ctx, connection, rows, prepared, already_stored, sealer)
         live = _drop_duplicates(conn, connection_id, rows)
     else:
         for row, original in zip(rows, replay_of):
@@ -360,7 +369,8 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
     for row, (_, result, _) in zip(rows, prepared):
         if row[COL_VERDICT] is None:  # the parse or mapping problem of an undecided delivery
             problem = result if type(result) is Problem else NO_VERDICT
-            row[COL_VERDICT] = Verdict.INVALID if problem.category in INVALID_CATEGORIES else Verdict.FAILED
+            row[COL_VERDICT] = (Verdict.REJECTED if problem.code == SIGNATURE_FAILED else
+                                Verdict.INVALID if problem.category in INVALID_CATEGORIES else Verdict.FAILED)
             row[COL_REASON] = problem.message
             book.open_failure(problem.category, problem.code, problem.message, delivery_id=row[COL_ID])
 
@@ -411,18 +421,27 @@ def _stored_capture_keys(conn: Connection, connection_id: str, keys: set[str]) -
         conn, keys, connection_id=connection_id)}
 
 
-def _hold(conn: Connection, rows: list[list[Any]], already_stored: int, sealer: Sealer | None) -> Counter[str]:
+def _hold(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, rows: list[list[Any]],
+          prepared: list[Any], already_stored: int, sealer: Sealer | None) -> Counter[str]:
     """A paused connection: store the raw deliveries, decide nothing (no dedupe key, no state,
-    no failure); resuming applies them (see held.py)."""
-    for row in rows:
+    no failure); resuming applies them (see held.py). A delivery whose signature failed is
+    rejected at once (it would never be applied), with its failure."""
+    book: BeliefBook | None = None
+    for row, (_, result, _) in zip(rows, prepared):
         row[COL_DEDUPE] = None
-        row[COL_VERDICT], row[COL_REASON] = HELD, HELD_REASON
+        if row[COL_SIGNATURE] == "failed":
+            if book is None:
+                book = BeliefBook(ctx, connection.id, connection.provider)
+            row[COL_VERDICT], row[COL_REASON] = Verdict.REJECTED, result.message
+            book.open_failure(result.category, result.code, result.message, delivery_id=row[COL_ID])
+        else:
+            row[COL_VERDICT], row[COL_REASON] = HELD, HELD_REASON
     if sealer is not None:
         sealer.seal_rows(rows, COL_ID, COL_BODY, COL_KEY_VERSION)
     row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, list(map(tuple, rows)))
-    counts: Counter[str] = Counter()
-    if rows:
-        counts[str(HELD)] = len(rows)
+    if book is not None:
+        book.flush(conn)
+    counts: Counter[str] = Counter(str(row[COL_VERDICT]) for row in rows)
     if already_stored:
         counts[ALREADY_STORED] = already_stored
     return counts
@@ -434,12 +453,15 @@ def _drop_duplicates(conn: Connection, connection_id: str, rows: list[list[Any]]
     `_settle_duplicates` when the original is in this batch), so the record's timeline shows
     every redelivery."""
     keys = {row[COL_DEDUPE] for row in rows}
+    keys.discard(None)  # rejected deliveries (failed signatures) claim no event
     originals: dict[str, tuple[str, str | None]] = {
         key: (delivery_id, record_id) for key, delivery_id, record_id in
         in_lookup(conn, "ingest.dedupe", _dedupe_statement, CHUNK).rows(conn, keys, connection_id=connection_id)}
     live = []
     for i, row in enumerate(rows):
         key = row[COL_DEDUPE]
+        if key is None:
+            continue  # decided with its problem, after mapping
         original = originals.get(key)
         if original is None:
             originals[key] = (row[COL_ID], None)

@@ -18,7 +18,7 @@ from adapters import Adapter
 from store.bulk import Codec
 
 from .captures import Capture
-from .ingest_prepare import prepare
+from .ingest_prepare import SignatureCheckFn, prepare
 
 COMMIT_EVERY_S = 1.0
 
@@ -85,7 +85,7 @@ class CaptureFeed:
 
 
 def prepared_as_fed(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, header_key: bytes,
-                    size: int) -> Generator[list[Any], None, None]:
+                    size: int, check: SignatureCheckFn | None = None) -> Generator[list[Any], None, None]:
     """Prepared chunks of what has arrived; an empty chunk (a commit point) before waiting for
     more input, and after COMMIT_EVERY_S of chunks without one."""
     feed = CaptureFeed(captures, 2 * size)
@@ -105,7 +105,7 @@ def prepared_as_fed(captures: Iterable[Capture], adapter: Adapter, conversions: 
                 return
             if since_commit is None:
                 since_commit = monotonic()
-            yield prepare(adapter, conversions, chunk, header_key)
+            yield prepare(adapter, conversions, chunk, header_key, check)
             del chunk
     finally:
         feed.close()

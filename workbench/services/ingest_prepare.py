@@ -11,7 +11,7 @@ import gc
 import hashlib
 import hmac
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Any
 
 from adapters import Adapter
+from adapters.protocol import SignatureCheck
 from store.bulk import Codec, memoised
 from workbench.domain.canonical import BoundaryProblem, MappedEvent
 from workbench.domain.redaction import MASK, is_sensitive_key
@@ -107,7 +108,7 @@ def ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture
 
 
 # A prepared delivery is a tuple (head, result, event time): `head` holds the deliveries
-# columns from `source` to `capture_key` (DELIVERY_COLUMNS[2:12]) in the driver's form;
+# columns from `source` to `signature_verdict` (DELIVERY_COLUMNS[2:13]) in the driver's form;
 # `result` is what mapping made of it (a MappedEvent, NotCovered or a Problem); the event
 # time (occurrence, else receipt) orders it against its record's other events.
 DELIVERY_COLUMNS = ("id", "connection_id", "source", "received_at", "headers", "body", "payload_hash",
@@ -142,6 +143,17 @@ class Problem:
 
 
 NO_VERDICT = Problem(Category.UNKNOWN, "no_verdict", "no verdict reached")
+# A delivery whose signature failed: stored, verdict `rejected`, never parsed, deduplicated or
+# applied (a forged copy must not claim a genuine event's dedupe key).
+SIGNATURE_FAILED = "signature_failed"
+SIGNATURE_CATEGORY = Category.AUTHENTICATION
+SignatureCheckFn = Callable[[Capture], SignatureCheck]
+
+
+def signature_problem(result: SignatureCheck) -> Problem:
+    """The failure of a signature check, in one line: which secret was tried and why, no value."""
+    tried = f" (secret {result.secret})" if result.secret else ""
+    return Problem(SIGNATURE_CATEGORY, SIGNATURE_FAILED, f"signature check failed{tried}: {result.reason or 'no reason'}")
 INVALID_CATEGORIES = (Category.VALIDATION, Category.CONTRACT_MISMATCH)
 
 
@@ -157,9 +169,11 @@ def _any_sensitive(names: tuple[str, ...]) -> bool:
     return any(map(is_sensitive_key, names))
 
 
-def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_key: bytes) -> list[Any]:
+def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_key: bytes,
+            check: SignatureCheckFn | None = None) -> list[Any]:
     """Capture, parse and map each delivery: everything that does not depend on the store
-    (`header_key`: what credential headers are stored under, see header_mac).
+    (`header_key`: what credential headers are stored under, see header_mac; `check`: the
+    connection's signature check, None when it has nothing to check with).
     Mapping runs before the duplicate check (it is pure: a duplicate's result is dropped
     later), so each parsed payload is freed at once."""
     to_datetime, to_json = conversions.datetime, conversions.json
@@ -177,16 +191,24 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_k
         headers_text = to_json(stored_headers(headers, header_key) if sensitive(headers) else headers)
         capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
             f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
+        signature = "unchecked"
+        if check is not None:
+            checked = check(capture)
+            signature = checked.verdict
+            if signature == "failed":
+                append(((capture.source, received, headers_text, body, payload_hash, None, None, None, None,
+                         capture_key, signature), signature_problem(checked), None))
+                continue
         try:
             parsed = parse(body)
         except BoundaryProblem as problem:
             append(((capture.source, received, headers_text, body, payload_hash, None, "sha256:" + payload_hash,
-                     None, None, capture_key), Problem(problem.category, problem.code, problem.message), None))
+                     None, None, capture_key, signature), Problem(problem.category, problem.code, problem.message), None))
             continue
         except Exception as exc:  # an adapter bug must never cost us the raw delivery
             append(((capture.source, received, headers_text, body, payload_hash, None, "sha256:" + payload_hash,
-                     None, None, capture_key), Problem(Category.UNKNOWN, f"parse_crash:{type(exc).__name__}",
-                                                        f"parser crashed: {exc!r}"), None))
+                     None, None, capture_key, signature), Problem(Category.UNKNOWN, f"parse_crash:{type(exc).__name__}",
+                                                                  f"parser crashed: {exc!r}"), None))
             continue
         event_id, event_type, occurred_at = parsed.provider_event_id, parsed.event_type, parsed.occurred_at
         try:
@@ -207,7 +229,7 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_k
                     event_type = None
                 result = unstorable
         append(((capture.source, received, headers_text, body, payload_hash, event_id,
-                 event_id or "sha256:" + payload_hash, event_type, occurred_datetime(occurred_at), capture_key),
+                 event_id or "sha256:" + payload_hash, event_type, occurred_datetime(occurred_at), capture_key, signature),
                 result, occurred_at or capture.received_at))
     return prepared
 

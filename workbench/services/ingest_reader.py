@@ -30,7 +30,7 @@ from workbench.domain.taxonomy import Category
 
 from .captures import Capture, CaptureReader
 from .ingest_feed import prepared_as_fed
-from .ingest_prepare import Problem, between_batches, prepare, ramped_batches
+from .ingest_prepare import Problem, SignatureCheckFn, between_batches, prepare, ramped_batches
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class ReaderProcessFailed(RuntimeError):
 
 
 def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: Codec, size: int, *,
-                    header_key: bytes, reader_process: bool = False) -> Generator[list[Any], None, None]:
+                    header_key: bytes, reader_process: bool = False,
+                    check: SignatureCheckFn | None = None) -> Generator[list[Any], None, None]:
     """Prepared chunks of at most `size` deliveries, in order. An empty chunk is a commit point:
     from a stream, the next chunk waits for input or a second has passed since the last one;
     the caller commits what it holds before asking for more.
@@ -56,15 +57,15 @@ def prepared_chunks(captures: Iterable[Capture], adapter: Adapter, conversions: 
         reader, why_not = _reader_for_process(captures)
         if reader is not None:
             log.debug("ingest: preparing %s in a reader process", getattr(reader.stream, "name", "the file"))
-            yield from _prepared_by_reader_process(reader, adapter, conversions, header_key, size)
+            yield from _prepared_by_reader_process(reader, adapter, conversions, header_key, size, check)
             return
         log.debug("ingest: no reader process (%s); preparing in this process", why_not)
     if _may_block(captures):
-        yield from prepared_as_fed(captures, adapter, conversions, header_key, size)
+        yield from prepared_as_fed(captures, adapter, conversions, header_key, size, check)
         return
     # Ramped as in the reader process, so both make the same chunks (and the same rows).
     for chunk in ramped_batches(iter(captures), size):
-        yield prepare(adapter, conversions, chunk, header_key)
+        yield prepare(adapter, conversions, chunk, header_key, check)
 
 
 def _regular_file(captures: Iterable[Capture]) -> int | None:
@@ -107,7 +108,7 @@ def _reader_for_process(captures: Iterable[Capture]) -> tuple[CaptureReader | No
 
 
 def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, conversions: Codec, header_key: bytes,
-                                size: int) -> Iterator[list[Any]]:
+                                size: int, check: SignatureCheckFn | None) -> Iterator[list[Any]]:
     """Chunks prepared in a forked reader process; its error, if it fails, raised here as
     ReaderProcessFailed (after the chunks it sent before). The caller must not run other
     threads that may hold a lock at the moment of the fork (the child would wait for it
@@ -118,7 +119,7 @@ def _prepared_by_reader_process(reader: CaptureReader, adapter: Adapter, convers
     receiving, sending = context.Pipe(duplex=False)
     _widen_pipe(sending)
     process = context.Process(target=_reader_main,
-                              args=(reader, adapter, conversions, header_key, size, sending, receiving),
+                              args=(reader, adapter, conversions, header_key, size, check, sending, receiving),
                               name="ingest-reader", daemon=True)
     process.start()
     sending.close()
@@ -158,7 +159,7 @@ def _widen_pipe(end: Any) -> None:
 
 
 def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, header_key: bytes, size: int,
-                 sending: Any, receiving: Any) -> None:
+                 check: SignatureCheckFn | None, sending: Any, receiving: Any) -> None:
     """In the reader process: read, prepare and send batches until the file ends. A sender
     thread writes each batch to the pipe while the next is prepared, so this runs up to two
     batches ahead of the ingesting process (and memory stays bounded by that). If the
@@ -193,7 +194,7 @@ def _reader_main(reader: CaptureReader, adapter: Adapter, conversions: Codec, he
         for batch in ramped_batches(iter(reader), size):
             if failed.is_set():
                 return
-            prepared = prepare(adapter, conversions, batch, header_key)
+            prepared = prepare(adapter, conversions, batch, header_key, check)
             del batch
             message = _ship(prepared)
             del prepared

@@ -16,6 +16,7 @@ from .context import ServiceContext
 from .errors import ServiceError
 from .ingest import HELD, IngestReport, ingest, record_ingest_run
 from .payload_crypto import NO_VAULTS, Vaults, encrypts, sealer_for
+from .signatures import checker_for
 from .store_faults import explain
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def run_ingest(ctx: ServiceContext, connection_name: str, captures: Iterable[Cap
     connection = get_connection(ctx, connection_name)  # unknown: one line, nothing written
     if encrypts(connection.settings):
         sealer_for(vaults, connection.id, connection.environment)  # locked: one line, nothing written
+    # The vault read once for the run; locked while the connection has secrets: one line, nothing written.
+    check = checker_for(ctx, connection, ctx.adapters.get(connection.provider), vaults, ctx.clock())
     bad_lines = captures.bad_lines if isinstance(captures, CaptureReader) else []
     run = IngestRun(connection.name, connection.paused, bad_lines=bad_lines)  # filled as lines are read
 
@@ -63,7 +66,7 @@ def run_ingest(ctx: ServiceContext, connection_name: str, captures: Iterable[Cap
     error: str | None = None
     try:
         run.report = ingest(ctx, connection_name, captures, progress=committed, reader_process=reader_process,
-                            vaults=vaults, **options)
+                            vaults=vaults, signatures=check, **options)
     except BaseException as exc:
         error = "interrupted" if isinstance(exc, KeyboardInterrupt) else one_line(exc)
         _audit(ctx, run, source, len(bad_lines), error)

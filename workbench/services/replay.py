@@ -138,7 +138,9 @@ def _replay_chunk(conn: Connection, ctx: ServiceContext, rows: Sequence[Any], dr
                                         deliveries.c.received_at, deliveries.c.payload_hash, deliveries.c.record_id,
                                         connections.c.environment)
                                  .join(connections, connections.c.id == deliveries.c.connection_id)
-                                 .where(deliveries.c.record_id.in_(ids), deliveries.c.dedupe_key.is_not(None))):
+                                 # A failed signature never changes state, replayed or not.
+                                 .where(deliveries.c.record_id.in_(ids), deliveries.c.dedupe_key.is_not(None),
+                                        deliveries.c.signature_verdict != "failed")):
         body = reader.body(delivery)
         if body.data is None:
             unreadable.setdefault(delivery.record_id, str(body.problem))

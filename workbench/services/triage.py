@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from adapters.protocol import SignatureCheck
 from store.database import reading, writing
 from store.models import Command, Connection as ConnectionRow, Delivery, Failure, FailureNote
 from workbench.domain.redaction import redact_text
@@ -266,7 +267,12 @@ def _rerun_delivery(conn: Connection, ctx: ServiceContext, row: Any, vaults: Vau
     adapter = ctx.adapters.get(connection.provider)
     capture = Capture(original.received_at, original.headers, body, "replay")
     sealer = sealer_for(vaults, connection.id, connection.environment) if encrypts(connection.settings) else None
-    process_batch(conn, ctx, connection, adapter, [capture], replay_of=[original.id], sealer=sealer)
+    # The copy carries its original's signature verdict (the same bytes as received): a
+    # delivery whose signature failed stays rejected however often it is retried.
+    as_received = SignatureCheck(original.signature_verdict, None,
+                                 f"as received ({original.id}): {original.verdict_reason}")
+    process_batch(conn, ctx, connection, adapter, [capture], replay_of=[original.id], sealer=sealer,
+                  check=lambda _capture: as_received)
     copy = conn.execute(select(deliveries.c.id, deliveries.c.verdict, deliveries.c.verdict_reason)
                         .where(deliveries.c.replay_of == original.id)
                         .order_by(deliveries.c.id.desc()).limit(1)).one()

@@ -1,0 +1,120 @@
+"""A real `workbench listen` in a subprocess on a free port, with its own store (SQLite file or
+a PostgreSQL database), vault and audit key, set up through the CLI; and signed deliveries."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import stripe
+from sqlalchemy import select
+
+from store.database import open_store, reading
+from store.models import Delivery
+
+WORKBENCH = [str(Path(sys.executable).parent / "workbench")]
+PASSPHRASE = "receiver test passphrase"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def event_body(event_id: str, pi: str = "pi_1", status: str = "processing", created: int = 1) -> bytes:
+    return orjson.dumps({"id": event_id, "object": "event", "type": f"payment_intent.{status}", "created": created,
+                         "livemode": False, "data": {"object": {"id": pi, "object": "payment_intent", "status": status,
+                                                                "amount": 100, "currency": "usd"}}})
+
+
+def signature(body: bytes, secret: str, at: float | None = None) -> str:
+    return stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=int(at or time.time()))
+
+
+@dataclass
+class Receiver:
+    url: str  # the store's URL
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    @classmethod
+    def create(cls, url: str, home: Path) -> Receiver:
+        env = {**os.environ, "WORKBENCH_DB": url, "WORKBENCH_VAULT_DIR": str(home / "vault"),
+               "WORKBENCH_AUDIT_KEY_FILE": str(home / "audit" / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": PASSPHRASE,
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("WORKBENCH_DEBUG", None)
+        receiver = cls(url, home, env)
+        receiver.cli("db", "upgrade")
+        receiver.cli("vault", "init")
+        return receiver
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([*WORKBENCH, *args], env=self.env, input=stdin.encode() if stdin else None,
+                              capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode() + done.stderr.decode()
+
+    def add_secret(self, connection: str, value: str) -> str:
+        out = self.cli("connection", "secret", "add", connection, "--kind", "webhook_secret", stdin=value)
+        return out.split("added webhook_secret ", 1)[1].split()[0]
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.log = (self.home / f"listen-{self.port}.log").open("wb")
+        self.process = subprocess.Popen([*WORKBENCH, "listen", "--port", str(self.port)], env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.home / f"listen-{self.port}.log").read_text()
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError("the receiver did not become ready")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post(self, connection: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(f"{self.base}/hooks/{connection}", content=body, headers=headers or {}, timeout=10)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+    def deliveries(self) -> list[Any]:
+        engine = open_store(self.url)
+        try:
+            with reading(engine) as conn:
+                return list(conn.execute(select(Delivery.__table__).order_by(Delivery.__table__.c.id)).all())
+        finally:
+            engine.dispose()
+
+    def delivery(self, delivery_id: str, *, settled: bool = True, timeout: float = 3.0) -> Any:
+        """The stored delivery; with `settled`, once the follower has applied it (not held)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {row.id: row for row in self.deliveries()}.get(delivery_id)
+            if found is not None and (not settled or found.verdict != "held"):
+                return found
+            if time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)

@@ -1,0 +1,113 @@
+"""The receiver's HTTP face: `POST /hooks/{connection}` and `GET /healthz` (Starlette).
+
+Every answer is a short JSON object written here; an unexpected error is answered 500 with
+one line and logged, never with a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapters.protocol import SignatureCheck
+from workbench.services.captures import Headers
+from workbench.services.ingest_prepare import signature_problem
+from workbench.services.signatures import UNCHECKED
+
+from .directory import Directory
+from .writer import GroupWriter, Pending
+
+log = logging.getLogger(__name__)
+
+
+def _json(status: int, content: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> tuple[Headers, dict[str, str]]:
+    """The headers as stored (an object; `[name, value]` pairs when a name repeats) and in
+    lower case for the signature check (ASGI gives names in lower case already)."""
+    lowered = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+    if len(lowered) == len(raw):
+        return lowered, lowered
+    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in raw], lowered
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it is longer than `limit` (the rest is not read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            return None
+        parts.append(part)
+    return b"".join(parts)
+
+
+def build_app(directory: Directory, writer: GroupWriter) -> Starlette:
+    async def hook(request: Request) -> Response:
+        name = request.path_params["connection"]
+        entry = directory.get(name)
+        if entry is None:
+            return _json(404, {"error": f"no connection named {name[:80]!r} here: nothing was stored"})
+        try:
+            body = await _read_limited(request, entry.max_body_bytes)
+        except Exception:  # the client went away mid-body: nothing to answer, nothing kept
+            return _json(400, {"error": "the body could not be read"})
+        received = writer.now()
+        headers, lowered = _headers(request.scope["headers"])
+        refusal: str | None = None
+        check: SignatureCheck = UNCHECKED
+        status, answer = 200, "stored"
+        if body is None:
+            body, refusal = b"", f"body over the {entry.max_body_bytes:,}-byte limit: not kept"
+            status = 413
+        elif entry.unavailable is not None:
+            refusal, status = f"not accepted: {entry.unavailable}", 503
+        elif entry.checker is not None:
+            check = entry.checker.check(lowered, body, received)
+            if check.verdict == "failed":
+                status = 401 if (check.reason or "").startswith("no ") and "header" in (check.reason or "") else 400
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        writer.submit(Pending(entry, received, headers, body, check, refusal, future))
+        try:
+            delivery_id = await future
+        except Exception:
+            return _json(503, {"error": "the delivery could not be stored: send it again"})
+        content: dict[str, Any] = {"delivery": delivery_id, "signature": check.verdict}
+        if status == 200:
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError:
+                status, answer = 400, "stored, but the body is not JSON: it will not be applied"
+            else:
+                if entry.info.paused:
+                    status, answer = 202, "stored and held: the connection is paused"
+        elif refusal is not None:
+            answer = refusal
+        else:
+            answer = f"rejected: {signature_problem(check).message}"
+        content["result"] = answer
+        return _json(status, content)
+
+    async def healthz(request: Request) -> Response:
+        ready = writer.alive and directory.refreshed.is_set()
+        return _json(200 if ready else 503, {"ready": ready, "connections": len(directory.entries)})
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("receiver: %s on %s", type(exc).__name__, request.url.path[:100])
+        return _json(500, {"error": "internal error: the request was not handled"})
+
+    return Starlette(routes=[Route("/hooks/{connection}", hook, methods=["POST"]),
+                             Route("/healthz", healthz, methods=["GET"])],
+                     exception_handlers={500: server_error})
