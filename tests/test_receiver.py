@@ -43,6 +43,7 @@ def test_a_valid_signature_is_stored_verified_and_applied(receiver: Receiver) ->
     assert answer.json()["signature"] == "verified"
     row = receiver.delivery(answer.json()["delivery"], timeout=2.0)  # applied within a second or so
     assert (row.verdict, row.signature_verdict, row.source) == ("applied", "verified", "webhook")
+    assert row.signature_secret == receiver.first_secret  # type: ignore[attr-defined]  # its name, never its value
     assert row.body == body and row.record_id is not None
 
 
@@ -72,6 +73,7 @@ def test_a_signature_that_fails_is_stored_rejected_and_changes_nothing(receiver:
     assert SECRET not in answer.text and "Traceback" not in answer.text
     row = receiver.delivery(answer.json()["delivery"], settled=False)
     assert (row.verdict, row.signature_verdict, row.record_id, row.dedupe_key) == ("rejected", "failed", None, None)
+    assert row.signature_secret == receiver.first_secret  # type: ignore[attr-defined]  # the one tried
     assert reason in row.verdict_reason and receiver.first_secret in row.verdict_reason  # type: ignore[attr-defined]
 
 

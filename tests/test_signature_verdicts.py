@@ -61,6 +61,7 @@ def test_verified_applies_and_a_bad_signature_is_rejected_without_a_state_change
     assert report.counts == {"applied": 1, "rejected": 1}
     stored = rows(clocked)
     assert [(r.signature_verdict, r.verdict) for r in stored] == [("verified", "applied"), ("failed", "rejected")]
+    assert [r.signature_secret for r in stored] == [name, name]  # the secret that matched, the one tried
     assert name in stored[1].verdict_reason and SECRET not in stored[1].verdict_reason
     assert stored[1].record_id is None and stored[1].dedupe_key is None
     with reading(clocked.engine) as conn:
@@ -93,7 +94,7 @@ def test_missing_header_fails_and_no_secret_means_unchecked(clocked):
     assert "no stripe-signature header" in rows(clocked)[0].verdict_reason
     connections.add_connection(clocked, "other", "stripe")
     assert ingest(clocked, "other", [plain]).counts == {"applied": 1}
-    assert rows(clocked)[-1].signature_verdict == "unchecked"
+    assert (rows(clocked)[-1].signature_verdict, rows(clocked)[-1].signature_secret) == ("unchecked", None)
 
 
 def test_a_locked_vault_stops_before_anything_is_stored(clocked):
@@ -104,13 +105,14 @@ def test_a_locked_vault_stops_before_anything_is_stored(clocked):
 
 
 def test_a_paused_connection_rejects_bad_signatures_at_once_and_keeps_verdicts_on_resume(clocked):
-    vault, _ = with_secret(clocked)
+    vault, name = with_secret(clocked)
     connections.set_paused(clocked, "acme", True, "maintenance")
     good = signed(pi_event("evt_1", "pi_1", "processing", 1))
     bad = signed(pi_event("evt_2", "pi_1", "succeeded", 2), secret="whsec_wrong")
     assert ingest(clocked, "acme", [good, bad], vaults={"sandbox": vault}).counts == {"held": 1, "rejected": 1}
     connections.set_paused(clocked, "acme", False, "done")
-    assert sorted((r.signature_verdict, r.verdict) for r in rows(clocked)) == [("failed", "rejected"), ("verified", "applied")]
+    assert sorted((r.signature_verdict, r.verdict, r.signature_secret) for r in rows(clocked)) == [
+        ("failed", "rejected", name), ("verified", "applied", name)]
     with reading(clocked.engine) as conn:
         assert conn.execute(select(Record.__table__.c.status)).scalars().all() == ["processing"]
 
@@ -118,7 +120,7 @@ def test_a_paused_connection_rejects_bad_signatures_at_once_and_keeps_verdicts_o
 def test_retrying_a_signature_failure_rejects_the_copy_again_and_changes_nothing(clocked):
     from workbench.services import triage
 
-    vault, _ = with_secret(clocked)
+    vault, name = with_secret(clocked)
     forged = signed(pi_event("evt_9", "pi_9", "succeeded", 9), secret="whsec_attacker")
     ingest(clocked, "acme", [forged], vaults={"sandbox": vault})
     with reading(clocked.engine) as conn:
@@ -127,6 +129,7 @@ def test_retrying_a_signature_failure_rejects_the_copy_again_and_changes_nothing
     stored = rows(clocked)
     assert [(r.signature_verdict, r.verdict) for r in stored] == [("failed", "rejected"), ("failed", "rejected")]
     assert stored[1].replay_of == stored[0].id
+    assert [r.signature_secret for r in stored] == [name, name]
     with reading(clocked.engine) as conn:
         assert conn.execute(select(Record.__table__)).all() == []
 
