@@ -3,16 +3,21 @@ backends. Answers, what is stored, what is applied, and changes made by other pr
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from store.database import open_store
 from tests.conftest import fresh_database
 from tests.receiver_harness import Receiver, event_body, signature
+from workbench.services import processes
+from workbench.services.context import ServiceContext
 
 SECRET = "whsec_receiver_first"
 ROTATED = "whsec_receiver_second"
@@ -30,6 +35,13 @@ def receiver(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         server.start()
         yield server
         assert server.stop() == 0  # SIGTERM: a clean exit
+        # ... and its presence in the store says so: no longer a live receiver.
+        assert [row.stopped_at is not None for row in server.processes()] == [True]
+        engine = open_store(url)
+        try:
+            assert processes.live(ServiceContext(engine=engine), "receiver", datetime.now(UTC)) == []
+        finally:
+            engine.dispose()
 
 
 def signed(body: bytes, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
@@ -108,6 +120,19 @@ def _until(condition: object, timeout: float = 4.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_running_receiver_is_live_in_the_store_with_its_address(receiver: Receiver) -> None:
+    engine = open_store(receiver.url)
+    try:
+        ctx = ServiceContext(engine=engine)
+        assert _until(lambda: processes.live(ctx, "receiver", datetime.now(UTC)) != [])
+        [live] = processes.live(ctx, "receiver", datetime.now(UTC))
+        assert (live.address, live.stopped_at) == (receiver.base, None)
+        assert receiver.process is not None and live.pid == receiver.process.pid != os.getpid()
+        assert processes.live(ctx, "engine", datetime.now(UTC)) == []
+    finally:
+        engine.dispose()
 
 
 def test_a_rotated_secret_and_its_predecessor_both_work_until_the_old_is_retired(receiver: Receiver) -> None:
