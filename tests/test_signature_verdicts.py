@@ -133,3 +133,27 @@ def test_retrying_a_signature_failure_rejects_the_copy_again_and_changes_nothing
     with reading(clocked.engine) as conn:
         assert conn.execute(select(Record.__table__)).all() == []
 
+
+
+def test_the_timeline_and_the_payload_show_each_deliverys_signature_and_secret_name(clocked):
+    from workbench.services import timeline
+
+    vault, name = with_secret(clocked)
+    connections.add_connection(clocked, "open", "stripe")
+    ingest(clocked, "acme", [signed(pi_event("evt_1", "pi_1", "processing", 1)),
+                             signed(pi_event("evt_2", "pi_1", "succeeded", 2), secret="whsec_attacker")],
+           vaults={"sandbox": vault})
+    ingest(clocked, "open", [capture(pi_event("evt_3", "pi_3", "processing", 3))])
+    [verified] = [e for e in timeline.load_timeline(clocked, "pi_1").entries if e.kind == "delivery"]
+    assert f"[applied] · sig verified ({name})" in verified.summary
+    exported = timeline.load_timeline(clocked, "pi_1").as_dict()["entries"]
+    assert [(e["detail"]["signature"], e["detail"]["signature_secret"]) for e in exported
+            if e["kind"] == "delivery"] == [("verified", name)]
+    [unchecked] = [e for e in timeline.load_timeline(clocked, "pi_3").entries if e.kind == "delivery"]
+    assert unchecked.summary.endswith("[applied] · sig unchecked")
+    assert (unchecked.detail["signature"], unchecked.detail["signature_secret"]) == ("unchecked", None)
+    # The forged one belongs to no record: its payload view says which secret was tried.
+    forged = next(r for r in rows(clocked) if r.signature_verdict == "failed")
+    payload = timeline.delivery_payload(clocked, forged.id)
+    assert (payload["signature"], payload["signature_secret"]) == ("failed", name)
+    assert SECRET not in orjson.dumps(payload).decode()
