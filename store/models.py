@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from .types import JSONText, UTCDateTime
@@ -112,11 +113,18 @@ class Delivery:
         # emptied it (the hash, identifiers and verdicts stay).
         Column("body_key_version", Integer, nullable=True),
         Column("body_purged_at", UTCDateTime, nullable=True),
+        # The name of the secret reference that verified the delivery, or the last one tried
+        # when its signature failed (never a value); NULL when unchecked.
+        Column("signature_secret", String(100), nullable=True),
         UniqueConstraint("connection_id", "dedupe_key", name="uq_deliveries_dedupe"),
         Index("uq_deliveries_capture", "connection_id", "capture_key", unique=True),
         Index("ix_deliveries_record", "record_id"),
         # Providers screen: last event and event rate per connection.
         Index("ix_deliveries_connection_received", "connection_id", "received_at"),
+        # Providers screen: the newest failed signature. Partial: the rare failed rows only.
+        Index("ix_deliveries_signature_failed", "connection_id", "received_at",
+              sqlite_where=text("signature_verdict = 'failed'"),
+              postgresql_where=text("signature_verdict = 'failed'")),
     )
 
 
@@ -294,4 +302,22 @@ class RoleBinding:
         Column("granted_at", UTCDateTime, nullable=False),
         Column("founding", Boolean, nullable=True),
         Index("uq_role_bindings_founding", "founding", unique=True),
+    )
+
+
+class Process:
+    """A running receiver or engine, as it announced itself: where it runs, its address (a
+    receiver's base URL) and its heartbeat (`seen_at`); `stopped_at` once it stopped cleanly.
+    A process that died shows as one whose heartbeat is old."""
+    __table__ = Table(
+        "processes", metadata,
+        Column("id", ID, primary_key=True),
+        Column("kind", String(20), nullable=False),  # "receiver" | "engine"
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("address", String(255), nullable=True),
+        Column("started_at", UTCDateTime, nullable=False),
+        Column("seen_at", UTCDateTime, nullable=False),
+        Column("stopped_at", UTCDateTime, nullable=True),
+        Index("ix_processes_kind_seen", "kind", "seen_at"),
     )

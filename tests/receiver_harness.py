@@ -19,7 +19,7 @@ import stripe
 from sqlalchemy import select
 
 from store.database import open_store, reading
-from store.models import Delivery
+from store.models import Delivery, Process
 
 WORKBENCH = [str(Path(sys.executable).parent / "workbench")]
 PASSPHRASE = "receiver test passphrase"
@@ -105,6 +105,15 @@ class Receiver:
         try:
             with reading(engine) as conn:
                 return list(conn.execute(select(Delivery.__table__).order_by(Delivery.__table__.c.id)).all())
+        finally:
+            engine.dispose()
+
+    def processes(self) -> list[Any]:
+        """Every row the receivers of this store announced themselves with (services/processes)."""
+        engine = open_store(self.url)
+        try:
+            with reading(engine) as conn:
+                return list(conn.execute(select(Process.__table__).order_by(Process.__table__.c.started_at)).all())
         finally:
             engine.dispose()
 

@@ -102,9 +102,9 @@ def _prepared(conversions: Codec) -> list[Any]:
 
 def test_wire_format_round_trips_builtins_through_marshal():
     prepared = _prepared(Codec("sqlite"))
-    kinds = {type(result) for _, result, _ in prepared}
+    kinds = {type(result) for _, result, _, _ in prepared}
     assert kinds == {MappedEvent, NotCovered, Problem}
-    assert any(type(r) is MappedEvent and r.status is None for _, r, _ in prepared)
+    assert any(type(r) is MappedEvent and r.status is None for _, r, _, _ in prepared)
     message = _ship(prepared)
     assert message[:1] == _BATCH
     assert _unship(message) == prepared
@@ -125,7 +125,8 @@ def test_wire_format_falls_back_to_pickle_for_anything_else():
     assert message[:1] == _PICKLED_BATCH
     assert _unship(message) == prepared
 
-    odd = [(("file",), Custom(), None), (("file",), MappedEvent("payment", "pi", "x", Status.COMPLETED, {}, "v"), T0)]
+    odd = [(("file",), Custom(), None, None),
+           (("file",), MappedEvent("payment", "pi", "x", Status.COMPLETED, {}, "v"), T0, "whsec_ref")]
     message = _ship(odd)
     assert message[:1] == _PICKLED_BATCH
     assert _unship(message) == odd

@@ -3,16 +3,21 @@ backends. Answers, what is stored, what is applied, and changes made by other pr
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from store.database import open_store
 from tests.conftest import fresh_database
 from tests.receiver_harness import Receiver, event_body, signature
+from workbench.services import processes
+from workbench.services.context import ServiceContext
 
 SECRET = "whsec_receiver_first"
 ROTATED = "whsec_receiver_second"
@@ -30,6 +35,13 @@ def receiver(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         server.start()
         yield server
         assert server.stop() == 0  # SIGTERM: a clean exit
+        # ... and its presence in the store says so: no longer a live receiver.
+        assert [row.stopped_at is not None for row in server.processes()] == [True]
+        engine = open_store(url)
+        try:
+            assert processes.live(ServiceContext(engine=engine), "receiver", datetime.now(UTC)) == []
+        finally:
+            engine.dispose()
 
 
 def signed(body: bytes, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
@@ -43,6 +55,7 @@ def test_a_valid_signature_is_stored_verified_and_applied(receiver: Receiver) ->
     assert answer.json()["signature"] == "verified"
     row = receiver.delivery(answer.json()["delivery"], timeout=2.0)  # applied within a second or so
     assert (row.verdict, row.signature_verdict, row.source) == ("applied", "verified", "webhook")
+    assert row.signature_secret == receiver.first_secret  # type: ignore[attr-defined]  # its name, never its value
     assert row.body == body and row.record_id is not None
 
 
@@ -72,6 +85,7 @@ def test_a_signature_that_fails_is_stored_rejected_and_changes_nothing(receiver:
     assert SECRET not in answer.text and "Traceback" not in answer.text
     row = receiver.delivery(answer.json()["delivery"], settled=False)
     assert (row.verdict, row.signature_verdict, row.record_id, row.dedupe_key) == ("rejected", "failed", None, None)
+    assert row.signature_secret == receiver.first_secret  # type: ignore[attr-defined]  # the one tried
     assert reason in row.verdict_reason and receiver.first_secret in row.verdict_reason  # type: ignore[attr-defined]
 
 
@@ -106,6 +120,19 @@ def _until(condition: object, timeout: float = 4.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_running_receiver_is_live_in_the_store_with_its_address(receiver: Receiver) -> None:
+    engine = open_store(receiver.url)
+    try:
+        ctx = ServiceContext(engine=engine)
+        assert _until(lambda: processes.live(ctx, "receiver", datetime.now(UTC)) != [])
+        [live] = processes.live(ctx, "receiver", datetime.now(UTC))
+        assert (live.address, live.stopped_at) == (receiver.base, None)
+        assert receiver.process is not None and live.pid == receiver.process.pid != os.getpid()
+        assert processes.live(ctx, "engine", datetime.now(UTC)) == []
+    finally:
+        engine.dispose()
 
 
 def test_a_rotated_secret_and_its_predecessor_both_work_until_the_old_is_retired(receiver: Receiver) -> None:

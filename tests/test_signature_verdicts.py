@@ -61,6 +61,7 @@ def test_verified_applies_and_a_bad_signature_is_rejected_without_a_state_change
     assert report.counts == {"applied": 1, "rejected": 1}
     stored = rows(clocked)
     assert [(r.signature_verdict, r.verdict) for r in stored] == [("verified", "applied"), ("failed", "rejected")]
+    assert [r.signature_secret for r in stored] == [name, name]  # the secret that matched, the one tried
     assert name in stored[1].verdict_reason and SECRET not in stored[1].verdict_reason
     assert stored[1].record_id is None and stored[1].dedupe_key is None
     with reading(clocked.engine) as conn:
@@ -93,7 +94,7 @@ def test_missing_header_fails_and_no_secret_means_unchecked(clocked):
     assert "no stripe-signature header" in rows(clocked)[0].verdict_reason
     connections.add_connection(clocked, "other", "stripe")
     assert ingest(clocked, "other", [plain]).counts == {"applied": 1}
-    assert rows(clocked)[-1].signature_verdict == "unchecked"
+    assert (rows(clocked)[-1].signature_verdict, rows(clocked)[-1].signature_secret) == ("unchecked", None)
 
 
 def test_a_locked_vault_stops_before_anything_is_stored(clocked):
@@ -104,13 +105,14 @@ def test_a_locked_vault_stops_before_anything_is_stored(clocked):
 
 
 def test_a_paused_connection_rejects_bad_signatures_at_once_and_keeps_verdicts_on_resume(clocked):
-    vault, _ = with_secret(clocked)
+    vault, name = with_secret(clocked)
     connections.set_paused(clocked, "acme", True, "maintenance")
     good = signed(pi_event("evt_1", "pi_1", "processing", 1))
     bad = signed(pi_event("evt_2", "pi_1", "succeeded", 2), secret="whsec_wrong")
     assert ingest(clocked, "acme", [good, bad], vaults={"sandbox": vault}).counts == {"held": 1, "rejected": 1}
     connections.set_paused(clocked, "acme", False, "done")
-    assert sorted((r.signature_verdict, r.verdict) for r in rows(clocked)) == [("failed", "rejected"), ("verified", "applied")]
+    assert sorted((r.signature_verdict, r.verdict, r.signature_secret) for r in rows(clocked)) == [
+        ("failed", "rejected", name), ("verified", "applied", name)]
     with reading(clocked.engine) as conn:
         assert conn.execute(select(Record.__table__.c.status)).scalars().all() == ["processing"]
 
@@ -118,7 +120,7 @@ def test_a_paused_connection_rejects_bad_signatures_at_once_and_keeps_verdicts_o
 def test_retrying_a_signature_failure_rejects_the_copy_again_and_changes_nothing(clocked):
     from workbench.services import triage
 
-    vault, _ = with_secret(clocked)
+    vault, name = with_secret(clocked)
     forged = signed(pi_event("evt_9", "pi_9", "succeeded", 9), secret="whsec_attacker")
     ingest(clocked, "acme", [forged], vaults={"sandbox": vault})
     with reading(clocked.engine) as conn:
@@ -127,6 +129,31 @@ def test_retrying_a_signature_failure_rejects_the_copy_again_and_changes_nothing
     stored = rows(clocked)
     assert [(r.signature_verdict, r.verdict) for r in stored] == [("failed", "rejected"), ("failed", "rejected")]
     assert stored[1].replay_of == stored[0].id
+    assert [r.signature_secret for r in stored] == [name, name]
     with reading(clocked.engine) as conn:
         assert conn.execute(select(Record.__table__)).all() == []
 
+
+
+def test_the_timeline_and_the_payload_show_each_deliverys_signature_and_secret_name(clocked):
+    from workbench.services import timeline
+
+    vault, name = with_secret(clocked)
+    connections.add_connection(clocked, "open", "stripe")
+    ingest(clocked, "acme", [signed(pi_event("evt_1", "pi_1", "processing", 1)),
+                             signed(pi_event("evt_2", "pi_1", "succeeded", 2), secret="whsec_attacker")],
+           vaults={"sandbox": vault})
+    ingest(clocked, "open", [capture(pi_event("evt_3", "pi_3", "processing", 3))])
+    [verified] = [e for e in timeline.load_timeline(clocked, "pi_1").entries if e.kind == "delivery"]
+    assert f"[applied] · sig verified ({name})" in verified.summary
+    exported = timeline.load_timeline(clocked, "pi_1").as_dict()["entries"]
+    assert [(e["detail"]["signature"], e["detail"]["signature_secret"]) for e in exported
+            if e["kind"] == "delivery"] == [("verified", name)]
+    [unchecked] = [e for e in timeline.load_timeline(clocked, "pi_3").entries if e.kind == "delivery"]
+    assert unchecked.summary.endswith("[applied] · sig unchecked")
+    assert (unchecked.detail["signature"], unchecked.detail["signature_secret"]) == ("unchecked", None)
+    # The forged one belongs to no record: its payload view says which secret was tried.
+    forged = next(r for r in rows(clocked) if r.signature_verdict == "failed")
+    payload = timeline.delivery_payload(clocked, forged.id)
+    assert (payload["signature"], payload["signature_secret"]) == ("failed", name)
+    assert SECRET not in orjson.dumps(payload).decode()

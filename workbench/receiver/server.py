@@ -21,6 +21,7 @@ from workbench.services.payload_crypto import Vaults
 from .app import build_app
 from .directory import Directory
 from .follower import Follower
+from .presence import Presence, bound_port
 from .writer import GroupWriter
 
 SWITCH_INTERVAL_S = 0.0005
@@ -67,6 +68,7 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     turns = threading.Lock()
     follower = Follower(ctx, vaults, turns)
     follower.start()
+    presence = Presence(ctx, turns)
 
     async def run() -> None:
         writer = GroupWriter(ctx, asyncio.get_running_loop(), follower.stored, turns)
@@ -80,6 +82,7 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
                 await asyncio.sleep(0.02)
             if server.started:
                 started(directory)
+                presence.start(host, bound_port(server, port))
 
         announcing = asyncio.create_task(announce())
         try:
@@ -91,6 +94,7 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     try:
         _event_loop_runner()(run())
     finally:
+        presence.stop()
         follower.stop()
         directory.stop()
 

@@ -165,7 +165,7 @@ class GroupWriter:
                 held.setdefault(info.id, []).append(delivery_id)
             row = [delivery_id, info.id, "webhook", to_datetime(pending.received_at), headers_text, body, payload_hash,
                    None, None, None, None, capture_key, check.verdict, verdict, reason,
-                   None, None, None, None, None]
+                   None, None, None, None, None, check.secret]
             if entry.sealer is not None:
                 entry.sealer.seal_rows([row], COL_ID, COL_BODY, COL_KEY_VERSION)
             rows.append(row)

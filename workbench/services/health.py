@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -13,6 +14,9 @@ from store.models import Connection, Delivery, Failure, Record
 
 from . import access
 from .context import ServiceContext
+
+if TYPE_CHECKING:
+    from .provider_status import ProviderStatus
 
 connections = Connection.__table__
 deliveries = Delivery.__table__
@@ -34,6 +38,8 @@ class ConnectionHealth:
     events_last_hour: int
     open_failures: dict[str, int] = field(default_factory=dict)
     needs_review: int = 0
+    # Capabilities, signature status and receiver URLs (provider_status), where asked for.
+    status: ProviderStatus | None = None
 
     @property
     def open_failure_total(self) -> int:

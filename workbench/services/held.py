@@ -46,7 +46,8 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
     counts: Counter[str] = Counter()
     query = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,
                     deliveries.c.headers, deliveries.c.body, deliveries.c.body_key_version,
-                    deliveries.c.body_purged_at, deliveries.c.signature_verdict, connections.c.environment)
+                    deliveries.c.body_purged_at, deliveries.c.signature_verdict, deliveries.c.signature_secret,
+                    connections.c.environment)
              .join(connections, connections.c.id == deliveries.c.connection_id)
              .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
              .order_by(deliveries.c.id))
@@ -67,9 +68,9 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
             sealer = sealer_for(vaults, connection.id, connection.environment)
         ids = [row.id for row in rows]
         captures = [Capture(row.received_at, row.headers, reader.plain(row), row.source) for row in rows]
-        # Each keeps the signature verdict it was stored with (checked on receipt; failed ones
-        # were rejected then, not held).
-        stored_checks = iter([SignatureCheck(row.signature_verdict) for row in rows])  # in the captures' order
+        # Each keeps the signature verdict (and secret name) it was stored with, in the captures'
+        # order (checked on receipt; failed ones were rejected then, not held).
+        stored_checks = iter([SignatureCheck(row.signature_verdict, row.signature_secret) for row in rows])
 
         def stored_check(_capture: Capture, checks: Iterator[SignatureCheck] = stored_checks) -> SignatureCheck:
             return next(checks)

@@ -326,8 +326,8 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
     else new ones. `sealer`: bodies are sealed with it as they are written (under their IDs,
     so only once the IDs are final)."""
     new_id, connection_id = ctx.ids.new, connection.id
-    rows = [[new_id("dlv"), connection_id, *head, None, None, None, None, None, None, None]
-            for head, _, _ in prepared]
+    rows = [[new_id("dlv"), connection_id, *head, None, None, None, None, None, None, None, secret]
+            for head, _, _, secret in prepared]
     if ids is not None:
         for row, delivery_id in zip(rows, ids):
             row[COL_ID] = delivery_id
@@ -366,7 +366,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
         row[COL_MAPPING] = mapped.mapping_version
         outcome = apply(mapped, event_time, row[COL_EVENT_ID] or row[COL_HASH], delivery_id=row[COL_ID])
         row[COL_VERDICT], row[COL_REASON], row[COL_RECORD] = outcome.verdict, outcome.reason, outcome.record_id
-    for row, (_, result, _) in zip(rows, prepared):
+    for row, (_, result, _, _) in zip(rows, prepared):
         if row[COL_VERDICT] is None:  # the parse or mapping problem of an undecided delivery
             problem = result if type(result) is Problem else NO_VERDICT
             row[COL_VERDICT] = (Verdict.REJECTED if problem.code == SIGNATURE_FAILED else
@@ -427,7 +427,7 @@ def _hold(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, row
     no failure); resuming applies them (see held.py). A delivery whose signature failed is
     rejected at once (it would never be applied), with its failure."""
     book: BeliefBook | None = None
-    for row, (_, result, _) in zip(rows, prepared):
+    for row, (_, result, _, _) in zip(rows, prepared):
         row[COL_DEDUPE] = None
         if row[COL_SIGNATURE] == "failed":
             if book is None:

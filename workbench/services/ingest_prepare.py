@@ -107,17 +107,18 @@ def ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture
         yield from batches(items, size)
 
 
-# A prepared delivery is a tuple (head, result, event time): `head` holds the deliveries
+# A prepared delivery is a tuple (head, result, event time, secret): `head` holds the deliveries
 # columns from `source` to `signature_verdict` (DELIVERY_COLUMNS[2:13]) in the driver's form;
 # `result` is what mapping made of it (a MappedEvent, NotCovered or a Problem); the event
-# time (occurrence, else receipt) orders it against its record's other events.
+# time (occurrence, else receipt) orders it against its record's other events; `secret` is the
+# name of the secret that verified it or was tried (`signature_secret`, the last column).
 DELIVERY_COLUMNS = ("id", "connection_id", "source", "received_at", "headers", "body", "payload_hash",
                     "provider_event_id", "dedupe_key", "event_type", "occurred_at", "capture_key",
                     "signature_verdict", "verdict", "verdict_reason", "record_id", "mapping_version",
-                    "duplicate_of", "replay_of", "body_key_version")
+                    "duplicate_of", "replay_of", "body_key_version", "signature_secret")
 (COL_ID, COL_CONNECTION, COL_SOURCE, COL_RECEIVED, COL_HEADERS, COL_BODY, COL_HASH, COL_EVENT_ID, COL_DEDUPE, COL_TYPE,
  COL_OCCURRED, COL_CAPTURE_KEY, COL_SIGNATURE, COL_VERDICT, COL_REASON, COL_RECORD, COL_MAPPING, COL_DUPLICATE_OF,
- COL_REPLAY_OF, COL_KEY_VERSION) = range(len(DELIVERY_COLUMNS))
+ COL_REPLAY_OF, COL_KEY_VERSION, COL_SIGNATURE_SECRET) = range(len(DELIVERY_COLUMNS))
 
 # Provider identifiers longer than their columns hold, or holding NUL (which PostgreSQL text
 # refuses), are kept only in the raw body: the delivery is flagged instead of failing its batch,
@@ -191,24 +192,25 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_k
         headers_text = to_json(stored_headers(headers, header_key) if sensitive(headers) else headers)
         capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
             f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
-        signature = "unchecked"
+        signature, secret = "unchecked", None
         if check is not None:
             checked = check(capture)
-            signature = checked.verdict
+            signature, secret = checked.verdict, checked.secret
             if signature == "failed":
                 append(((capture.source, received, headers_text, body, payload_hash, None, None, None, None,
-                         capture_key, signature), signature_problem(checked), None))
+                         capture_key, signature), signature_problem(checked), None, secret))
                 continue
         try:
             parsed = parse(body)
         except BoundaryProblem as problem:
             append(((capture.source, received, headers_text, body, payload_hash, None, "sha256:" + payload_hash,
-                     None, None, capture_key, signature), Problem(problem.category, problem.code, problem.message), None))
+                     None, None, capture_key, signature), Problem(problem.category, problem.code, problem.message), None,
+                    secret))
             continue
         except Exception as exc:  # an adapter bug must never cost us the raw delivery
             append(((capture.source, received, headers_text, body, payload_hash, None, "sha256:" + payload_hash,
                      None, None, capture_key, signature), Problem(Category.UNKNOWN, f"parse_crash:{type(exc).__name__}",
-                                                                  f"parser crashed: {exc!r}"), None))
+                                                                  f"parser crashed: {exc!r}"), None, secret))
             continue
         event_id, event_type, occurred_at = parsed.provider_event_id, parsed.event_type, parsed.occurred_at
         try:
@@ -230,7 +232,7 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_k
                 result = unstorable
         append(((capture.source, received, headers_text, body, payload_hash, event_id,
                  event_id or "sha256:" + payload_hash, event_type, occurred_datetime(occurred_at), capture_key, signature),
-                result, occurred_at or capture.received_at))
+                result, occurred_at or capture.received_at, secret))
     return prepared
 
 

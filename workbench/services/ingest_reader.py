@@ -227,7 +227,7 @@ def _ship(prepared: list[Any]) -> bytes:
     times: dict[Any, str] = {}
     try:
         shipped = []
-        for head, result, event_time in prepared:
+        for head, result, event_time, secret in prepared:
             kind = type(result)
             if kind is MappedEvent:
                 status = result.status
@@ -248,7 +248,7 @@ def _ship(prepared: list[Any]) -> bytes:
                         raise _Unshippable
                     text = times[event_time] = event_time.isoformat()
                 event_time = text
-            shipped.append((head, result, event_time))
+            shipped.append((head, result, event_time, secret))
         return _BATCH + marshal.dumps(shipped)
     except (_Unshippable, ValueError):
         return _PICKLED_BATCH + pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL)
@@ -264,7 +264,7 @@ def _unship(message: bytes) -> list[Any]:
     statuses = _STATUSES
     prepared: list[Any] = []
     append = prepared.append
-    for head, result, event_time in marshal.loads(payload):
+    for head, result, event_time, secret in marshal.loads(payload):
         tag = result[0]
         if tag == "M":
             status = result[4]
@@ -280,5 +280,5 @@ def _unship(message: bytes) -> list[Any]:
             if moment is None:
                 moment = times[event_time] = datetime.fromisoformat(event_time)
             event_time = moment
-        append((head, result, event_time))
+        append((head, result, event_time, secret))
     return prepared

@@ -194,7 +194,7 @@ def _label(value: str | None) -> str | None:
 
 def _delivery_entry(row: Any, at: datetime | None = None) -> TimelineEntry:
     what = _label(row.event_type) or "unparsed body"
-    summary = f"{row.source} {what} [{row.verdict}]"
+    summary = f"{row.source} {what} [{row.verdict}] · {signature_text(row.signature_verdict, row.signature_secret)}"
     if row.body_purged_at is not None:
         summary += f" (body purged {row.body_purged_at.isoformat(sep=' ', timespec='seconds')})"
     return TimelineEntry(at or row.received_at, "delivery", row.id, summary, {
@@ -203,7 +203,18 @@ def _delivery_entry(row: Any, at: datetime | None = None) -> TimelineEntry:
         "provider_event_id": _text(row.provider_event_id), "verdict": row.verdict,
         "reason": _label(row.verdict_reason),
         "occurred_at": row.occurred_at.isoformat() if row.occurred_at else None,
-        "mapping_version": row.mapping_version, "duplicate_of": row.duplicate_of, "replay_of": row.replay_of})
+        "mapping_version": row.mapping_version, "duplicate_of": row.duplicate_of, "replay_of": row.replay_of,
+        "signature": row.signature_verdict, "signature_secret": row.signature_secret})
+
+
+def signature_text(verdict: str, secret: str | None) -> str:
+    """A delivery's signature verdict in words, with the secret's name (never its value): the
+    one that verified it, or the one tried when it failed."""
+    if verdict == "verified":
+        return f"sig verified ({secret})" if secret else "sig verified"
+    if verdict == "failed":
+        return f"sig failed (tried {secret})" if secret else "sig failed"
+    return f"sig {verdict}"
 
 
 def _transition_entry(row: Any, received: datetime | None) -> TimelineEntry:
@@ -243,6 +254,7 @@ def delivery_payload(ctx: ServiceContext, delivery_id: str, vaults: Vaults = NO_
         "id": row.id, "headers": redact_headers(row.headers), "body": body, "body_is_json": parsed,
         "body_state": state, "body_purged_at": row.body_purged_at.isoformat() if row.body_purged_at else None,
         "verdict": row.verdict, "reason": _text(row.verdict_reason), "mapping_version": row.mapping_version,
+        "signature": row.signature_verdict, "signature_secret": row.signature_secret,
         "provider_event_id": _text(row.provider_event_id), "event_type": _text(row.event_type),
         "transition": None if transition is None else {
             "from": transition.from_status, "to": transition.to_status, "version": transition.version,

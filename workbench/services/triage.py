@@ -269,7 +269,7 @@ def _rerun_delivery(conn: Connection, ctx: ServiceContext, row: Any, vaults: Vau
     sealer = sealer_for(vaults, connection.id, connection.environment) if encrypts(connection.settings) else None
     # The copy carries its original's signature verdict (the same bytes as received): a
     # delivery whose signature failed stays rejected however often it is retried.
-    as_received = SignatureCheck(original.signature_verdict, None,
+    as_received = SignatureCheck(original.signature_verdict, original.signature_secret,
                                  f"as received ({original.id}): {original.verdict_reason}")
     process_batch(conn, ctx, connection, adapter, [capture], replay_of=[original.id], sealer=sealer,
                   check=lambda _capture: as_received)

@@ -127,7 +127,7 @@ class WorkbenchApp(App[None]):
         self.shipped_theme_names = [item.name for item in themes]
         # The home screen's query starts now, in a thread, while Textual starts up (SQLite
         # does its work outside the GIL): the first screen shows real figures sooner.
-        self.prefetched: Future[Any] | None = (prefetch(ProvidersScreen.load_health, ctx)
+        self.prefetched: Future[Any] | None = (prefetch(lambda c: ProvidersScreen.load_health(c, self.now()), ctx)
                                                if start == "providers" else None)
         wanted = theme or load_settings().get("theme") or default_theme()
         self.theme = wanted if wanted in self.available_themes else default_theme()

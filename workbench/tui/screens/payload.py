@@ -49,8 +49,9 @@ def payload_document(payload: dict[str, Any], revealed: payload_reveal.RevealedP
     else:
         mapped = f"mapping {payload.get('mapping_version') or '-'}: no change of belief"
     event = str(payload.get("provider_event_id") or "-")
+    signature = timeline.signature_text(payload.get("signature") or "unchecked", payload.get("signature_secret"))
     summary = (f"[b]{escape(payload['id'])}[/b] · {escape(what)} · event {escape(event)}\n"
-               f"verdict [b]{escape(verdict)}[/b] · {escape(mapped)}")
+               f"verdict [b]{escape(verdict)}[/b] · {escape(signature)} · {escape(mapped)}")
     if revealed is not None:
         summary += f"\n[b]{escape(REVEALED_NOTE)}[/b]"
         payload = {**payload, "body": revealed.body, "body_is_json": revealed.body_is_json}
@@ -73,7 +74,8 @@ def payload_document(payload: dict[str, Any], revealed: payload_reveal.RevealedP
 class PayloadScreen(DocumentScreen):
     WHERE = "Payload"
     HELP = """One delivery exactly as received (redacted: secrets never show): the body, pretty-printed,
-then the headers and what the mapping made of it (mapping version, from -> to, verdict).
+then the headers and what the mapping made of it (mapping version, from -> to, verdict), and
+its signature verdict with the name of the secret that verified it or was tried.
 d compares this delivery with the record's current state. r reveals the body unredacted
 (the operator role; the audit trail records who revealed which delivery, never the value);
 Escape or ctrl+r hides it again."""

@@ -1,15 +1,19 @@
-"""Providers (home): every connection's health at a glance."""
+"""Providers (home): every connection's health at a glance; for the highlighted one, what its
+provider can do, how its webhook signatures stand and where a receiver takes its webhooks."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from workbench.services import connections, health
+from workbench.services import connections, health, provider_status
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
+from workbench.services.provider_status import ProviderStatus, describe_capabilities
 
 from ..errors import describe_error
 from ..formatting import age, count, short_time
@@ -26,8 +30,16 @@ COLUMNS = [
     Column("Open", 6, align="right"),
     Column("Review", 6, align="right"),
     Column("State", 6),
+    Column("Sig", 8),
     Column("Open failures by category", None, min_width=20, drop_below=110),
 ]
+
+
+SIGNATURE_TONES = {"verified": "ok", "failed": "error"}
+
+
+def _toned(text: str, tone: str | None) -> str | tuple[str, str]:
+    return (text, tone) if tone else text
 
 
 def by_category(item: ConnectionHealth) -> str:
@@ -46,8 +58,13 @@ class ProvidersScreen(TableScreen[list[ConnectionHealth]]):
 
 Last event: when the newest delivery arrived (age). Ev/h: deliveries in the hour up to the
 newest one. Open: failures not yet resolved or ignored. Review: records waiting for a person.
-State: active, or paused (the engine makes no calls for a paused connection).
-The panel below the table breaks the open failures down by category."""
+State: active, or paused (the engine makes no calls for a paused connection). Sig: the newest
+signature-checked delivery's verdict (verified or failed); none: the connection has no active
+webhook secret, so its deliveries are stored unchecked; -: none checked yet.
+The panel below the table breaks the open failures down by category, says in plain words what
+the provider can do, names the active webhook secrets (never their values) with the newest
+verified and failed deliveries, and gives the URL each running receiver (`workbench listen`)
+takes this connection's webhooks at."""
 
     BINDINGS = [
         Binding("enter", "records", "Records"),
@@ -59,15 +76,19 @@ The panel below the table breaks the open failures down by category."""
         yield Static("", id="providers-detail", classes="detail-panel")
 
     @staticmethod
-    def load_health(ctx: ServiceContext) -> list[ConnectionHealth]:
-        return health.connection_health(ctx)
+    def load_health(ctx: ServiceContext, now: datetime) -> list[ConnectionHealth]:
+        items = health.connection_health(ctx)
+        statuses = provider_status.provider_status(ctx, now)
+        for item in items:
+            item.status = statuses.get(item.id)
+        return items
 
     def fetch(self, request: object) -> list[ConnectionHealth]:
         # The first load takes what the app started fetching while it started up.
         prefetched, self.wb.prefetched = self.wb.prefetched, None
         if prefetched is not None:
             return prefetched.result()
-        return self.load_health(self.ctx)
+        return self.load_health(self.ctx, self.wb.now())
 
     def show(self, data: list[ConnectionHealth]) -> None:
         now = self.wb.now()
@@ -77,8 +98,10 @@ The panel below the table breaks the open failures down by category."""
             review = (count(item.needs_review), "warn") if item.needs_review else "0"
             state = ("paused", "warn") if item.paused else ("active", "ok")
             last = age(item.lag(now)) if item.last_event_at else "never"
+            sig = item.status.signature.latest if item.status else "-"
             rows.append(Row(item.name, (item.name, item.environment, last, count(item.events_last_hour), failures,
-                                        review, state, by_category(item)), data=item))
+                                        review, state, _toned(sig, SIGNATURE_TONES.get(sig)), by_category(item)),
+                            data=item))
         table = self.table
         table.set_rows(rows)
         total = sum(item.open_failure_total for item in data)
@@ -102,6 +125,7 @@ The panel below the table breaks the open failures down by category."""
             f"Last event {last} · {count(item.events_last_hour)} in the last hour\n"
             f"Open failures: {escape(by_category(item))}\n"
             f"Records needing review: {count(item.needs_review)}"
+            + "".join(f"\n{escape(line)}" for line in status_lines(item.status, self.wb.now()))
         )
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
@@ -144,3 +168,28 @@ The panel below the table breaks the open failures down by category."""
             return
         self._post(self.notify, f"{name} {'paused' if paused else 'resumed'}")
         self._post(self.reload)
+
+
+def status_lines(status: ProviderStatus | None, now: datetime) -> list[str]:
+    """The detail panel's lines on capabilities, signatures and receivers (plain text)."""
+    if status is None:
+        return []
+    can = (" · ".join(describe_capabilities(status.capabilities)) if status.capabilities is not None
+           else "unknown: no adapter for this provider here")
+    return [f"Can: {can}", *signature_lines(status, now),
+            "Receiver: " + (", ".join(status.hook_urls) or "no receiver running: start `workbench listen`")]
+
+
+def signature_lines(status: ProviderStatus, now: datetime) -> list[str]:
+    """Active webhook secrets by name (never a value); the newest verified and failed deliveries."""
+    sig = status.signature
+    if sig.problem:
+        return [f"Webhook secrets: {sig.problem}"]
+    secrets = (f"Webhook secrets: {len(sig.secrets)} active: {', '.join(sig.secrets)}" if sig.secrets
+               else "Webhook secrets: none: deliveries are stored unchecked")
+    if not sig.last_verified_at and not sig.last_failed_at:
+        return [secrets] if not sig.secrets else [secrets, "Signatures: none checked yet"]
+    verified = f"last verified {age(now - sig.last_verified_at)} ago" if sig.last_verified_at else "never verified"
+    failed = (f"last failed {age(now - sig.last_failed_at)} ago (tried {sig.last_failed_secret or 'no secret'})"
+              if sig.last_failed_at else "none failed")
+    return [secrets, f"Signatures: {verified} · {failed}"]

@@ -1,0 +1,124 @@
+"""The Providers screen's word on each connection beyond its health: what its provider can do,
+its webhook signatures (active secrets by name, never a value; the newest verified and failed
+deliveries, with the secret used or tried) and the URL a running receiver takes its webhooks
+at. Secrets, signed deliveries and the receiver's presence are made by the real use cases
+(secret_refs.add_secret, ingest, processes.announce), on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+import stripe
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from tests.support import FixedClock, capture, pi_event
+from tests.tui.conftest import make_app, screen_text, settle
+from tests.tui.fixture_store import DISPLAY_NOW
+from workbench.services import processes, secret_refs
+from workbench.services.context import ServiceContext
+from workbench.services.ingest import ingest
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.screens.providers import ProvidersScreen
+from workbench.vault import KdfParams, create, vault_path
+
+FIRST = "whsec_providers_first_value"
+SECOND = "whsec_providers_second_value"
+RECEIVER = "http://127.0.0.1:8787"
+
+
+def table(app: WorkbenchApp) -> Any:
+    screen = app.screen
+    assert isinstance(screen, ProvidersScreen)
+    return screen.table
+
+
+def signed(event: dict[str, Any], secret: str, minutes_ago: int) -> Any:
+    at = DISPLAY_NOW - timedelta(minutes=minutes_ago)
+    body = orjson.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=int(at.timestamp()))
+    return capture(body, at, headers={"Content-Type": "application/json", "Stripe-Signature": header})
+
+
+def signing_acme(ctx: ServiceContext) -> tuple[str, str]:
+    """Two active webhook secrets on acme; a delivery verified 5 minutes before the screen's now
+    (with the second secret) and a forged one 20 minutes before; a receiver seen 10 s before.
+    The secrets' names, oldest first."""
+    vault = create(vault_path("sandbox"), "sandbox", "pass phrase here",
+                   params=KdfParams(memory_kib=1024, iterations=1, lanes=1))
+    first = secret_refs.add_secret(ctx, vault, secret_refs.plan_secret(ctx, "acme", "webhook_secret", None), FIRST, "t")
+    second = secret_refs.add_secret(ctx, vault, secret_refs.plan_secret(ctx, "acme", "webhook_secret", None), SECOND,
+                                    "rotation")
+    report = ingest(ctx, "acme", [signed(pi_event("evt_forged", "pi_3AcmeZZZ", "succeeded", 1), "whsec_attacker", 20),
+                                  signed(pi_event("evt_signed", "pi_3AcmeYYY", "processing", 2), SECOND, 5)],
+                    vaults={"sandbox": vault})
+    assert report.counts == {"rejected": 1, "applied": 1}
+    processes.announce(replace(ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=11))), "receiver", RECEIVER)
+    return first.name, second.name
+
+
+def panel(app: WorkbenchApp) -> str:
+    return " ".join(str(app.screen.query_one("#providers-detail", Static).render()).split())
+
+
+async def shown(pilot: Pilot[Any]) -> None:
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, ProvidersScreen)
+
+
+@pytest.mark.asyncio
+async def test_the_detail_panel_names_capabilities_secrets_verdicts_and_the_receiver_url(db_ctx: ServiceContext) -> None:
+    first, second = signing_acme(db_ctx)
+    app = make_app(db_ctx)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await shown(pilot)
+        text = panel(app)  # acme: the first row
+        assert ("Can: webhooks signed stripe-v1 · event listing · idempotency keys · lookup by our reference · "
+                "cursor pagination · rate limits: HTTP 429, retry-after · no polling cursor") in text
+        assert f"Webhook secrets: 2 active: {second}, {first}" in text  # newest first
+        assert f"Signatures: last verified 5m ago · last failed 20m ago (tried {first})" in text
+        assert f"Receiver: {RECEIVER}/hooks/acme" in text
+        assert FIRST not in screen_text(app) and SECOND not in screen_text(app)
+        row = table(app).rows[0]
+        assert (row.key, row.cells[7]) == ("acme", ("verified", "ok"))
+        await pilot.press("down")
+        await settle(pilot)
+        text = panel(app)  # globex: no secret
+        assert "Webhook secrets: none: deliveries are stored unchecked" in text and "Signatures:" not in text
+        assert f"Receiver: {RECEIVER}/hooks/globex" in text
+        assert table(app).rows[1].cells[7] == "none"
+
+
+@pytest.mark.asyncio
+async def test_without_a_live_receiver_the_panel_says_how_to_start_one(db_ctx: ServiceContext) -> None:
+    # A receiver whose heartbeat stopped 31 s before now, and one that stopped cleanly: neither runs.
+    stale = processes.announce(replace(db_ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=32))), "receiver",
+                               RECEIVER)
+    assert stale
+    stopped = processes.announce(replace(db_ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=5))), "receiver",
+                                 "http://127.0.0.1:9999")
+    processes.stopped(replace(db_ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=3))), stopped)
+    app = make_app(db_ctx)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await shown(pilot)
+        assert "Receiver: no receiver running: start `workbench listen`" in panel(app)
+        assert "8787" not in screen_text(app) and "9999" not in screen_text(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=["80x24", "100x30"])
+def test_snapshot(size: tuple[int, int], store: ServiceContext, snap_compare: Any,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Secret names end in random letters: fixed ones here, so the picture is the same every run.
+    names = iter(["acme-webhook-secret-20261101-first", "acme-webhook-secret-20261101-second"])
+    monkeypatch.setattr(secret_refs, "new_secret_name", lambda *_args: next(names))
+    signing_acme(store)
+    app = make_app(store)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -1,0 +1,137 @@
+"""What the Providers screen says about each connection beyond its health: what its adapter
+can do, how its webhooks' signatures stand (active secrets by name, the newest verified and
+failed deliveries) and where live receivers take its webhooks.
+
+Cheap on a store with millions of deliveries: per connection, the newest failed signature is
+one probe of a partial index holding only failed rows; the newest verified one walks the
+(connection_id, received_at) index backwards from the newest delivery and stops at the first
+verified, never further back than VERIFIED_WITHIN deliveries (a connection that signs has a
+verified delivery near the top; one that does not would otherwise be read end to end)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
+
+from sqlalchemy import Connection, literal_column, select
+
+from adapters.protocol import Capabilities, Pagination
+from adapters.registry import UnknownProvider
+from store.database import reading
+from store.models import Delivery
+
+from . import access, connections, processes, secret_refs
+from .context import ServiceContext
+from .errors import ServiceError
+from .signatures import WEBHOOK_SECRET
+
+deliveries = Delivery.__table__
+
+VERIFIED_WITHIN = 10_000  # newest deliveries searched for the last verified one
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureStatus:
+    secrets: tuple[str, ...]  # active webhook secrets' names, newest first (never values)
+    last_verified_at: datetime | None = None
+    last_verified_secret: str | None = None
+    last_failed_at: datetime | None = None
+    last_failed_secret: str | None = None  # the secret tried
+    problem: str | None = None  # why the secrets could not be read (damaged references)
+
+    @property
+    def latest(self) -> str:
+        """The newest checked delivery's verdict, "none" without active secrets, or "-" before
+        any delivery was checked."""
+        if self.last_failed_at and (self.last_verified_at is None or self.last_failed_at > self.last_verified_at):
+            return "failed"
+        if self.last_verified_at:
+            return "verified"
+        return "none" if not self.secrets else "-"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    connection: str
+    capabilities: Capabilities | None  # None: no adapter for the provider here
+    signature: SignatureStatus
+    receivers: tuple[str, ...]  # live receivers' base URLs
+
+    @property
+    def hook_urls(self) -> list[str]:
+        return [f"{address}/hooks/{quote(self.connection, safe='')}" for address in self.receivers]
+
+
+def describe_capabilities(capabilities: Capabilities) -> list[str]:
+    """The capabilities in plain words, one short phrase each: what it can, then what it cannot."""
+    can: list[str] = []
+    if capabilities.webhooks:
+        scheme = capabilities.signature_scheme
+        can.append(f"webhooks signed {scheme}" if scheme else "webhooks (unsigned)")
+    flags = ((capabilities.event_listing, "event listing"), (capabilities.polling_cursor, "polling cursor"),
+             (capabilities.idempotency_keys, "idempotency keys"),
+             (capabilities.lookup_by_reference, "lookup by our reference"))
+    can.extend(what for flag, what in flags if flag)
+    if capabilities.pagination is not Pagination.NONE:
+        can.append(f"{capabilities.pagination} pagination")
+    if capabilities.rate_limit_signals:
+        signals = sorted(signal.replace("status:", "HTTP ").replace("header:", "")
+                         for signal in capabilities.rate_limit_signals)
+        can.append(f"rate limits: {', '.join(signals)}")
+    cannot = [f"no {what}" for flag, what in ((capabilities.webhooks, "webhooks"), *flags) if not flag]
+    return can + cannot
+
+
+def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderStatus]:
+    """Every connection's status by connection ID; `now`: what "active" secrets and "live"
+    receivers are judged at."""
+    access.require(ctx, "read")
+    infos = connections.list_connections(ctx)
+    receivers = tuple(p.address for p in processes.live(ctx, "receiver", now) if p.address)
+    result: dict[str, ProviderStatus] = {}
+    with reading(ctx.engine) as conn:
+        for info in infos:
+            try:
+                capabilities: Capabilities | None = ctx.adapters.get(info.provider).capabilities
+            except UnknownProvider:
+                capabilities = None
+            problem = None
+            try:
+                active = [ref for ref in secret_refs.references(info)
+                          if ref.kind == WEBHOOK_SECRET and ref.state(now) == "active"]
+                names = tuple(ref.name for ref in sorted(active, key=lambda ref: ref.added_at, reverse=True))
+            except ServiceError as exc:
+                names, problem = (), str(exc)
+            verified = _last_verified(conn, info.id)
+            failed = _last_failed(conn, info.id)
+            result[info.id] = ProviderStatus(
+                info.name, capabilities,
+                SignatureStatus(names, verified[0] if verified else None, verified[1] if verified else None,
+                                failed[0] if failed else None, failed[1] if failed else None, problem),
+                receivers)
+    return result
+
+
+def _last_failed(conn: Connection, connection_id: str) -> tuple[datetime, str | None] | None:
+    # The verdict as a literal: a partial index serves only a query that states its condition.
+    row = conn.execute(select(deliveries.c.received_at, deliveries.c.signature_secret)
+                       .where(deliveries.c.connection_id == connection_id,
+                              deliveries.c.signature_verdict == literal_column("'failed'"))
+                       .order_by(deliveries.c.received_at.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def _last_verified(conn: Connection, connection_id: str) -> tuple[datetime, str | None] | None:
+    # How far back to look: the receipt time VERIFIED_WITHIN deliveries back (read from the
+    # index alone), so the backward walk below ends there at the latest.
+    floor = conn.execute(select(deliveries.c.received_at).where(deliveries.c.connection_id == connection_id)
+                         .order_by(deliveries.c.received_at.desc())
+                         .offset(VERIFIED_WITHIN - 1).limit(1)).scalar()
+    query = (select(deliveries.c.received_at, deliveries.c.signature_secret)
+             .where(deliveries.c.connection_id == connection_id, deliveries.c.signature_verdict == "verified")
+             .order_by(deliveries.c.received_at.desc()).limit(1))
+    if floor is not None:
+        query = query.where(deliveries.c.received_at >= floor)
+    row = conn.execute(query).first()
+    return (row[0], row[1]) if row else None
