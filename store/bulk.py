@@ -41,6 +41,9 @@ _loads = orjson.loads
 
 # Positional placeholders each paramstyle's drivers accept (psycopg takes %s under pyformat too).
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# Rows per multi-row INSERT (RowInsert.execute_as_one): under SQLite's 32,766 parameters for
+# tables of up to 127 columns.
+MULTI_ROWS = 256
 
 
 def _json(value: Any) -> str | None:
@@ -155,6 +158,25 @@ class RowInsert(_DriverStatement):
             stmt = table.insert().values({name: bindparam(f"v_{name}") for name in self.columns})
             self.sql = str(stmt.compile(dialect=dialect))
             self._named = [f"v_{name}" for name in self.columns]
+        self._row_marks = f"({', '.join([mark] * len(columns))})" if mark is not None else None
+        self._multi_sql: dict[int, str] = {}  # by row count: at most MULTI_ROWS statements
+
+    def execute_as_one(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert `rows` with one statement per MULTI_ROWS rows (`VALUES (...), (...)`), not one
+        executemany step per row: the driver gives up the GIL at every step, and a thread
+        sharing the GIL with a busy event loop waits for it back each time (the receiver's
+        writer). Falls back to executemany for a named-only paramstyle."""
+        if self._row_marks is None:
+            return self.execute(conn, rows)
+        done = 0
+        for start in range(0, len(rows), MULTI_ROWS):
+            chunk = rows[start:start + MULTI_ROWS]
+            sql = self._multi_sql.get(len(chunk))
+            if sql is None:
+                sql = self._multi_sql[len(chunk)] = self.sql[:self.sql.index(" VALUES ")] + " VALUES " + ", ".join(
+                    [self._row_marks] * len(chunk))
+            done += conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row)).rowcount
+        return done
 
 class RowUpdate(_DriverStatement):
     """UPDATE table SET columns... WHERE guards... for tuples (set values, then guard values),

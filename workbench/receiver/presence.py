@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 from workbench.services import processes
@@ -39,7 +40,7 @@ class Presence:
     """Announce, beat, stop. `turns`: the lock the writer and follower take turns at the store
     with (a heartbeat is a write too, and must not make the writer wait on SQLite's busy handler)."""
 
-    def __init__(self, ctx: ServiceContext, turns: threading.Lock) -> None:
+    def __init__(self, ctx: ServiceContext, turns: AbstractContextManager[Any]) -> None:
         self._ctx, self._turns = ctx, turns
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -1,32 +1,28 @@
-"""Group commit: one writer thread takes every request waiting to be stored, writes them in one
-transaction, and only then answers each (its future resolved on the event loop). One commit
-per request would cap near 4,000/s on SQLite (the per-transaction hand-off); one per batch of
-whatever arrived meanwhile keeps 2xx meaning "on disk" at several times that.
+"""Group commit, on the event loop: requests waiting to be stored go to the store process
+(store_process.py) as one batch, one transaction; each is answered only once its batch is
+committed. While a batch is being committed the next one gathers, so a busy receiver commits
+large batches and a quiet one commits each delivery at once. One commit per request would cap
+near 4,000/s on SQLite; one per batch keeps 2xx meaning "on disk" at several times that.
 
-Rows are built straight from the raw request (hash, stored headers, capture key); parsing and
-mapping happen later, in the follower. A delivery is stored `held` (applied by the follower
-once its connection is active) or, when its signature failed or it could not be kept whole,
-`rejected` with its reason (and, for a signature, an authentication failure)."""
+Rows are built here, straight from the raw request (hash, stored headers, capture key, the body
+sealed when the connection encrypts); parsing and mapping happen later, in the follower. A
+delivery is stored `held` (applied by the follower once its connection is active) or, when its
+signature failed or it could not be kept whole, `rejected` with its reason (and, for a
+signature, an authentication failure opened with it)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import logging
-import queue
-import threading
-from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-
 from adapters.protocol import SignatureCheck
-from store.bulk import codec, row_insert
-from store.models import Delivery
+from store.bulk import codec
 from workbench.domain.canonical import Verdict
-from workbench.services.beliefs import BeliefBook
 from workbench.services.captures import Headers
 from workbench.services.context import ServiceContext
 from workbench.services.header_mac import header_key
@@ -35,22 +31,30 @@ from workbench.services.ingest_prepare import (
     COL_BODY,
     COL_ID,
     COL_KEY_VERSION,
-    DELIVERY_COLUMNS,
     _any_sensitive as any_sensitive,
     signature_problem,
     stored_headers,
 )
-from workbench.services.ingest_run import one_line
+from workbench.services.payload_crypto import Vaults
 
 from .directory import Entry
+from .store_process import Problem, StoreLink
 
 log = logging.getLogger(__name__)
 
-deliveries = Delivery.__table__
-MAX_BATCH = 5000
+MAX_BATCH = 2000  # deliveries per transaction
+# Batches sent and not yet answered: the next waits in the store process's pipe while one
+# commits, so the store process never idles between them.
+IN_FLIGHT = 2
+MAX_BATCH_BYTES = 4 << 20  # and bytes of body: a batch is pickled whole
 PENDING_REASON = "received: being applied"
+STOP_TIMEOUT_S = 30
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+class StoreUnavailable(Exception):
+    """The store process could not store a batch (it says why in the log)."""
 
 
 @dataclass(slots=True)
@@ -69,77 +73,129 @@ class Pending:
 
 
 class GroupWriter:
-    def __init__(self, ctx: ServiceContext, loop: asyncio.AbstractEventLoop,
-                 stored: Callable[[dict[str, list[str]]], None] = lambda ids: None,
-                 turns: threading.Lock | None = None) -> None:
-        self._ctx, self._loop, self._stored = ctx, loop, stored
-        self._turns = turns or threading.Lock()  # shared with the follower (see server.py)
-        self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
+    """`submit` from request handlers; everything runs on the event loop's thread."""
+
+    def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
+        self._ctx = ctx
+        self._link = StoreLink(ctx, vaults)
         self._key = header_key(ctx.engine)
         self._codec = codec(ctx.engine.dialect)
-        self._sqlite = ctx.engine.dialect.name == "sqlite"
-        self._conn: Connection | None = None
         self._last = datetime.min.replace(tzinfo=UTC)
-        self._clock_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="receiver-writer", daemon=True)
-        self.alive = True
+        self._waiting: list[Pending] = []
+        self._in_flight: deque[list[Pending]] = deque()  # sent, oldest first; answered in order
+        self._seq = 0
+        self._flush_scheduled = False
+        self._idle = asyncio.Event()
+        self._restarting = False
+        self.alive = False
 
-    def start(self) -> None:
-        self._thread.start()
+    async def start(self) -> None:
+        await asyncio.to_thread(self._link.start)
+        asyncio.get_running_loop().add_reader(self._link.replies_fd, self._on_reply)
+        self.alive = True
 
     def now(self) -> datetime:
         """Receipt time, strictly increasing in this process (capture keys lead with it)."""
-        with self._clock_lock:
-            now = datetime.now(UTC)
-            if now <= self._last:
-                now = self._last + _MICROSECOND
-            self._last = now
-            return now
+        now = datetime.now(UTC)
+        if now <= self._last:
+            now = self._last + _MICROSECOND
+        self._last = now
+        return now
 
     def submit(self, pending: Pending) -> None:
-        self._queue.put(pending)
+        self._waiting.append(pending)
+        self._idle.clear()
+        if not self._flush_scheduled and len(self._in_flight) < IN_FLIGHT:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)  # after the requests already readable
 
-    def stop(self) -> None:
-        """Store what is queued, then end (requests already answered stay answered)."""
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+    async def stop(self) -> None:
+        """Store what is waiting, then stop the store process (it applies what it holds)."""
+        try:
+            await asyncio.wait_for(self._drained(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("receiver: %d deliveries were not stored before the stop", len(self._waiting))
+        if self.alive:
+            asyncio.get_running_loop().remove_reader(self._link.replies_fd)
+        self.alive = False
+        await asyncio.to_thread(self._link.stop)
 
-    def _run(self) -> None:
-        get = self._queue.get
-        stopping = False
-        while not stopping:
-            first = get()
-            if first is None:
+    async def _drained(self) -> None:
+        while self._waiting or self._in_flight:
+            self._idle.clear()
+            await self._idle.wait()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if len(self._in_flight) >= IN_FLIGHT or not self._waiting or self._restarting:
+            return
+        batch: list[Pending] = []
+        size = 0
+        for pending in self._waiting:
+            if batch and (len(batch) >= MAX_BATCH or size + len(pending.body) > MAX_BATCH_BYTES):
                 break
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            try:
-                held = self._write(batch)
-                error: BaseException | None = None
-            except BaseException as exc:  # answered 503: nothing was stored, the sender retries
-                log.error("receiver: could not store %d deliveries: %s", len(batch), one_line(exc))
-                log.debug("receiver: the store failed", exc_info=True)
-                error, held = exc, {}
-            self._loop.call_soon_threadsafe(_resolve, batch, error)
-            if held:
-                self._stored(held)
-        self.close()
+            batch.append(pending)
+            size += len(pending.body)
+        del self._waiting[:len(batch)]
+        self._seq += 1
+        try:
+            rows, problems, held = self._rows(batch)
+            self._link.send(self._seq, rows, problems, held)
+            self._in_flight.append(batch)
+        except Exception as exc:
+            log.error("receiver: could not hand %d deliveries to the store process: %s", len(batch), type(exc).__name__)
+            _resolve(batch, StoreUnavailable("the store process is not running"))
+            self._restart()
 
-    def _write(self, batch: list[Pending]) -> dict[str, list[str]]:
-        """Store `batch` in one transaction; the held deliveries' IDs by connection ID."""
+    def _on_reply(self) -> None:
+        try:
+            _, error = self._link.reply()
+        except (EOFError, OSError):
+            log.error("receiver: the store process ended; starting another")
+            while self._in_flight:  # never committed: 503, and the sender sends them again
+                _resolve(self._in_flight.popleft(), StoreUnavailable("the store process ended"))
+            self._restart()
+            return
+        _resolve(self._in_flight.popleft(), None if error is None else StoreUnavailable(error))
+        if self._waiting:
+            self._flush()
+        elif not self._in_flight:
+            self._idle.set()
+
+    def _restart(self) -> None:
+        if self._restarting:
+            return
+        self._restarting, self.alive = True, False
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._link.replies_fd)
+
+        async def again() -> None:
+            try:
+                await asyncio.to_thread(self._link.stop, 5)
+                await asyncio.to_thread(self._link.start)
+            except Exception as exc:
+                log.error("receiver: the store process could not be started again: %s", type(exc).__name__)
+                _resolve(self._waiting, StoreUnavailable("no store process"))
+                self._waiting.clear()
+                self._idle.set()
+                await asyncio.sleep(1)
+                self._restarting = False
+                self._restart()
+                return
+            loop.add_reader(self._link.replies_fd, self._on_reply)
+            self._restarting, self.alive = False, True
+            self._flush()
+
+        loop.create_task(again())
+
+    def _rows(self, batch: list[Pending]) -> tuple[list[tuple[Any, ...]], list[Problem], dict[str, list[str]]]:
+        """The batch as delivery rows in driver form, the signature failures to open, and the
+        held deliveries' IDs by connection ID."""
         to_datetime, to_json = self._codec.datetime, self._codec.json
         key, new_id = self._key, self._ctx.ids.new
         sha256, blake2b = hashlib.sha256, hashlib.blake2b
-        rows: list[list[Any]] = []
-        books: dict[str, BeliefBook] = {}
+        rows: list[tuple[Any, ...]] = []
+        problems: list[Problem] = []
         held: dict[str, list[str]] = {}
         for pending in batch:
             entry, body, headers = pending.entry, pending.body, pending.headers
@@ -156,48 +212,17 @@ class GroupWriter:
             elif check.verdict == "failed":
                 problem = signature_problem(check)
                 verdict, reason = Verdict.REJECTED, problem.message
-                book = books.get(info.id)
-                if book is None:
-                    book = books[info.id] = BeliefBook(self._ctx, info.id, info.provider)
-                book.open_failure(problem.category, problem.code, problem.message, delivery_id=delivery_id)
+                problems.append((info.id, info.provider, delivery_id, problem.category, problem.code, problem.message))
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
                 held.setdefault(info.id, []).append(delivery_id)
             row = [delivery_id, info.id, "webhook", to_datetime(pending.received_at), headers_text, body, payload_hash,
-                   None, None, None, None, capture_key, check.verdict, verdict, reason,
+                   None, None, None, None, capture_key, check.verdict, str(verdict), reason,
                    None, None, None, None, None, check.secret]
             if entry.sealer is not None:
                 entry.sealer.seal_rows([row], COL_ID, COL_BODY, COL_KEY_VERSION)
-            rows.append(row)
-        conn = self._connection()
-        try:
-            with self._turns, conn.begin():
-                row_insert(conn, deliveries, DELIVERY_COLUMNS).execute(conn, [tuple(row) for row in rows])
-                for book in books.values():
-                    book.flush(conn)
-        except BaseException:
-            self._conn = None
-            conn.close()
-            raise
-        return held
-
-    def _connection(self) -> Connection:
-        """The writer's own connection, kept between batches (made again after a failure)."""
-        if self._conn is None:
-            conn = self._ctx.engine.connect()
-            if self._sqlite:  # "on disk" means synced: FULL syncs the WAL at every commit
-                # On the driver's connection: SQLAlchemy would open a transaction first, and
-                # SQLite refuses to change the safety level inside one.
-                driver: Any = conn.connection.driver_connection
-                driver.execute("PRAGMA synchronous=FULL")
-            conn.execution_options(write=True)
-            self._conn = conn
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            rows.append(tuple(row))
+        return rows, problems, held
 
 
 def _resolve(batch: list[Pending], error: BaseException | None) -> None:

@@ -44,13 +44,14 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
     mac_key = header_key(ctx.engine)
     reader = BodyReader(vaults)
     counts: Counter[str] = Counter()
-    query = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,
-                    deliveries.c.headers, deliveries.c.body, deliveries.c.body_key_version,
-                    deliveries.c.body_purged_at, deliveries.c.signature_verdict, deliveries.c.signature_secret,
-                    connections.c.environment)
-             .join(connections, connections.c.id == deliveries.c.connection_id)
-             .where(deliveries.c.connection_id == connection.id, deliveries.c.verdict == str(HELD))
-             .order_by(deliveries.c.id))
+    held_rows = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,
+                        deliveries.c.headers, deliveries.c.body, deliveries.c.body_key_version,
+                        deliveries.c.body_purged_at, deliveries.c.signature_verdict, deliveries.c.signature_secret,
+                        connections.c.environment)
+                 .join(connections, connections.c.id == deliveries.c.connection_id)
+                 .where(deliveries.c.verdict == str(HELD))
+                 .order_by(deliveries.c.id))
+    query = held_rows.where(deliveries.c.connection_id == connection.id)
     sealer = None
 
     def pages() -> Iterator[Sequence[Any]]:
@@ -60,7 +61,10 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
             return
         wanted = sorted(only)
         for start in range(0, len(wanted), PAGE):
-            if rows := conn.execute(query.where(deliveries.c.id.in_(wanted[start:start + PAGE]))).all():
+            # By primary key alone: with the connection in the WHERE too, SQLite's planner takes the
+            # (connection, ...) index and reads every delivery the connection ever had, per page.
+            found = conn.execute(held_rows.where(deliveries.c.id.in_(wanted[start:start + PAGE]))).all()
+            if rows := [row for row in found if row.connection_id == connection.id]:
                 yield rows
 
     for rows in pages():

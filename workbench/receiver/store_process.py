@@ -1,0 +1,213 @@
+"""The receiver's store process: the one process of a receiver that writes to the store.
+
+It commits the batches of deliveries the request path sends it, one transaction per batch,
+answering each batch once it is committed; between batches it applies held deliveries a step at
+a time (follower.py). Why a process of its own: in the receiver's process every call into the
+database driver gives up the GIL and then waits for the busy event loop to hand it back, which
+made a commit of a few rows take milliseconds; and applying deliveries is Python work that
+would take the request path's core. Here neither waits on the other, and the request path keeps
+a core to itself. One writer also means the batches and the applying never wait on each other
+for SQLite's write lock.
+
+Messages are pickled tuples over two pipes (requests in, replies out): a batch
+`(seq, rows, problems, held)`, answered `(seq, error)` (error None once committed), and STOP.
+The child ignores SIGINT (a ctrl+c reaches the whole process group): the receiver stops it
+after its last batch, and a child whose receiver died (the pipe closes) applies what it was
+told, then ends. Killed, it loses nothing: an uncommitted batch was never answered, and held
+deliveries are found again by the next one's sweep."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import pickle
+import signal
+from collections.abc import Sequence
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+from sqlalchemy import Connection
+
+from store.bulk import row_insert
+from store.models import Delivery
+from workbench.domain.taxonomy import Category
+from workbench.services.beliefs import BeliefBook
+from workbench.services.context import ServiceContext, open_context
+from workbench.services.ingest_prepare import DELIVERY_COLUMNS
+from workbench.services.ingest_run import one_line
+from workbench.services.payload_crypto import Vaults
+
+from .follower import Follower
+
+log = logging.getLogger(__name__)
+
+deliveries = Delivery.__table__
+STOP = b"stop"
+READY = b"ready"
+IDLE_WAIT_S = 0.25  # how long the child waits for a batch when nothing is due
+QUIET_S = 0.002  # no batch for this long: the receiver is not busy, apply a step
+MAX_WAIT_S = 1.0  # a delivery waiting this long to be applied gets a step, busy or not
+START_TIMEOUT_S = 60
+_spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
+
+# A signature that failed opens a failure in the batch's transaction:
+# (connection ID, provider, delivery ID, category, code, message).
+Problem = tuple[str, str, str, Category, str, str]
+
+
+class StoreLink:
+    """The receiver's end: starts the child, sends batches, reads replies (`replies_fd` is
+    for the event loop to watch)."""
+
+    def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
+        self._url = ctx.engine.url.render_as_string(hide_password=False)
+        self._actor, self._vaults = ctx.actor, vaults
+        self._process: Any = None
+        self._requests: Pipe | None = None
+        self._replies: Pipe | None = None
+
+    def start(self) -> None:
+        """Start the child and wait until it is ready (blocking: call it off the event loop)."""
+        requests_in, requests_out = _spawn.Pipe(duplex=False)
+        replies_in, replies_out = _spawn.Pipe(duplex=False)
+        process = _spawn.Process(target=_child, name="receiver-store", daemon=True,
+                                 args=(self._url, self._actor, self._vaults, requests_in, replies_out))
+        process.start()
+        requests_in.close()
+        replies_out.close()
+        if not replies_in.poll(START_TIMEOUT_S) or replies_in.recv_bytes() != READY:
+            process.kill()
+            raise RuntimeError("the receiver's store process did not start")
+        self._process, self._requests, self._replies = process, requests_out, replies_in
+
+    @property
+    def replies_fd(self) -> int:
+        assert self._replies is not None
+        return self._replies.fileno()
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def send(self, seq: int, rows: Sequence[tuple[Any, ...]], problems: Sequence[Problem],
+             held: dict[str, list[str]]) -> None:
+        assert self._requests is not None
+        self._requests.send_bytes(pickle.dumps((seq, rows, problems, held), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def reply(self) -> tuple[int, str | None]:
+        """The next reply (call when `replies_fd` is readable). EOFError: the child is gone."""
+        assert self._replies is not None
+        seq, error = pickle.loads(self._replies.recv_bytes())
+        return seq, error
+
+    def stop(self, timeout_s: float = 60) -> None:
+        """The child applies what it was told, then ends (blocking: call it off the event loop)."""
+        requests, self._requests = self._requests, None
+        if requests is not None:
+            try:
+                requests.send_bytes(STOP)
+            except OSError:
+                pass  # already gone
+            requests.close()
+        if self._process is not None:
+            self._process.join(timeout=timeout_s)
+            if self._process.is_alive():
+                log.warning("receiver: the store process did not end in %d s; stopping it", timeout_s)
+                self._process.kill()
+                self._process.join()
+        if self._replies is not None:
+            self._replies.close()
+            self._replies = None
+
+
+class _BatchStore:
+    """Writes batches in one transaction each, on a connection kept between them."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._sqlite = ctx.engine.dialect.name == "sqlite"
+        self._conn: Connection | None = None
+
+    def write(self, rows: Sequence[tuple[Any, ...]], problems: Sequence[Problem]) -> None:
+        conn = self._connection()
+        try:
+            with conn.begin():
+                row_insert(conn, deliveries, DELIVERY_COLUMNS).execute_as_one(conn, rows)
+                books: dict[str, BeliefBook] = {}
+                for connection_id, provider, delivery_id, category, code, message in problems:
+                    book = books.get(connection_id)
+                    if book is None:
+                        book = books[connection_id] = BeliefBook(self._ctx, connection_id, provider)
+                    book.open_failure(category, code, message, delivery_id=delivery_id)
+                for book in books.values():
+                    book.flush(conn)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self._ctx.engine.connect()
+            if self._sqlite:  # "on disk" means synced: FULL syncs the WAL at every commit
+                # On the driver's connection: SQLAlchemy would open a transaction first, and
+                # SQLite refuses to change the safety level inside one.
+                driver: Any = conn.connection.driver_connection
+                driver.execute("PRAGMA synchronous=FULL")
+            conn.execution_options(write=True)
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _child(url: str, actor: str, vaults: Vaults, requests: Pipe, replies: Pipe) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # in this child only: it exists to store
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    ctx = open_context(url, actor=actor)
+    store, follower = _BatchStore(ctx), Follower(ctx, vaults)
+    try:
+        follower.sweep()
+    except Exception as exc:
+        log.warning("receiver: could not look for held deliveries (%s)", one_line(exc))
+    replies.send_bytes(READY)
+    try:
+        _serve_batches(store, follower, requests, replies)
+    finally:
+        while follower.ready():  # what it was told, before it ends
+            follower.step()
+        store.close()
+        ctx.engine.dispose()
+
+
+def _serve_batches(store: _BatchStore, follower: Follower, requests: Pipe, replies: Pipe) -> None:
+    """Batches first. A step of applying when no batch has come for QUIET_S (the receiver is
+    not busy), or when a delivery has waited MAX_WAIT_S to be applied (it is busy, and applying
+    takes its turn between batches)."""
+    while True:
+        if follower.ready():
+            wait = 0.0 if follower.waited() >= MAX_WAIT_S else QUIET_S
+        else:
+            wait = IDLE_WAIT_S
+        if not requests.poll(wait):
+            if follower.ready():
+                follower.step()
+            continue
+        try:
+            message = requests.recv_bytes()
+        except EOFError:
+            return  # the receiver is gone
+        if message == STOP:
+            return
+        seq, rows, problems, held = pickle.loads(message)
+        try:
+            store.write(rows, problems)
+            error = None
+        except Exception as exc:  # answered 503: nothing was stored, the sender retries
+            error = one_line(exc)
+            log.error("receiver: could not store %d deliveries: %s", len(rows), error)
+            held = {}
+        replies.send_bytes(pickle.dumps((seq, error)))
+        follower.add(held)
