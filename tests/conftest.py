@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from store.database import open_store
 from tests.pg_cluster import PostgresCluster, PostgresUnavailable
 from tests.support import make_context
 from workbench.services.context import ServiceContext
+from workbench.vault import KdfParams, kdf
 
 # ===========================================================================
 # Database backends harness: every test using `db_url` runs on SQLite and on
@@ -118,6 +120,35 @@ def fresh_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Pa
 # ===========================================================================
 # End of database backends harness.
 # ===========================================================================
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subprocess_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Many tests run the real `workbench` executable (hundreds of processes in all). Under
+    PYTHONDONTWRITEBYTECODE (set on the shared development machine) each one compiled every
+    project module from source again, about half a second a process; instead they share a
+    bytecode cache in this session's temporary directory (never beside the sources)."""
+    if not sys.dont_write_bytecode:
+        yield  # bytecode is cached the usual way already
+        return
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        env.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+        yield
+
+
+# The tuned Argon2id parameters cost ~0.3 s per derivation (idle; more under load), and a
+# vault test derives on every command. In this process, new vault files and rekeys get cheap
+# parameters instead: the header records them and unlocking follows the header, so everything
+# else runs as in production. Subprocesses (the real `workbench` executable) keep the tuned
+# defaults, and `real_kdf` tests (the defaults themselves) opt out.
+CHEAP_KDF = KdfParams(memory_kib=1024, iterations=1, lanes=1)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_kdf(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_kdf") is None:
+        monkeypatch.setattr(kdf, "DEFAULT_PARAMS", CHEAP_KDF)
 
 
 @pytest.fixture(autouse=True)
