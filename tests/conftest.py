@@ -123,17 +123,21 @@ def fresh_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Pa
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _subprocess_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _subprocess_bytecode_cache(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory,
+                               ) -> Iterator[None]:
     """Many tests run the real `workbench` executable (hundreds of processes in all). Under
     PYTHONDONTWRITEBYTECODE (set on the shared development machine) each one compiled every
     project module from source again, about half a second a process; instead they share a
-    bytecode cache in this session's temporary directory (never beside the sources)."""
+    bytecode cache in pytest's cache directory (this session's temporary one without it),
+    never beside the sources. Python checks each cached file against its source."""
     if not sys.dont_write_bytecode:
         yield  # bytecode is cached the usual way already
         return
+    cache = getattr(pytestconfig, "cache", None)
+    where = cache.mkdir("subprocess-bytecode") if cache is not None else tmp_path_factory.mktemp("pycache")
     with pytest.MonkeyPatch.context() as env:
         env.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
-        env.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("pycache")))
+        env.setenv("PYTHONPYCACHEPREFIX", str(where))
         yield
 
 
