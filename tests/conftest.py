@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from store.database import open_store
 from tests.pg_cluster import PostgresCluster, PostgresUnavailable
 from tests.support import make_context
 from workbench.services.context import ServiceContext
+from workbench.vault import KdfParams, kdf
 
 # ===========================================================================
 # Database backends harness: every test using `db_url` runs on SQLite and on
@@ -108,16 +110,52 @@ def fresh_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Pa
     try:
         yield cluster.url(name)
     finally:
+        left_open = cluster.sessions_on(name)
         # WITH (FORCE) also ends connections a test left open (e.g. an undisposed engine).
         cluster.drop_database(name)
-        # Collect what such a test leaked now, not at an arbitrary later moment (at session
-        # end the pool's complaint about a dead connection can land inside an import).
-        gc.collect()
+        if left_open:
+            # Collect what such a test leaked now, not at an arbitrary later moment (at session
+            # end the pool's complaint about a dead connection can land inside an import). Only
+            # then: a full collection costs ~0.2 s, on every PostgreSQL test it cost minutes.
+            gc.collect()
 
 
 # ===========================================================================
 # End of database backends harness.
 # ===========================================================================
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subprocess_bytecode_cache(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory,
+                               ) -> Iterator[None]:
+    """Many tests run the real `workbench` executable (hundreds of processes in all). Under
+    PYTHONDONTWRITEBYTECODE (set on the shared development machine) each one compiled every
+    project module from source again, about half a second a process; instead they share a
+    bytecode cache in pytest's cache directory (this session's temporary one without it),
+    never beside the sources. Python checks each cached file against its source."""
+    if not sys.dont_write_bytecode:
+        yield  # bytecode is cached the usual way already
+        return
+    cache = getattr(pytestconfig, "cache", None)
+    where = cache.mkdir("subprocess-bytecode") if cache is not None else tmp_path_factory.mktemp("pycache")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+        env.setenv("PYTHONPYCACHEPREFIX", str(where))
+        yield
+
+
+# The tuned Argon2id parameters cost ~0.3 s per derivation (idle; more under load), and a
+# vault test derives on every command. In this process, new vault files and rekeys get cheap
+# parameters instead: the header records them and unlocking follows the header, so everything
+# else runs as in production. Subprocesses (the real `workbench` executable) keep the tuned
+# defaults, and `real_kdf` tests (the defaults themselves) opt out.
+CHEAP_KDF = KdfParams(memory_kib=1024, iterations=1, lanes=1)
+
+
+@pytest.fixture(autouse=True)
+def _cheap_kdf(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("real_kdf") is None:
+        monkeypatch.setattr(kdf, "DEFAULT_PARAMS", CHEAP_KDF)
 
 
 @pytest.fixture(autouse=True)

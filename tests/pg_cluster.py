@@ -222,6 +222,11 @@ class PostgresCluster:
 
         self._admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    def sessions_on(self, name: str) -> int:
+        """How many sessions (other than ours, which is on `postgres`) are connected to ``name``."""
+        with self.connect("postgres") as conn:
+            return int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0])
+
     def connect(self, dbname: str = "postgres", **kwargs: Any) -> Any:
         """A raw psycopg connection (autocommit) for admin work."""
         if self.port is None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from store.database import HEAD_REVISION
+from tests.pg_cluster import PostgresCluster
 from tests.support import T0, pi_event, table_counts
+from workbench.services.audit_anchor import anchor_files
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
 CANARY = "sk_live_CANARY123"
@@ -74,16 +78,82 @@ def capture(event: dict[str, Any], **headers: str) -> bytes:
                          "body": orjson.dumps(event).decode()})
 
 
-@pytest.fixture
-def store(db_url: str) -> str:
-    """A store with connection `acme` and deliveries that carry the canary credential."""
+def build_store(db_url: str) -> None:
+    """Connection `acme` and deliveries that carry the canary credential, through the executable."""
     ok(run(db_url, "db", "upgrade"))
     ok(run(db_url, "connection", "add", "acme", "--provider", "stripe"))
     lines = [capture(pi_event("evt_1", "pi_1", "processing", CREATED, description=f"key {CANARY}"),
                      **{"X-Debug-Key": CANARY}),
              capture(pi_event("evt_2", "pi_1", "succeeded", CREATED + 5, description=CANARY))]
     ok(run(db_url, "ingest", "acme", "-", stdin=b"\n".join(lines) + b"\n"))
+
+
+@dataclass(frozen=True)
+class Template:
+    url: str
+    key: Path  # its audit key; its checkpoint is beside it
+    cluster: PostgresCluster | None  # the one it lives on (PostgreSQL)
+
+
+@pytest.fixture(scope="module")
+def templates() -> Iterator[dict[str, Template]]:
+    """The `store` each test gets, built once per backend (three processes) and copied."""
+    built: dict[str, Template] = {}
+    yield built
+    for template in built.values():
+        if template.cluster is not None:
+            template.cluster.drop_database(make_url(template.url).database or "")
+
+
+def _template(backend: str, request: pytest.FixtureRequest, templates: dict[str, Template],
+              tmp_path_factory: pytest.TempPathFactory) -> Template:
+    if backend not in templates:
+        where = tmp_path_factory.mktemp(f"faults-template-{backend}")
+        key = where / "audit-anchor" / "audit.key"
+        cluster: PostgresCluster | None = None
+        if backend == "sqlite":
+            url = f"sqlite:///{where / 'workbench.db'}"
+        else:
+            cluster = request.getfixturevalue("postgres_cluster")
+            name = f"wb_template_{uuid.uuid4().hex[:16]}"
+            cluster.create_database(name)
+            url = cluster.url(name)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("WORKBENCH_AUDIT_KEY_FILE", str(key))
+            build_store(url)
+        templates[backend] = Template(url, key, cluster)
+    return templates[backend]
+
+
+@pytest.fixture
+def store(db_url: str, request: pytest.FixtureRequest, templates: dict[str, Template],
+          tmp_path_factory: pytest.TempPathFactory, audit_key_file: Path) -> str:
+    """A store with connection `acme` and deliveries that carry the canary credential: a copy
+    of the backend's template (database, audit key and checkpoint), as if built here."""
+    backend = request.node.callspec.params["db_url"]
+    template = _template(backend, request, templates, tmp_path_factory)
+    if backend == "sqlite":
+        shutil.copyfile(sqlite_path(template.url), sqlite_path(db_url))
+    else:
+        assert template.cluster is not None
+        name = make_url(db_url).database or ""
+        template.cluster.drop_database(name)  # the empty one db_url made; a clone takes its name
+        template.cluster.create_database(name, template=make_url(template.url).database)
+    audit_key_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(template.key, audit_key_file)
+    shutil.copy2(_checkpoint(template.url, template.key), _checkpoint(db_url, audit_key_file))
     return db_url
+
+
+def _checkpoint(db_url: str, key: Path) -> Path:
+    """Where the workbench keeps the audit checkpoint of the store at `db_url` (named after it)."""
+    engine = create_engine(db_url)  # not connected: only its URL is read
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("WORKBENCH_AUDIT_KEY_FILE", str(key))
+            return anchor_files(engine).checkpoint
+    finally:
+        engine.dispose()
 
 
 def intact(db_url: str, before: dict[str, int] | None = None) -> None:

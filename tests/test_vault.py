@@ -224,6 +224,7 @@ def test_rekey_makes_the_old_passphrase_fail(sandbox: Path):
     one_line_error(wb("vault", "rekey", passphrase=new), "WORKBENCH_VAULT_NEW_PASSPHRASE")
 
 
+@pytest.mark.real_kdf
 def test_rekey_moves_an_old_file_onto_todays_parameters(tmp_path: Path):
     path = tmp_path / "sandbox.vault"
     create(path, "sandbox", PASS, params=CHEAP)
@@ -462,3 +463,6 @@ def test_a_vault_secret_shows_nowhere_but_in_reveal(tmp_path: Path):
     for path in files:
         assert b"CANARY" not in path.read_bytes(), path
     assert live.exists() and b"CANARY" not in live.read_bytes()
+    # The real executable (no test fixture in it) writes the tuned key-derivation parameters.
+    header = orjson.loads(live.read_bytes().split(b"\n", 1)[0])["kdf"]
+    assert (header["memory_kib"], header["iterations"], header["lanes"]) == dataclasses.astuple(KdfParams())

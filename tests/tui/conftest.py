@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual import events
+from textual.keys import _character_to_key
 from textual.pilot import Pilot
 
 from store.database import open_store
@@ -105,7 +107,20 @@ def notices(app: WorkbenchApp) -> list[str]:
 
 
 async def type_text(pilot: Pilot[Any], text: str) -> None:
-    await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
+    """Type `text` into the focused widget: one key event per character, in order, through the
+    driver as `pilot.press` sends them, as a fast typist would. `pilot.press` also waits for the
+    app to go idle after every key (40-100 ms a key, most of a form test's time); here the app
+    handles the whole text, then we wait once."""
+    app = pilot.app
+    assert app._driver is not None
+    for ch in text:
+        key = _character_to_key(ch) if not ch.isalnum() else ch
+        event = events.Key(key, ch)
+        event.set_sender(app)
+        app._driver.send_message(event)
+    # Twice: the app forwards each key to the focused widget's queue while the first pause runs.
+    await pilot.pause()
+    await pilot.pause()
 
 
 async def palette_search(pilot: Pilot[Any], query: str = "") -> list[str]:

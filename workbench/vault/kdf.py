@@ -27,6 +27,13 @@ class KdfParams:
 DEFAULT_PARAMS = KdfParams()
 
 
+def current_params() -> KdfParams:
+    """The parameters a new file or a rekey gets: DEFAULT_PARAMS, read when called rather than
+    bound as a default argument, so the test suite can make derivations cheap in-process (a
+    fixture in tests/conftest.py; there is deliberately no option or variable for it)."""
+    return DEFAULT_PARAMS
+
+
 @dataclass(frozen=True)
 class DerivedKeys:
     cipher_key: bytes = field(repr=False)  # AES-256-GCM key

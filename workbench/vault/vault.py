@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import file_format
+from . import file_format, kdf
 from .contents import Contents
 from .errors import VaultError, VaultExists, VaultMissing
 from .files import LOCK_TIMEOUT_S, ensure_private_dir, exclusive, replace_atomically
-from .kdf import DEFAULT_PARAMS, DerivedKeys, KdfParams, derive
+from .kdf import DerivedKeys, KdfParams, derive
 
 
 def _where(environment: str, path: Path) -> str:
@@ -29,14 +29,15 @@ def _read(path: Path, environment: str) -> bytes:
 
 
 def create(path: Path, environment: str, passphrase: str, contents: Contents | None = None,
-           params: KdfParams = DEFAULT_PARAMS, lock_timeout: float = LOCK_TIMEOUT_S) -> UnlockedVault:
-    """A new vault file (refused if one exists); returns it unlocked."""
+           params: KdfParams | None = None, lock_timeout: float = LOCK_TIMEOUT_S) -> UnlockedVault:
+    """A new vault file (refused if one exists) under `params`, today's defaults unless given;
+    returns it unlocked."""
     ensure_private_dir(path.parent)
     vault = UnlockedVault(path, environment, passphrase, lock_timeout=lock_timeout)
     with exclusive(path, lock_timeout):
         if path.exists():
             raise VaultExists(f"{_where(environment, path)} already exists; it was left as it is")
-        vault._write(contents or Contents(environment), params)
+        vault._write(contents or Contents(environment), params or kdf.current_params())
     return vault
 
 
@@ -91,11 +92,12 @@ class UnlockedVault:
             self._write(changed, params or file_params)
         return changed
 
-    def rekey(self, new_passphrase: str, params: KdfParams = DEFAULT_PARAMS) -> None:
-        """Re-encrypt under `new_passphrase` (and today's parameters); the old one stops working."""
+    def rekey(self, new_passphrase: str, params: KdfParams | None = None) -> None:
+        """Re-encrypt under `new_passphrase` (and today's parameters unless given); the old one
+        stops working."""
         with exclusive(self.path, self.lock_timeout):
             current, _ = self._decrypt(_read(self.path, self.environment))
-            self._write(current, params, new_passphrase)
+            self._write(current, params or kdf.current_params(), new_passphrase)
             self._passphrase = new_passphrase  # only once the file says so
 
     def _write(self, contents: Contents, params: KdfParams, passphrase: str | None = None) -> None:
