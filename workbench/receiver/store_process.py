@@ -18,6 +18,7 @@ deliveries are found again by the next one's sweep."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import pickle
@@ -48,6 +49,7 @@ IDLE_WAIT_S = 0.25  # how long the child waits for a batch when nothing is due
 QUIET_S = 0.002  # no batch for this long: the receiver is not busy, apply a step
 MAX_WAIT_S = 1.0  # a delivery waiting this long to be applied gets a step, busy or not
 START_TIMEOUT_S = 60
+PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
 _spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
 
 # A signature that failed opens a failure in the batch's transaction:
@@ -69,6 +71,7 @@ class StoreLink:
     def start(self) -> None:
         """Start the child and wait until it is ready (blocking: call it off the event loop)."""
         requests_in, requests_out = _spawn.Pipe(duplex=False)
+        _widen(requests_out)
         replies_in, replies_out = _spawn.Pipe(duplex=False)
         process = _spawn.Process(target=_child, name="receiver-store", daemon=True,
                                  args=(self._url, self._actor, self._vaults, requests_in, replies_out))
@@ -117,6 +120,15 @@ class StoreLink:
         if self._replies is not None:
             self._replies.close()
             self._replies = None
+
+
+def _widen(pipe: Pipe) -> None:
+    """Room in the pipe for the batches in flight: a send into a full pipe would block the event
+    loop (every request waits) until the store process reads, which may be a step later."""
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (AttributeError, OSError):  # not Linux, or over /proc/sys/fs/pipe-max-size
+        log.debug("receiver: the pipe to the store process keeps its default size")
 
 
 class _BatchStore:

@@ -46,7 +46,7 @@ MAX_BATCH = 2000  # deliveries per transaction
 # Batches sent and not yet answered: the next waits in the store process's pipe while one
 # commits, so the store process never idles between them.
 IN_FLIGHT = 2
-MAX_BATCH_BYTES = 4 << 20  # and bytes of body: a batch is pickled whole
+MAX_BATCH_BYTES = 256 << 10  # and bytes of body: two batches in flight fit the pipe (store_process.PIPE_BYTES)
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
