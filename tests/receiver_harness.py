@@ -20,9 +20,12 @@ from sqlalchemy import select
 
 from store.database import open_store, reading
 from store.models import Delivery, Process
+from workbench.vault import KdfParams, vault_path
+from workbench.vault.vault import create as create_vault_file
 
 WORKBENCH = [str(Path(sys.executable).parent / "workbench")]
 PASSPHRASE = "receiver test passphrase"
+CHEAP_KDF = KdfParams(memory_kib=1024, iterations=1, lanes=1)  # as tests/conftest.py's
 
 
 def free_port() -> int:
@@ -58,7 +61,11 @@ class Receiver:
         env.pop("WORKBENCH_DEBUG", None)
         receiver = cls(url, home, env)
         receiver.cli("db", "upgrade")
-        receiver.cli("vault", "init")
+        # The vault file made here, under the cheap parameters the other tests use (conftest's
+        # CHEAP_KDF): the header records them, so the receiver and every CLI call unlock it in
+        # milliseconds rather than paying the tuned Argon2id cost each (`vault init` itself is
+        # tested in test_vault).
+        create_vault_file(vault_path("sandbox", home / "vault"), "sandbox", PASSPHRASE, params=CHEAP_KDF)
         return receiver
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
