@@ -103,7 +103,11 @@ class SecretRef(_Strict):
 
 
 class SyncSettings(_Strict):
-    interval_s: Positive
+    interval_s: Positive  # how often the engine polls the provider's events
+    # The engine's retry delays after each failed attempt, in seconds (default: the
+    # schedule in domain/retry_schedule.py); Retry-After is honoured on top of these.
+    retry_schedule_s: Annotated[list[Annotated[StrictInt, Field(ge=0, le=7 * 86400)]],
+                                Field(min_length=1, max_length=20)] | None = None
 
 
 class RateLimitSettings(_Strict):
