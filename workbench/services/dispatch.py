@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -106,6 +106,28 @@ def claim(ctx: ServiceContext, *, limit: int = 100, claim_s: float = CLAIM_S,
                      .values(status="dispatching", next_attempt_at=deadline, updated_at=now))
     return [Claimed(row.id, row.connection_id, row.record_id, row.operation_id, row.idempotency_key, row.intent,
                     row.payload, row.attempts, deadline, row.status == "dispatching") for row in rows]
+
+
+def renew(ctx: ServiceContext, claimed: list[Claimed], claim_s: float) -> list[Claimed]:
+    """Move the deadline of claims still held (one statement); the ones lost are left out."""
+    if not claimed:
+        return []
+    now = ctx.clock()
+    deadline = now + timedelta(seconds=claim_s)
+    kept: list[Claimed] = []
+    with writing(ctx.engine) as conn:
+        for old_deadline in sorted({item.deadline for item in claimed}):
+            group = [item for item in claimed if item.deadline == old_deadline]
+            conn.execute(update(commands).where(
+                commands.c.id.in_([item.id for item in group]), commands.c.status == "dispatching",
+                commands.c.next_attempt_at == old_deadline).values(next_attempt_at=deadline, updated_at=now))
+        held = set(conn.execute(select(commands.c.id).where(
+            commands.c.id.in_([item.id for item in claimed]), commands.c.status == "dispatching",
+            commands.c.next_attempt_at == deadline)).scalars())
+    for item in claimed:
+        if item.id in held:
+            kept.append(replace(item, deadline=deadline))
+    return kept
 
 
 def release(ctx: ServiceContext, claimed: list[Claimed], *, after_s: float = 0.0) -> None:
@@ -325,27 +347,37 @@ class Clients:
         self._clients.clear()
 
 
-def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100,
+def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, claim_s: float = CLAIM_S,
                   connection_ids: list[str] | None = None, stop: Callable[[], bool] = lambda: False,
-                  infos: Mapping[str, ConnectionInfo] | None = None) -> DispatchReport:
+                  infos: Mapping[str, ConnectionInfo] | None = None,
+                  held_back: Callable[[str], bool] = lambda _connection_id: False) -> DispatchReport:
     """Claim due commands and dispatch them one by one; `stop()` true: the rest are released
-    unsent. A connection whose client cannot be opened (no key, vault locked) has its commands
-    released; the reason is logged."""
+    unsent; `held_back(connection ID)` true (paused since the claim): that command is released.
+    A connection whose client cannot be opened (no key, vault locked) has its commands
+    released for a while; the reason is logged."""
     access.require(ctx, "call")
     report = DispatchReport()
-    claimed = claim(ctx, limit=limit, connection_ids=connection_ids)
+    claimed = claim(ctx, limit=limit, claim_s=claim_s, connection_ids=connection_ids)
     report.claimed = len(claimed)
     report.taken_over = sum(1 for item in claimed if item.taken_over)
     if not claimed:
         return report
     infos = infos if infos is not None else connection_infos(ctx)
     paths: dict[str, PathTree] = {}
-    for index, item in enumerate(claimed):
+    index = 0
+    while index < len(claimed):
+        item = claimed[index]
         if stop():
             release(ctx, claimed[index:])
             break
+        if (item.deadline - ctx.clock()).total_seconds() < claim_s / 2:
+            # A slow batch: the rest of it is claimed for longer, or another engine would
+            # take it over while it waits its turn here.
+            claimed[index:] = renew(ctx, claimed[index:], claim_s)
+            continue
+        index += 1
         connection = infos.get(item.connection_id)
-        if connection is None:
+        if connection is None or held_back(item.connection_id):
             release(ctx, [item])
             continue
         try:
