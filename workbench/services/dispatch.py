@@ -292,7 +292,8 @@ def _move_record(conn: Connection, ctx: ServiceContext, connection: ConnectionIn
                                               provider=connection.provider, kind=mapped.kind,
                                               external_id=mapped.external_id, record_id=item.record_id))
         elif linked != item.record_id:
-            return  # an event made a record of its own first: that one carries the object's state
+            _superseded(conn, ctx, item, row, linked)
+            return
     current = Status(row.status)
     fields = mapped.fields if mapped is not None else row.fields
     if current == target and fields == row.fields:
@@ -308,6 +309,25 @@ def _move_record(conn: Connection, ctx: ServiceContext, connection: ConnectionIn
         id=ctx.ids.new("trn"), record_id=row.id, version=version, from_status=str(current), to_status=str(target),
         cause="command", actor=ctx.actor, mapping_version=mapped.mapping_version if mapped is not None else None,
         delivery_id=None, command_id=item.id, reason=f"{item.intent} succeeded ({code})", changed_fields=changed,
+        occurred_at=None, created_at=now))
+
+
+def _superseded(conn: Connection, ctx: ServiceContext, item: Claimed, row: Any, other: str) -> None:
+    """The provider's object reached us as an event (polled or pushed) before this command's
+    answer, and the event made a record of its own: the command now points at that record,
+    and the draft it made is closed, saying where its object is."""
+    conn.execute(update(commands).where(commands.c.id == item.id).values(record_id=other))
+    current = Status(row.status)
+    if not can_transition(current, Status.CANCELLED) or current is not Status.DRAFT:
+        return
+    now = ctx.clock()
+    conn.execute(update(records).where(records.c.id == row.id, records.c.version == row.version)
+                 .values(status=str(Status.CANCELLED), version=row.version + 1, updated_at=now))
+    conn.execute(transitions.insert().values(
+        id=ctx.ids.new("trn"), record_id=row.id, version=row.version + 1, from_status=str(current),
+        to_status=str(Status.CANCELLED), cause="command", actor=ctx.actor, mapping_version=None, delivery_id=None,
+        command_id=item.id, reason=f"superseded by record {other}: the provider's event about this "
+                                   f"{item.intent} arrived before its answer", changed_fields=[],
         occurred_at=None, created_at=now))
 
 
