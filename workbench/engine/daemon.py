@@ -28,6 +28,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from adapters.protocol import ProviderClient
 from workbench.services import access, dispatch, leases, polling, processes, provider_calls, retention, sync_state
 from workbench.services.connections import ConnectionInfo
 from workbench.services.context import ServiceContext
@@ -38,6 +39,10 @@ from .metrics import EngineMetrics
 log = logging.getLogger(__name__)
 
 STORE_LEASE = "engine:store"  # SQLite: the one active engine
+
+# Reconciliation of one connection (issue 11 item 4, services/reconcile on its own branch): the
+# engine calls it on request (`sync_state.request_reconcile`), holding lease reconcile:<id>.
+Reconciler = Callable[[ServiceContext, ConnectionInfo, ProviderClient], object]
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,9 @@ class _Known:
 
 class Engine:
     def __init__(self, ctx: ServiceContext, vaults: Vaults, options: EngineOptions | None = None,
-                 metrics: EngineMetrics | None = None) -> None:
+                 metrics: EngineMetrics | None = None, reconcile: Reconciler | None = None) -> None:
         self.ctx = ctx
+        self.reconcile = reconcile
         self.vaults = vaults
         self.options = options or EngineOptions()
         self.metrics = metrics or EngineMetrics()
@@ -78,6 +84,7 @@ class Engine:
         self._lock = threading.Lock()
         self._clients = dispatch.Clients(self._open_client)
         self._poll_clients = dispatch.Clients(self._open_client)  # polls run on their own threads
+        self._reconcile_clients = dispatch.Clients(self._open_client)
         self._scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -133,6 +140,7 @@ class Engine:
             self._scheduler.shutdown(wait=True)  # running jobs finish: a dispatch releases its unsent claims
         self._clients.close()
         self._poll_clients.close()
+        self._reconcile_clients.close()
         if self.process_id:
             try:
                 leases.release(self.ctx, self.process_id)
@@ -183,6 +191,8 @@ class Engine:
                     state = None
             if info.paused or (state is not None and state.calls_stopped_at is not None):
                 held_back.add(info.id)
+            elif state is not None and state.reconcile_requested_at is not None:
+                self._reconcile_requested(info, state.reconcile_requested_at)
         versions = {info.id: info.version for info in infos.values()}
         with self._lock:
             changed = versions != self._known.versions
@@ -209,6 +219,24 @@ class Engine:
                                     next_run_time=_utc_now())
 
     # -- work ---------------------------------------------------------------------------------
+
+    def _reconcile_requested(self, info: ConnectionInfo, requested_at: datetime) -> None:
+        if not self.active or self.reconcile is None:
+            return  # left in the store for an engine that can reconcile
+        if not sync_state.take_reconcile_request(self.ctx, info.id, requested_at):
+            return  # another engine took it
+        reconcile = self.reconcile
+
+        def run() -> None:
+            claim = leases.acquire(self.ctx, f"reconcile:{info.id}", self.process_id, 3600)
+            if not claim.held:
+                return
+            try:
+                reconcile(self.ctx, info, self._reconcile_clients.get(info))
+            finally:
+                leases.release(self.ctx, self.process_id, f"reconcile:{info.id}")
+        run.__name__ = f"reconcile_{info.id}"
+        self._scheduler.add_job(self._guarded(run), id=f"reconcile:{info.id}", replace_existing=True)
 
     @staticmethod
     def _interval(info: ConnectionInfo) -> float:

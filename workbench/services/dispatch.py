@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -350,21 +351,24 @@ class Clients:
     def __init__(self, open_client: OpenClient) -> None:
         self._open = open_client
         self._clients: dict[str, tuple[int, ProviderClient]] = {}
+        self._lock = threading.Lock()  # the engine's poll jobs share one pool across threads
 
     def get(self, connection: ConnectionInfo) -> ProviderClient:
-        held = self._clients.get(connection.id)
-        if held is not None and held[0] == connection.version:
-            return held[1]
-        if held is not None:
-            held[1].close()
-        client = self._open(connection)
-        self._clients[connection.id] = (connection.version, client)
-        return client
+        with self._lock:
+            held = self._clients.get(connection.id)
+            if held is not None and held[0] == connection.version:
+                return held[1]
+            if held is not None:
+                held[1].close()
+            client = self._open(connection)
+            self._clients[connection.id] = (connection.version, client)
+            return client
 
     def close(self) -> None:
-        for _, client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        with self._lock:
+            for _, client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
 
 def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, claim_s: float = CLAIM_S,

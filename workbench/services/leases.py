@@ -26,11 +26,13 @@ class Claim:
     taken_over: bool = False  # held now, after another holder's lease expired
 
 
-def insert_ignoring_conflict(conn: Connection, table: Table, values: dict[str, object]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING on either backend; the number of rows inserted."""
+def insert_ignoring_conflict(conn: Connection, table: Table, values: dict[str, object]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on either backend; whether the row went in (RETURNING:
+    psycopg's rowcount does not say for this statement)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    return conn.execute(statement).rowcount
+    key = next(iter(table.primary_key.columns))
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(key)
+    return conn.execute(statement).first() is not None
 
 
 def acquire(ctx: ServiceContext, resource: str, holder: str, ttl_s: float) -> Claim:
@@ -45,7 +47,7 @@ def acquire(ctx: ServiceContext, resource: str, holder: str, ttl_s: float) -> Cl
         if row is None:  # free (or, on PostgreSQL, being taken by another engine right now)
             inserted = insert_ignoring_conflict(conn, leases, {
                 "resource": resource, "holder": holder, "acquired_at": now, "expires_at": expires, "takeovers": 0})
-            return Claim(held=inserted == 1)
+            return Claim(held=inserted)
         if row.holder == holder:
             conn.execute(update(leases).where(leases.c.resource == resource).values(expires_at=expires))
             return Claim(held=True)

@@ -14,9 +14,10 @@ from sqlalchemy import Connection, select, update
 from store.database import reading, writing
 from store.models import SyncState
 
-from . import audit, secret_refs
-from .connections import ConnectionInfo
+from . import access, audit, secret_refs
+from .connections import ConnectionInfo, _get as get_connection_in
 from .context import ServiceContext
+from .errors import InvalidArgument
 from .leases import insert_ignoring_conflict
 
 sync_state = SyncState.__table__
@@ -111,3 +112,28 @@ def save_poll(ctx: ServiceContext, connection_id: str, cursor: str | None, *, ne
     with writing(ctx.engine) as conn:
         ensure_row(conn, connection_id, polled_at)
         conn.execute(update(sync_state).where(sync_state.c.connection_id == connection_id).values(**values))
+
+
+def request_reconcile(ctx: ServiceContext, name: str, reason: str) -> datetime:
+    """Ask the running engines to reconcile connection `name` now (`reconcile --now`): a mark in
+    the store that the first engine to see it takes (within a second or so), audited."""
+    access.require(ctx, "pause")  # a control action, like pause and resume
+    if not reason.strip():
+        raise InvalidArgument("a reason is required: it is kept in the audit trail")
+    now = ctx.clock()
+    with writing(ctx.engine) as conn:
+        info = get_connection_in(conn, name)
+        ensure_row(conn, info.id, now)
+        conn.execute(update(sync_state).where(sync_state.c.connection_id == info.id)
+                     .values(reconcile_requested_at=now, updated_at=now))
+        audit.append(conn, ctx, "connection.reconcile_requested", "connection", info.id, reason=reason)
+    return now
+
+
+def take_reconcile_request(ctx: ServiceContext, connection_id: str, requested_at: datetime) -> bool:
+    """Claim the pending request seen at `requested_at` (one engine wins; a newer request stays)."""
+    with writing(ctx.engine) as conn:
+        taken = conn.execute(update(sync_state).where(sync_state.c.connection_id == connection_id,
+                                                      sync_state.c.reconcile_requested_at == requested_at)
+                             .values(reconcile_requested_at=None, updated_at=ctx.clock())).rowcount
+    return bool(taken)
