@@ -111,11 +111,11 @@ def test_the_engine_dispatches_polls_reports_and_stops_cleanly(ctx: ServiceConte
 def test_a_pause_in_another_process_is_obeyed_within_two_seconds(ctx: ServiceContext, db_url: str, sandbox: str,
                                                                   engines: list[EngineProcess]) -> None:
     set_up(ctx, sandbox)
-    set_chaos(sandbox, latency_ms=100)  # dispatching 40 runs takes several seconds
+    set_chaos(sandbox, latency_ms=200)  # dispatching 80 runs, 8 at a time, takes several seconds
     engine = EngineProcess(db_url, *FAST)
     engines.append(engine)
     engine.wait_started()
-    submit(ctx, 40)
+    submit(ctx, 80)
     wait_until(lambda: statuses(ctx)["succeeded"] >= 3)
     paused = cli(db_url, "connection", "pause", "pay", "--reason", "tests: stop the engine")
     assert paused.returncode == 0, paused.stderr
@@ -129,7 +129,7 @@ def test_a_pause_in_another_process_is_obeyed_within_two_seconds(ctx: ServiceCon
     assert waiting > 0, statuses(ctx)
     resumed = cli(db_url, "connection", "resume", "pay", "--reason", "tests: go on")
     assert resumed.returncode == 0, resumed.stderr
-    wait_until(lambda: statuses(ctx) == Counter({"succeeded": 40}), 60)
+    wait_until(lambda: statuses(ctx) == Counter({"succeeded": 80}), 60)
     made = Counter(e["reference"] for e in ledger(sandbox, "run.created"))
     assert all(made[c.operation_id] == 1 for c in rows(ctx, Command.__table__))
     assert engine.terminate() == 0

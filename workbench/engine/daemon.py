@@ -20,12 +20,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.pool import ThreadPoolExecutor as JobThreads
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adapters.protocol import ProviderClient
@@ -52,7 +53,8 @@ class EngineOptions:
     heartbeat_every_s: float = 5.0
     lease_ttl_s: float = 10.0  # a dead engine's leases are taken over after this
     retention_every_s: float = 3600.0
-    batch: int = 50  # commands per claim: a pause reaches the rest of a batch in one call
+    batch: int = 64  # commands per claim
+    parallel: int = 8  # calls in flight at once (a pause reaches the rest of a batch after them)
     call_timeout_s: float = 10.0
 
     @property
@@ -85,8 +87,9 @@ class Engine:
         self._clients = dispatch.Clients(self._open_client)
         self._poll_clients = dispatch.Clients(self._open_client)  # polls run on their own threads
         self._reconcile_clients = dispatch.Clients(self._open_client)
+        self._senders = ThreadPoolExecutor(self.options.parallel, thread_name_prefix="engine-send")
         self._scheduler = BackgroundScheduler(
-            timezone=UTC, executors={"default": ThreadPoolExecutor(4)},
+            timezone=UTC, executors={"default": JobThreads(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._sqlite = ctx.engine.dialect.name == "sqlite"
 
@@ -138,6 +141,7 @@ class Engine:
         self.stopping.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)  # running jobs finish: a dispatch releases its unsent claims
+        self._senders.shutdown(wait=True)
         self._clients.close()
         self._poll_clients.close()
         self._reconcile_clients.close()
@@ -252,7 +256,8 @@ class Engine:
             with self._lock:
                 known = self._known
             report = dispatch.dispatch_once(self.ctx, self._clients, limit=self.options.batch, infos=known.infos,
-                                            claim_s=self.options.claim_s,
+                                            claim_s=self.options.claim_s, senders=self._senders,
+                                            parallel=self.options.parallel,
                                             stop=self.stopping.is_set, held_back=self._held_back)
             self.metrics.dispatched(report)
             if report.claimed < self.options.batch:

@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -374,11 +375,14 @@ class Clients:
 def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, claim_s: float = CLAIM_S,
                   connection_ids: list[str] | None = None, stop: Callable[[], bool] = lambda: False,
                   infos: Mapping[str, ConnectionInfo] | None = None,
-                  held_back: Callable[[str], bool] = lambda _connection_id: False) -> DispatchReport:
-    """Claim due commands and dispatch them one by one; `stop()` true: the rest are released
-    unsent; `held_back(connection ID)` true (paused since the claim): that command is released.
-    A connection whose client cannot be opened (no key, vault locked) has its commands
-    released for a while; the reason is logged."""
+                  held_back: Callable[[str], bool] = lambda _connection_id: False,
+                  senders: ThreadPoolExecutor | None = None, parallel: int = 1) -> DispatchReport:
+    """Claim due commands and dispatch them, `parallel` at a time (their calls on `senders`'
+    threads: a call mostly waits for the provider; the store is written here, one transaction
+    per attempt). Between steps: `stop()` true: the rest are released unsent;
+    `held_back(connection ID)` true (paused since the claim): that command is released. A
+    connection whose client cannot be opened (no key, vault locked) has its commands released
+    for a while; the reason is logged."""
     access.require(ctx, "call")
     report = DispatchReport()
     claimed = claim(ctx, limit=limit, claim_s=claim_s, connection_ids=connection_ids)
@@ -388,35 +392,39 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
         return report
     infos = infos if infos is not None else connection_infos(ctx)
     paths: dict[str, PathTree] = {}
-    index = 0
-    while index < len(claimed):
-        item = claimed[index]
+    step = max(1, parallel if senders is not None else 1)
+    while claimed:
         if stop():
-            release(ctx, claimed[index:])
+            release(ctx, claimed)
             break
-        if (item.deadline - ctx.clock()).total_seconds() < claim_s / 2:
+        if (claimed[0].deadline - ctx.clock()).total_seconds() < claim_s / 2:
             # A slow batch: the rest of it is claimed for longer, or another engine would
             # take it over while it waits its turn here.
-            claimed[index:] = renew(ctx, claimed[index:], claim_s)
+            claimed = renew(ctx, claimed, claim_s)
             continue
-        index += 1
-        connection = infos.get(item.connection_id)
-        if connection is None or held_back(item.connection_id):
-            release(ctx, [item])
-            continue
-        try:
-            client = clients.get(connection)
-        except Exception as exc:  # one line, logged; the command waits for the connection to be callable
-            log.warning("cannot call %s: %s", connection.name, exc)
-            release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
-            continue
-        capabilities = ctx.adapters.get(connection.provider).capabilities
-        result = send(client, capabilities, item)
-        tree = paths.get(connection.provider)
-        if tree is None:
-            tree = paths[connection.provider] = answer_paths(ctx.adapters.get(connection.provider).redacted_paths)
-        written = record_result(ctx, connection, item, result, tree)
-        if written is not None:
-            report.count(connection.name, written.outcome)
+        chunk, claimed = claimed[:step], claimed[step:]
+        ready: list[tuple[Claimed, ConnectionInfo, ProviderClient, Capabilities]] = []
+        for item in chunk:
+            connection = infos.get(item.connection_id)
+            if connection is None or held_back(item.connection_id):
+                release(ctx, [item])
+                continue
+            try:
+                client = clients.get(connection)
+            except Exception as exc:  # one line, logged; the command waits for the connection to be callable
+                log.warning("cannot call %s: %s", connection.name, exc)
+                release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
+                continue
+            ready.append((item, connection, client, ctx.adapters.get(connection.provider).capabilities))
+        if senders is not None and len(ready) > 1:
+            results = list(senders.map(lambda entry: send(entry[2], entry[3], entry[0]), ready))
+        else:
+            results = [send(client, capabilities, item) for item, _, client, capabilities in ready]
+        for (item, connection, _, _), result in zip(ready, results, strict=True):
+            tree = paths.get(connection.provider)
+            if tree is None:
+                tree = paths[connection.provider] = answer_paths(ctx.adapters.get(connection.provider).redacted_paths)
+            written = record_result(ctx, connection, item, result, tree)
+            if written is not None:
+                report.count(connection.name, written.outcome)
     return report
-
