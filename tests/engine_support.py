@@ -65,3 +65,18 @@ def callable_connection(ctx: ServiceContext, name: str, provider: str, base_url:
     connections.add_connection(ctx, name, provider, "sandbox", settings=settings)
     provider_calls.set_base_url(ctx, name, base_url, "tests: the local provider")
     return add_key(ctx, name, key)
+
+
+def one_live_record_per_command(commands: list[Any], records: list[Any], refs: list[Any]) -> None:
+    """Each command points at its own live record, linked to the provider's object once, and no
+    other live record is about one of these commands' objects (an event that beat a command's
+    answer made a record the command now points at; the draft it made was closed). Runs made
+    by earlier tests on the module's sandbox come in by polling too: they are not counted."""
+    live = {r.id: r for r in records if r.status != "cancelled"}
+    mine = [c.record_id for c in commands]
+    assert len(set(mine)) == len(commands) and set(mine) <= set(live)
+    linked = [ref.record_id for ref in refs if ref.record_id in set(mine)]
+    assert sorted(linked) == sorted(mine)
+    references = {c.operation_id for c in commands}
+    about_mine = [r.id for r in live.values() if r.fields.get("reference") in references]
+    assert sorted(about_mine) == sorted(mine)

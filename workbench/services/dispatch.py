@@ -179,51 +179,57 @@ def record_result(ctx: ServiceContext, connection: ConnectionInfo, item: Claimed
                   paths: PathTree, *, rng: random.Random | None = None) -> Outcome | None:
     """Write one attempt and its consequences in one transaction; None when the claim was lost
     (it expired and another engine took the command over: that engine's attempt counts)."""
+    with writing(ctx.engine) as conn:
+        return record_in(conn, ctx, connection, item, result, paths, rng=rng)
+
+
+def record_in(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, item: Claimed, result: CallResult,
+              paths: PathTree, *, rng: random.Random | None = None) -> Outcome | None:
+    """record_result in the caller's transaction (a batch's attempts commit together)."""
     adapter = ctx.adapters.get(connection.provider)
     category = result.outcome.category
     now = ctx.clock()
-    with writing(ctx.engine) as conn:
-        held = conn.execute(select(commands.c.id).where(
-            commands.c.id == item.id, commands.c.status == "dispatching",
-            commands.c.next_attempt_at == item.deadline)).first()
-        if held is None:
-            return None
-        number = item.attempts + 1
-        request = {"method": result.method, "path": result.path, "intent": item.intent,
-                   "reference": item.operation_id, "payload": redact(item.payload, paths)}
-        body = orjson.dumps(redact(dict(result.body), paths)).decode()[:MAX_BODY_CHARS] if result.body else None
-        if category is None:
-            _attempt(conn, ctx, connection, item, number, request, result, body, None)
-            conn.execute(update(commands).where(commands.c.id == item.id)
-                         .values(status="succeeded", next_attempt_at=None, updated_at=now))
-            mapped = adapter.command_result(item.intent, result.body or {}) if isinstance(adapter, Commanding) else None
-            _move_record(conn, ctx, connection, item, mapped, result.outcome.code)
-            _close_failures(conn, item.id, now)
-            return Outcome("ok")
-        outcome = Outcome(str(category))
-        if category is Category.AUTHENTICATION:
-            # Not this command's fault: it waits (pending) while the connection's calls are stopped.
-            _attempt(conn, ctx, connection, item, number, request, result, body, category, keep_open=True)
-            conn.execute(update(commands).where(commands.c.id == item.id)
-                         .values(status="pending", next_attempt_at=now, updated_at=now))
-            stop_calls(conn, ctx, connection, f"{result.outcome.code}: {result.outcome.message}")
-            outcome.stopped_calls = True
-            return outcome
-        policy = policy_for(category)
-        delay = retry_delay(number, _schedule(connection), retry_after_s=result.outcome.retry_after_s, rng=rng) \
-            if policy.retryable else None
-        _attempt(conn, ctx, connection, item, number, request, result, body, category, keep_open=delay is not None)
-        if delay is None:
-            conn.execute(update(commands).where(commands.c.id == item.id)
-                         .values(status="failed", next_attempt_at=None, updated_at=now))
-            # A retryable failure whose schedule is used up needs a person now.
-            conn.execute(update(failures).where(failures.c.command_id == item.id,
-                                                failures.c.state == str(TriageState.RETRYING))
-                         .values(state=str(TriageState.NEEDS_REVIEW), updated_at=now))
-        else:
-            conn.execute(update(commands).where(commands.c.id == item.id).values(
-                status="pending", next_attempt_at=now + timedelta(seconds=delay), updated_at=now))
+    held = conn.execute(select(commands.c.id).where(
+        commands.c.id == item.id, commands.c.status == "dispatching",
+        commands.c.next_attempt_at == item.deadline)).first()
+    if held is None:
+        return None
+    number = item.attempts + 1
+    request = {"method": result.method, "path": result.path, "intent": item.intent,
+               "reference": item.operation_id, "payload": redact(item.payload, paths)}
+    body = orjson.dumps(redact(dict(result.body), paths)).decode()[:MAX_BODY_CHARS] if result.body else None
+    if category is None:
+        _attempt(conn, ctx, connection, item, number, request, result, body, None)
+        conn.execute(update(commands).where(commands.c.id == item.id)
+                     .values(status="succeeded", next_attempt_at=None, updated_at=now))
+        mapped = adapter.command_result(item.intent, result.body or {}) if isinstance(adapter, Commanding) else None
+        _move_record(conn, ctx, connection, item, mapped, result.outcome.code)
+        _close_failures(conn, item.id, now)
+        return Outcome("ok")
+    outcome = Outcome(str(category))
+    if category is Category.AUTHENTICATION:
+        # Not this command's fault: it waits (pending) while the connection's calls are stopped.
+        _attempt(conn, ctx, connection, item, number, request, result, body, category, keep_open=True)
+        conn.execute(update(commands).where(commands.c.id == item.id)
+                     .values(status="pending", next_attempt_at=now, updated_at=now))
+        stop_calls(conn, ctx, connection, f"{result.outcome.code}: {result.outcome.message}")
+        outcome.stopped_calls = True
         return outcome
+    policy = policy_for(category)
+    delay = retry_delay(number, _schedule(connection), retry_after_s=result.outcome.retry_after_s, rng=rng) \
+        if policy.retryable else None
+    _attempt(conn, ctx, connection, item, number, request, result, body, category, keep_open=delay is not None)
+    if delay is None:
+        conn.execute(update(commands).where(commands.c.id == item.id)
+                     .values(status="failed", next_attempt_at=None, updated_at=now))
+        # A retryable failure whose schedule is used up needs a person now.
+        conn.execute(update(failures).where(failures.c.command_id == item.id,
+                                            failures.c.state == str(TriageState.RETRYING))
+                     .values(state=str(TriageState.NEEDS_REVIEW), updated_at=now))
+    else:
+        conn.execute(update(commands).where(commands.c.id == item.id).values(
+            status="pending", next_attempt_at=now + timedelta(seconds=delay), updated_at=now))
+    return outcome
 
 
 def _schedule(connection: ConnectionInfo) -> tuple[int, ...]:
@@ -420,11 +426,15 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
             results = list(senders.map(lambda entry: send(entry[2], entry[3], entry[0]), ready))
         else:
             results = [send(client, capabilities, item) for item, _, client, capabilities in ready]
-        for (item, connection, _, _), result in zip(ready, results, strict=True):
-            tree = paths.get(connection.provider)
-            if tree is None:
-                tree = paths[connection.provider] = answer_paths(ctx.adapters.get(connection.provider).redacted_paths)
-            written = record_result(ctx, connection, item, result, tree)
-            if written is not None:
-                report.count(connection.name, written.outcome)
+        if not ready:
+            continue
+        with writing(ctx.engine) as conn:  # one commit for the step's attempts
+            for (item, connection, _, _), result in zip(ready, results, strict=True):
+                tree = paths.get(connection.provider)
+                if tree is None:
+                    tree = paths[connection.provider] = answer_paths(
+                        ctx.adapters.get(connection.provider).redacted_paths)
+                written = record_in(conn, ctx, connection, item, result, tree)
+                if written is not None:
+                    report.count(connection.name, written.outcome)
     return report
