@@ -22,7 +22,18 @@ from store.models import AuditEntry, Connection as ConnectionRow, RoleBinding
 from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from workbench.cli.main import cli
-from workbench.services import access, audit, connections, provider_calls, queries, replay, retention, role_bindings, triage
+from workbench.services import (
+    access,
+    audit,
+    command_submit,
+    connections,
+    provider_calls,
+    queries,
+    replay,
+    retention,
+    role_bindings,
+    triage,
+)
 from workbench.services.access import AccessDenied
 from workbench.services.capture_export import export_captures
 from workbench.services.context import ServiceContext, default_actor
@@ -76,6 +87,7 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "access": lambda c: role_bindings.grant(c, "carol", "viewer"),
         "retention": lambda c: retention.run_retention(c),
         "call": _open_provider_client,
+        "command": lambda c: command_submit.submit(c, "acme", "payment.create", {"amount": 5, "currency": "usd"}),
     }
     return cases[action]
 
