@@ -122,11 +122,11 @@ def test_each_role_is_allowed_or_refused_each_action(stocked, role, action):
 
 
 def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
-    """viewer (read), operator (triage, replay, pause, reveal, call), admin (config, vault, roles)."""
+    """viewer (read), operator (triage, replay, pause, reveal, call, command), admin (config, vault, roles)."""
     def least(role: str) -> set[str]:
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
-    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call"}
+    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command"}
     assert least("admin") == {"config", "vault", "access", "retention"}
 
 
