@@ -44,6 +44,10 @@ class Capabilities:
     # How the provider says "slow down", as the adapter's classify_response reads it:
     # "status:<code>" for an HTTP status, "header:<name>" for a header (lower case).
     rate_limit_signals: frozenset[str] = frozenset()
+    # Our intents the adapter can carry out ("payment.create", ...: `workbench command submit`
+    # refuses any other), and the kind of record a command makes ("payment", "payroll_run").
+    intents: tuple[str, ...] = ()
+    record_kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +183,21 @@ class ProviderClient(Protocol):
 class Calling(Protocol):
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
         """A client for the provider at `base_url` (None: the provider's real API)."""
+
+
+@runtime_checkable
+class Commanding(Protocol):
+    """An adapter that takes commands (issue 11): checks a command's payload before it is
+    queued, and says what a successful answer means for the command's record."""
+
+    def check_command(self, intent: str, payload: Mapping[str, Any]) -> str | None:
+        """None when `payload` is fit for `intent` (one of capabilities.intents); otherwise
+        what is wrong with it, in one line naming the field."""
+
+    def command_result(self, intent: str, body: Mapping[str, Any]) -> MappedEvent | None:
+        """What a successful answer to `intent` says about the record (its kind, the
+        provider's ID, status and fields), as an event about it would; None when the answer
+        does not say (then the record only moves to `submitted`)."""
 
 
 @runtime_checkable

@@ -321,3 +321,37 @@ class Process:
         Column("stopped_at", UTCDateTime, nullable=True),
         Index("ix_processes_kind_seen", "kind", "seen_at"),
     )
+
+
+class SyncState:
+    """The engine's per-connection state: where polling got to (the provider's cursor), how
+    far behind it is, and whether the connection's calls are stopped (an `authentication`
+    failure stops them until the `api_key` reference named in `stopped_key` is replaced).
+    `reconcile_requested_at`: a "reconcile now" request the engine has not served yet."""
+    __table__ = Table(
+        "sync_state", metadata,
+        Column("connection_id", ForeignKey("connections.id"), primary_key=True),
+        Column("cursor", Text, nullable=True),
+        Column("last_poll_at", UTCDateTime, nullable=True),
+        Column("last_event_at", UTCDateTime, nullable=True),
+        Column("lag_s", Integer, nullable=True),  # seconds between the newest event seen and its poll
+        Column("calls_stopped_at", UTCDateTime, nullable=True),
+        Column("calls_stopped_reason", Text, nullable=True),
+        Column("stopped_key", String(100), nullable=True),  # the api_key reference that failed
+        Column("reconcile_requested_at", UTCDateTime, nullable=True),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+
+
+class Lease:
+    """Who does a piece of shared work until when: `poll:<connection id>` (one poller per
+    connection), `engine:store` (the active engine on a SQLite store). A holder renews before
+    `expires_at`; a lease past it may be taken by anyone (a takeover, counted)."""
+    __table__ = Table(
+        "leases", metadata,
+        Column("resource", String(200), primary_key=True),
+        Column("holder", ID, nullable=False),  # processes.id of the engine holding it
+        Column("acquired_at", UTCDateTime, nullable=False),
+        Column("expires_at", UTCDateTime, nullable=False),
+        Column("takeovers", Integer, default=0, nullable=False),
+    )

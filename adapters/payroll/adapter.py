@@ -8,24 +8,28 @@ from datetime import datetime
 from adapters.protocol import Capabilities, Pagination, ProviderClient, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
-from . import errors, events, mapping, signature
+from . import commands, errors, events, mapping, signature
 from .client import PayrollClient
 
 
 class PayrollAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying and Calling."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling and Commanding."""
 
     provider = "payroll"
     mapping_version = mapping.MAPPING_VERSION
     capabilities = Capabilities(webhooks=True, event_listing=True, polling_cursor=True, idempotency_keys=False,
                                 lookup_by_reference=True, signature_scheme=signature.SCHEME,
-                                pagination=Pagination.OFFSET, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
+                                pagination=Pagination.OFFSET, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
+                                intents=commands.INTENTS, record_kind=mapping.KIND)
 
     # Employees' bank details and names may ride along on a run (the provider echoes them).
     redacted_paths = (
         "run.employees.name", "run.employees.bank_account", "run.employees.tax_id",
         "run.funding_account",
     )
+
+    check_command = staticmethod(commands.check_command)
+    command_result = staticmethod(commands.command_result)
 
     def parse(self, body: bytes) -> ParsedEvent:
         return events.parse_event(body)

@@ -10,19 +10,20 @@ from typing import Any
 from adapters.protocol import Capabilities, Pagination, ProviderClient, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
-from . import errors, events, mapping, signature, simulator
+from . import commands, errors, events, mapping, signature, simulator
 from .client import StripeClient
 
 
 class StripeAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling and Simulating."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling, Commanding and Simulating."""
 
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
     # lookup_by_reference: our reference rides in the intent's metadata (see client.lookup).
     capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True, lookup_by_reference=True,
                                 signature_scheme=signature.SCHEME,
-                                pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
+                                pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
+                                intents=commands.INTENTS, record_kind=mapping.KIND)
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
     # shape or name (a name, an address, a phone number, a client secret of any shape).
@@ -36,6 +37,9 @@ class StripeAdapter:
         "data.object.payment_method_details.card.fingerprint",
         "data.object.last_payment_error.payment_method.billing_details",
     )
+
+    check_command = staticmethod(commands.check_command)
+    command_result = staticmethod(commands.command_result)
 
     def parse(self, body: bytes) -> ParsedEvent:
         return events.parse_event(body)

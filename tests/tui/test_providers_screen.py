@@ -122,3 +122,31 @@ def test_snapshot(size: tuple[int, int], store: ServiceContext, snap_compare: An
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.asyncio
+async def test_the_panel_shows_the_engine_its_polling_and_stopped_calls(db_ctx: ServiceContext) -> None:
+    from store.database import writing
+    from workbench.services import connections, sync_state
+
+    vault = create(vault_path("sandbox"), "sandbox", "pass phrase here",
+                   params=KdfParams(memory_kib=1024, iterations=1, lanes=1))
+    key = secret_refs.add_secret(db_ctx, vault, secret_refs.plan_secret(db_ctx, "acme", "api_key", None), "sk_x", "t")
+    # FixedClock moves one second on at each reading: the heartbeat is 3 s old, the stop under 3 min.
+    processes.announce(replace(db_ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=4))), "engine", None)
+    then = replace(db_ctx, clock=FixedClock(DISPLAY_NOW - timedelta(minutes=3)))
+    acme = connections.get_connection(db_ctx, "acme")
+    sync_state.save_poll(then, acme.id, "evt_9", newest_event_at=DISPLAY_NOW - timedelta(minutes=3, seconds=7),
+                         polled_at=DISPLAY_NOW - timedelta(minutes=2))
+    with writing(db_ctx.engine) as conn:
+        sync_state.stop_calls(conn, then, acme, "invalid_api_key: the API key was refused")
+    app = make_app(db_ctx)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await shown(pilot)
+        text = panel(app)  # acme
+        assert "Engine: 1 running (heartbeat 3s ago) · last poll 2m ago · lag 67s · 0 command(s) queued" in text
+        assert (f"Calls STOPPED 2m ago: invalid_api_key: the API key was refused · API key {key.name} failed: "
+                "rotate it (`workbench connection secret add acme --kind api_key`)") in text
+        await pilot.press("down")
+        await settle(pilot)
+        assert "Engine: 1 running" in panel(app) and "STOPPED" not in panel(app)  # globex

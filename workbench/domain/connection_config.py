@@ -19,10 +19,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
+    model_serializer,
 )
 
 KINDS = ("api_key", "webhook_secret")
@@ -103,7 +105,19 @@ class SecretRef(_Strict):
 
 
 class SyncSettings(_Strict):
-    interval_s: Positive
+    interval_s: Positive  # how often the engine polls the provider's events
+    # The engine's retry delays after each failed attempt, in seconds (default: the
+    # schedule in domain/retry_schedule.py); Retry-After is honoured on top of these.
+    retry_schedule_s: Annotated[list[Annotated[StrictInt, Field(ge=0, le=7 * 86400)]],
+                                Field(min_length=1, max_length=20)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_schedule(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # No schedule: no key, so settings stored before it existed export and import unchanged.
+        data: dict[str, Any] = handler(self)
+        if data.get("retry_schedule_s") is None:
+            data.pop("retry_schedule_s", None)
+        return data
 
 
 class RateLimitSettings(_Strict):

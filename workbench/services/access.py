@@ -65,6 +65,7 @@ LEAST_ROLE: dict[str, Role] = {
     "triage": Role.OPERATOR,  # failure act, assign, note, retry
     "replay": Role.OPERATOR,
     "pause": Role.OPERATOR,  # pause and resume connections
+    "command": Role.OPERATOR,  # submit a command to the outbox (workbench command submit)
     "call": Role.OPERATOR,  # call a provider's API with the connection's key (the engine, checks)
     "reveal": Role.OPERATOR,  # vault reveal, a redacted payload value shown in the TUI
     "config": Role.ADMIN,  # connection add/set/import, secret references

@@ -10,16 +10,16 @@ verified delivery near the top; one that does not would otherwise be read end to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from urllib.parse import quote
 
-from sqlalchemy import Connection, literal_column, select
+from sqlalchemy import Connection, func, literal_column, select
 
 from adapters.protocol import Capabilities, Pagination
 from adapters.registry import UnknownProvider
 from store.database import reading
-from store.models import Delivery
+from store.models import Command, Delivery, Process, SyncState
 
 from . import access, connections, processes, secret_refs
 from .context import ServiceContext
@@ -27,6 +27,9 @@ from .errors import ServiceError
 from .signatures import WEBHOOK_SECRET
 
 deliveries = Delivery.__table__
+process_table = Process.__table__
+sync_state = SyncState.__table__
+command_table = Command.__table__
 
 VERIFIED_WITHIN = 10_000  # newest deliveries searched for the last verified one
 
@@ -52,11 +55,27 @@ class SignatureStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineView:
+    """The sync engine as it concerns one connection (issue 11): the live engines' heartbeats,
+    and this connection's polling and stopped calls (sync_state)."""
+
+    heartbeats: tuple[datetime, ...]  # live engines' last heartbeats, newest first
+    last_poll_at: datetime | None = None
+    lag_s: int | None = None
+    calls_stopped_at: datetime | None = None
+    calls_stopped_reason: str | None = None
+    stopped_key: str | None = None  # the api_key reference that failed
+    queued: int = 0  # commands pending or being dispatched
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderStatus:
     connection: str
     capabilities: Capabilities | None  # None: no adapter for the provider here
     signature: SignatureStatus
     receivers: tuple[str, ...]  # live receivers' base URLs
+    # None where no engine ever ran on this store and the connection has no sync state.
+    engine: EngineView | None = None
 
     @property
     def hook_urls(self) -> list[str]:
@@ -89,8 +108,16 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
     access.require(ctx, "read")
     infos = connections.list_connections(ctx)
     receivers = tuple(p.address for p in processes.live(ctx, "receiver", now) if p.address)
+    heartbeats = tuple(p.seen_at for p in processes.live(ctx, "engine", now))
     result: dict[str, ProviderStatus] = {}
     with reading(ctx.engine) as conn:
+        engine_ran = bool(heartbeats) or conn.execute(
+            select(process_table.c.id).where(process_table.c.kind == "engine").limit(1)).first() is not None
+        states = {row.connection_id: row for row in conn.execute(select(sync_state))}
+        queued: dict[str, int] = dict(conn.execute(
+            select(command_table.c.connection_id, func.count())
+            .where(command_table.c.status.in_(("pending", "dispatching")))
+            .group_by(command_table.c.connection_id)).all())
         for info in infos:
             try:
                 capabilities: Capabilities | None = ctx.adapters.get(info.provider).capabilities
@@ -105,11 +132,19 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
                 names, problem = (), str(exc)
             verified = _last_verified(conn, info.id)
             failed = _last_failed(conn, info.id)
+            state = states.get(info.id)
+            engine = None
+            if engine_ran or state is not None:
+                engine = EngineView(heartbeats, queued=int(queued.get(info.id, 0)))
+                if state is not None:
+                    engine = replace(engine, last_poll_at=state.last_poll_at, lag_s=state.lag_s,
+                                     calls_stopped_at=state.calls_stopped_at,
+                                     calls_stopped_reason=state.calls_stopped_reason, stopped_key=state.stopped_key)
             result[info.id] = ProviderStatus(
                 info.name, capabilities,
                 SignatureStatus(names, verified[0] if verified else None, verified[1] if verified else None,
                                 failed[0] if failed else None, failed[1] if failed else None, problem),
-                receivers)
+                receivers, engine)
     return result
 
 

@@ -13,7 +13,7 @@ from textual.widgets import Static
 from workbench.services import connections, health, provider_status
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
-from workbench.services.provider_status import ProviderStatus, describe_capabilities
+from workbench.services.provider_status import EngineView, ProviderStatus, describe_capabilities
 
 from ..errors import describe_error
 from ..formatting import age, count, short_time
@@ -177,7 +177,26 @@ def status_lines(status: ProviderStatus | None, now: datetime) -> list[str]:
     can = (" · ".join(describe_capabilities(status.capabilities)) if status.capabilities is not None
            else "unknown: no adapter for this provider here")
     return [f"Can: {can}", *signature_lines(status, now),
-            "Receiver: " + (", ".join(status.hook_urls) or "no receiver running: start `workbench listen`")]
+            "Receiver: " + (", ".join(status.hook_urls) or "no receiver running: start `workbench listen`"),
+            *engine_lines(status.engine, status.connection, now)]
+
+
+def engine_lines(engine: EngineView | None, name: str, now: datetime) -> list[str]:
+    """The sync engine's word on the connection: engines running, polling, stopped calls."""
+    if engine is None:
+        return []
+    if engine.heartbeats:
+        running = f"{len(engine.heartbeats)} running (heartbeat {age(now - engine.heartbeats[0])} ago)"
+    else:
+        running = "none running: start `workbench engine`"
+    polled = f"last poll {age(now - engine.last_poll_at)} ago" if engine.last_poll_at else "not polled yet"
+    lag = f" · lag {engine.lag_s}s" if engine.lag_s is not None else ""
+    lines = [f"Engine: {running} · {polled}{lag} · {count(engine.queued)} command(s) queued"]
+    if engine.calls_stopped_at is not None:
+        lines.append(f"Calls STOPPED {age(now - engine.calls_stopped_at)} ago: {engine.calls_stopped_reason} · "
+                     f"API key {engine.stopped_key or '-'} failed: rotate it (`workbench connection secret add "
+                     f"{name} --kind api_key`)")
+    return lines
 
 
 def signature_lines(status: ProviderStatus, now: datetime) -> list[str]:

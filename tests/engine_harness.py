@@ -1,0 +1,80 @@
+"""A real `workbench engine` in a subprocess against a test's store (SQLite file or PostgreSQL
+database), its vault unlocked with WORKBENCH_VAULT_PASSPHRASE; the vault directory and audit
+key come from the test's environment (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.engine_support import PASS
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 20.0, step_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(step_s)
+    raise AssertionError(f"not within {timeout_s} s: {getattr(condition, '__name__', condition)}")
+
+
+def env_for(db_url: str) -> dict[str, str]:
+    env = {**os.environ, "WORKBENCH_DB": db_url, "WORKBENCH_VAULT_PASSPHRASE": PASS, "PYTHONUNBUFFERED": "1"}
+    env.pop("WORKBENCH_DEBUG", None)
+    return env
+
+
+def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([WORKBENCH, *args], env=env_for(db_url), capture_output=True, text=True, timeout=60)
+
+
+class EngineProcess:
+    """`workbench engine ARGS` running; its stderr collected (the start line, the log)."""
+
+    def __init__(self, db_url: str, *args: str) -> None:
+        self.process = subprocess.Popen([WORKBENCH, "engine", *args], env=env_for(db_url),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_started(self, timeout_s: float = 30.0) -> str:
+        """The line saying it runs (active or standing by)."""
+        def started() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the engine exited with {self.process.returncode}:\n{self.log}")
+            return any(" running on " in line for line in self.lines)
+        wait_until(started, timeout_s)
+        return next(line for line in self.lines if " running on " in line)
+
+    def terminate(self, timeout_s: float = 20.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout_s)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()

@@ -1,0 +1,96 @@
+"""The engine in this process (a thread; no signal handlers touched), on both backends: a
+"reconcile now" request made through the store reaches the engine's reconciler within a
+couple of seconds, once, audited; an engine without a reconciler leaves the request for one
+that has; stop() gives up its leases and marks it stopped."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from adapters.protocol import ProviderClient
+from store.database import reading
+from store.models import AuditEntry, Lease, Process, SyncState
+from tests.engine_harness import wait_until
+from tests.engine_support import callable_connection, sandbox, vault
+from workbench.engine.daemon import Engine, EngineOptions
+from workbench.services import role_bindings, sync_state
+from workbench.services.connections import ConnectionInfo
+from workbench.services.context import ServiceContext
+
+__all__ = ["sandbox"]
+
+
+def rows(ctx: ServiceContext, table: Any) -> list[Any]:
+    with reading(ctx.engine) as conn:
+        return list(conn.execute(select(table)))
+
+
+class Running:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.thread = threading.Thread(target=engine.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: engine.process_id != "" and engine.active)
+
+    def stop(self) -> None:
+        self.engine.stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for item in started:
+        if item.thread.is_alive():
+            item.stop()
+
+
+def test_reconcile_now_reaches_the_engines_reconciler_once(ctx: ServiceContext, sandbox: str,
+                                                          running: list[Running]) -> None:
+    role_bindings.grant(ctx, "system:engine", "operator", "tests")
+    callable_connection(ctx, "pay", "payroll", sandbox, settings={"sync": {"interval_s": 3600}})
+    engine_ctx = ctx.as_actor("system:engine")
+    calls: list[tuple[str, int]] = []
+
+    def reconcile(rctx: ServiceContext, info: ConnectionInfo, client: ProviderClient) -> None:
+        page = client.list_events(None, 10)  # the connection's own client, with its key
+        calls.append((info.name, len(page.bodies)))
+
+    without = Running(Engine(engine_ctx, {"sandbox": vault()}, EngineOptions(lease_ttl_s=2)))
+    running.append(without)
+    sync_state.request_reconcile(ctx, "pay", "tests: compare now")
+    wait_until(lambda: rows(ctx, SyncState.__table__))
+    without.stop()  # ran a second or more: it left the request alone
+    (state,) = rows(ctx, SyncState.__table__)
+    assert state.reconcile_requested_at is not None
+
+    with_reconciler = Running(Engine(engine_ctx, {"sandbox": vault()}, EngineOptions(lease_ttl_s=2),
+                                     reconcile=reconcile))
+    running.append(with_reconciler)
+    wait_until(lambda: calls, 5)
+    (state,) = rows(ctx, SyncState.__table__)
+    assert state.reconcile_requested_at is None
+    sync_state.request_reconcile(ctx, "pay", "tests: again")
+    wait_until(lambda: len(calls) == 2, 5)
+    with_reconciler.stop()
+    assert [name for name, _ in calls] == ["pay", "pay"]
+    actions = [e.action for e in rows(ctx, AuditEntry.__table__)]
+    assert actions.count("connection.reconcile_requested") == 2
+    assert rows(ctx, Lease.__table__) == []
+    assert all(p.stopped_at is not None for p in rows(ctx, Process.__table__) if p.kind == "engine")
+
+
+def test_a_reconcile_request_needs_a_reason_and_a_known_connection(ctx: ServiceContext) -> None:
+    from workbench.services.errors import InvalidArgument, NotFound
+
+    with pytest.raises(InvalidArgument, match="a reason is required"):
+        sync_state.request_reconcile(ctx, "nope", " ")
+    with pytest.raises(NotFound, match="unknown connection 'nope'"):
+        sync_state.request_reconcile(ctx, "nope", "why")

@@ -1,0 +1,116 @@
+"""What the engines are doing, read from the store: live engines and their heartbeats, each
+connection's polling (cursor, last poll, lag), paused or stopped calls and why, commands by
+status, open failures by category and the leases. `workbench engine status [--json]`, the
+engine's Prometheus gauges and the Providers screen all read it here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from store.database import reading
+from store.models import Command, Connection, Failure, Lease, SyncState
+from workbench.domain.taxonomy import CLOSED_STATES
+
+from . import access, processes
+from .context import ServiceContext
+
+commands = Command.__table__
+connections = Connection.__table__
+failures = Failure.__table__
+leases_table = Lease.__table__
+sync_state = SyncState.__table__
+
+
+@dataclass(frozen=True)
+class EngineRow:
+    id: str
+    host: str
+    pid: int
+    started_at: str
+    seen_at: str
+    heartbeat_age_s: float
+    active: bool | None  # SQLite: holds the store lease (False: standing by); None on PostgreSQL
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    name: str
+    provider: str
+    paused: bool
+    calls_stopped: bool
+    stopped_reason: str | None
+    stopped_key: str | None
+    cursor: str | None
+    last_poll_at: str | None
+    lag_s: int | None
+    pending_commands: int
+    polled_by: str | None
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    resource: str
+    holder: str
+    expires_in_s: float
+    takeovers: int
+
+
+@dataclass
+class EngineStatus:
+    at: str
+    engines: list[EngineRow] = field(default_factory=list)
+    connections: list[ConnectionRow] = field(default_factory=list)
+    commands: dict[str, int] = field(default_factory=dict)
+    open_failures: dict[str, int] = field(default_factory=dict)
+    leases: list[LeaseRow] = field(default_factory=list)
+    lease_takeovers: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def read_status(ctx: ServiceContext) -> EngineStatus:
+    access.require(ctx, "read")
+    now = ctx.clock()
+    status = EngineStatus(at=now.isoformat())
+    with reading(ctx.engine) as conn:
+        lease_rows = conn.execute(select(leases_table).order_by(leases_table.c.resource)).all()
+        store_holder = next((row.holder for row in lease_rows
+                             if row.resource == "engine:store" and row.expires_at > now), None)
+        pollers = {row.resource.removeprefix("poll:"): row.holder for row in lease_rows
+                   if row.resource.startswith("poll:") and row.expires_at > now}
+        pending: dict[str, int] = dict(conn.execute(select(commands.c.connection_id, func.count())
+                                    .where(commands.c.status.in_(("pending", "dispatching")))
+                                    .group_by(commands.c.connection_id)).all())
+        states = {row.connection_id: row for row in conn.execute(select(sync_state))}
+        for row in conn.execute(select(connections).order_by(connections.c.name)):
+            state = states.get(row.id)
+            stopped = state is not None and state.calls_stopped_at is not None
+            status.connections.append(ConnectionRow(
+                row.name, row.provider, row.paused, stopped, state.calls_stopped_reason if state else None,
+                state.stopped_key if state else None, state.cursor if state else None,
+                _iso(state.last_poll_at) if state else None, state.lag_s if state else None,
+                int(pending.get(row.id, 0)), pollers.get(row.id)))
+        status.commands = {name: int(count) for name, count in conn.execute(
+            select(commands.c.status, func.count()).group_by(commands.c.status)).all()}
+        status.open_failures = {category: int(count) for category, count in conn.execute(
+            select(failures.c.category, func.count())
+            .where(failures.c.state.not_in([str(s) for s in CLOSED_STATES]))
+            .group_by(failures.c.category)).all()}
+    status.leases = [LeaseRow(row.resource, row.holder, round((row.expires_at - now).total_seconds(), 1),
+                              row.takeovers) for row in lease_rows]
+    status.lease_takeovers = sum(row.takeovers for row in lease_rows)
+    sqlite = ctx.engine.dialect.name == "sqlite"
+    for process in processes.live(ctx, "engine", now):
+        status.engines.append(EngineRow(
+            process.id, process.host, process.pid, process.started_at.isoformat(), process.seen_at.isoformat(),
+            round((now - process.seen_at).total_seconds(), 1), (process.id == store_holder) if sqlite else None))
+    return status
