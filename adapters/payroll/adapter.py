@@ -13,13 +13,14 @@ from .client import PayrollClient
 
 
 class PayrollAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying and Calling."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying and Calling (its client: Reconciling)."""
 
     provider = "payroll"
     mapping_version = mapping.MAPPING_VERSION
     capabilities = Capabilities(webhooks=True, event_listing=True, polling_cursor=True, idempotency_keys=False,
                                 lookup_by_reference=True, signature_scheme=signature.SCHEME,
-                                pagination=Pagination.OFFSET, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
+                                pagination=Pagination.OFFSET, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
+                                reconcile_by="list")
 
     # Employees' bank details and names may ride along on a run (the provider echoes them).
     redacted_paths = (

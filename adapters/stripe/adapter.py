@@ -15,14 +15,16 @@ from .client import StripeClient
 
 
 class StripeAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling and Simulating."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling (its client: Reconciling)
+    and Simulating."""
 
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
     # lookup_by_reference: our reference rides in the intent's metadata (see client.lookup).
     capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True, lookup_by_reference=True,
                                 signature_scheme=signature.SCHEME,
-                                pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS)
+                                pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
+                                reconcile_by="list")
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
     # shape or name (a name, an address, a phone number, a client secret of any shape).
