@@ -22,7 +22,18 @@ from store.models import AuditEntry, Connection as ConnectionRow, RoleBinding
 from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from workbench.cli.main import cli
-from workbench.services import access, audit, connections, provider_calls, queries, replay, retention, role_bindings, triage
+from workbench.services import (
+    access,
+    audit,
+    connections,
+    provider_calls,
+    queries,
+    reconcile,
+    replay,
+    retention,
+    role_bindings,
+    triage,
+)
 from workbench.services.access import AccessDenied
 from workbench.services.capture_export import export_captures
 from workbench.services.context import ServiceContext, default_actor
@@ -76,6 +87,7 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "access": lambda c: role_bindings.grant(c, "carol", "viewer"),
         "retention": lambda c: retention.run_retention(c),
         "call": _open_provider_client,
+        "reconcile": lambda c: reconcile.request_run(c, "acme"),
     }
     return cases[action]
 
@@ -110,11 +122,11 @@ def test_each_role_is_allowed_or_refused_each_action(stocked, role, action):
 
 
 def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
-    """viewer (read), operator (triage, replay, pause, reveal, call), admin (config, vault, roles)."""
+    """viewer (read), operator (triage, replay, pause, reveal, call, reconcile), admin (config, vault, roles)."""
     def least(role: str) -> set[str]:
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
-    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call"}
+    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "reconcile"}
     assert least("admin") == {"config", "vault", "access", "retention"}
 
 
