@@ -242,6 +242,23 @@ class Reconciling(Protocol):
         """One object by the provider's ID."""
 
 
+@dataclass(frozen=True, slots=True)
+class PushCommand:
+    """Our intent (and its payload) that makes the provider hold our value again."""
+
+    intent: str
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class Pushing(Protocol):
+    """An adapter that can say which of our intents pushes our value of a field back to the
+    provider (resolving drift in our favour)."""
+
+    def push_command(self, kind: str, provider_id: str, field: str, ours: Any) -> PushCommand | None:
+        """The command for it; None: no intent of ours sets this field to this value."""
+
+
 @runtime_checkable
 class Simulating(Protocol):
     """An adapter that can make up realistic traffic (demo data, benchmarks): no network."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from adapters.protocol import Capabilities, Pagination, ProviderClient, SignatureCheck, WebhookSecret
+from adapters.protocol import Capabilities, Pagination, ProviderClient, PushCommand, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
 from . import errors, events, mapping, signature
@@ -13,7 +14,8 @@ from .client import PayrollClient
 
 
 class PayrollAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying and Calling (its client: Reconciling)."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling (its client: Reconciling)
+    and Pushing."""
 
     provider = "payroll"
     mapping_version = mapping.MAPPING_VERSION
@@ -39,6 +41,12 @@ class PayrollAdapter:
     def verify_signature(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSecret],
                          now: datetime, tolerance_s: int = 300) -> SignatureCheck:
         return signature.verify_signature(headers, body, secrets, now, tolerance_s)
+
+    def push_command(self, kind: str, provider_id: str, field: str, ours: Any) -> PushCommand | None:
+        """Only a cancel can be pushed: the provider takes no other change to a submitted run."""
+        if kind == mapping.KIND and field == "status" and ours == "cancelled":
+            return PushCommand("payroll_run.cancel", {"run_id": provider_id})
+        return None
 
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
         # Typed as the protocol so that mypy checks PayrollClient against it.
