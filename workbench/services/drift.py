@@ -9,14 +9,16 @@
   (business_rule_rejection: it blocks the workflow until an operator decides).
 
 A resolution is the provider's view as of its moment: the record's ordering watermark moves to
-now, so an event that occurred earlier and arrives later is kept as evidence (stale), not
-applied over a decision a person made.
+now (or just past the newest event's time, where that is later than our clock), so an event
+that occurred earlier and arrives later is kept as evidence (stale), not applied over a
+decision a person made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
@@ -154,7 +156,13 @@ def _book(conn: Connection, ctx: ServiceContext, row: Any, provider: str) -> Bel
 
 
 def _apply(conn: Connection, ctx: ServiceContext, book: BeliefBook, row: Any, mapped: MappedEvent) -> str:
-    outcome = book.apply(mapped, book.now, f"reconcile:{row.id}", delivery_id=None, cause=Cause.RECONCILIATION)
+    # Ordered after everything the record has seen: now, or just after its newest event where
+    # that one is stamped later than our clock (a provider's clock ahead of ours).
+    state = book.states.get((mapped.kind, mapped.external_id))
+    at = book.now
+    if state is not None and state.belief.watermark is not None and state.belief.watermark[0] >= at:
+        at = state.belief.watermark[0] + timedelta(milliseconds=1)
+    outcome = book.apply(mapped, at, f"reconcile:{row.id}", delivery_id=None, cause=Cause.RECONCILIATION)
     if outcome.verdict not in (Verdict.APPLIED, Verdict.FAILED):
         raise ServiceError(f"cannot accept: {outcome.reason}; escalate it instead")
     book.flush(conn)
