@@ -44,3 +44,8 @@ def advance_run(base: str, run_id: str, status: str, error_code: str | None = No
         body["error_code"] = error_code
     response = httpx.post(f"{base}/_admin/runs/{run_id}/status", json=body)
     assert response.status_code == 200, response.text
+
+
+def set_chaos(base: str, **knobs: Any) -> None:
+    response = httpx.post(f"{base}/_admin/chaos", json=knobs)
+    assert response.status_code == 200, response.text

@@ -5,24 +5,28 @@ open failure saying why). After accept or a dispatched push, reconciliation agre
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from adapters.payroll.client import PayrollClient
 from adapters.stripe.client import StripeClient
 from store.database import reading
 from store.models import AuditEntry, Command, Failure, ProviderRef, Record, Transition
+from tests.payroll_servers import PAYROLL_KEY, payroll_sandbox, submit_run
 from tests.stripe_servers import localstripe, localstripe_server
 from tests.support import acting_as, add_stripe, capture
 from tests.test_reconcile import intent_event, make_intents, stripe
-from workbench.services import drift, reconcile
+from workbench.services import connections, drift, reconcile
 from workbench.services.access import AccessDenied
 from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument
 from workbench.services.ingest import ingest
 
-__all__ = ["localstripe", "localstripe_server", "stripe"]  # fixtures are used by name
+__all__ = ["localstripe", "localstripe_server", "payroll_sandbox", "stripe"]  # fixtures are used by name
 
 
 def record_of(ctx: ServiceContext, provider_id: str) -> Any:
@@ -150,3 +154,30 @@ def test_refusals_are_one_line_and_change_nothing(ctx: ServiceContext, stripe: S
     assert missing.skipped == [("drf_nope", "no drift finding 'drf_nope'")]
     assert record_of(ctx, victim).status == "submitted" and len(drift.list_findings(ctx)) == 2
     assert drift.matching_ids(ctx, connection="acme", field_name="status") == [found["status"]["id"]]
+
+
+def test_payroll_push_cancels_the_run_at_the_sandbox(ctx: ServiceContext, payroll_sandbox: str) -> None:
+    connections.add_connection(ctx, "pay", "payroll", "sandbox")
+    run = submit_run(payroll_sandbox, f"{uuid.uuid4().hex[:8]}-push")
+    # Our belief: cancelled (an operator's event); the provider never heard of it.
+    ingest(ctx, "pay", [capture({"type": "payroll_run.updated", "occurred_at": "2026-11-29T10:00:00+00:00",
+                                 "run": {**run, "status": "CANCELLED"}})], signatures=None)
+    client = PayrollClient(base_url=payroll_sandbox, api_key=PAYROLL_KEY, timeout_s=5)
+    try:
+        reconcile.reconcile(ctx, "pay", client=client)
+        status = next(f for f in drift.list_findings(ctx, connection="pay")
+                      if f["field"] == "status" and f["provider_id"] == run["id"])
+        assert (status["ours"], status["theirs"]) == ("cancelled", "submitted")
+        assert drift.resolve(ctx, [status["id"]], "push", "payday was called off").done == [status["id"]]
+        with reading(ctx.engine) as conn:
+            command = conn.execute(select(Command.__table__)).one()
+        assert (command.intent, command.payload) == ("payroll_run.cancel", {"run_id": run["id"]})
+        sent = client.send(command.intent, command.payload, reference=command.operation_id, idempotency_key=None)
+        assert sent.outcome.category is None
+        cancelled = [e for e in httpx.get(f"{payroll_sandbox}/_admin/ledger").json()["entries"]
+                     if e["action"] == "run.cancelled" and e["run_id"] == run["id"]]
+        assert len(cancelled) == 1
+        reconcile.reconcile(ctx, "pay", client=client)
+    finally:
+        client.close()
+    assert [f for f in drift.list_findings(ctx, connection="pay") if f["provider_id"] == run["id"]] == []

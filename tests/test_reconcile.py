@@ -15,7 +15,7 @@ from adapters.payroll.client import PayrollClient
 from adapters.stripe.client import StripeClient
 from store.database import reading
 from store.models import AuditEntry, DriftFinding, ReconcileRun
-from tests.payroll_servers import PAYROLL_KEY, advance_run, payroll_sandbox, submit_run
+from tests.payroll_servers import PAYROLL_KEY, advance_run, payroll_sandbox, set_chaos, submit_run
 from tests.stripe_servers import API_KEY, card_payment_method, localstripe, localstripe_server
 from tests.support import add_stripe, capture
 from workbench.services import connections, reconcile
@@ -175,3 +175,22 @@ def test_payroll_runs_advanced_behind_our_back(ctx: ServiceContext, payroll_sand
     assert report.records_checked == 3
     # Runs other tests made in this module's sandbox are objects we have no record of.
     assert all(f.field == "exists" for f in open_findings(ctx) if f.record_id is None)
+
+
+def test_schema_drift_at_the_provider_is_reported_not_taken_for_missing_records(ctx: ServiceContext,
+                                                                               payroll_sandbox: str) -> None:
+    connections.add_connection(ctx, "pay", "payroll", "sandbox")
+    tag = uuid.uuid4().hex[:8]
+    run = submit_run(payroll_sandbox, f"{tag}-drift")
+    ingest(ctx, "pay", [capture({"type": "payroll_run.updated", "occurred_at": "2026-11-29T10:00:00+00:00",
+                                 "run": run})], signatures=None)
+    set_chaos(payroll_sandbox, drift="field")  # `amount` renamed `gross_amount` in every answer
+    client = PayrollClient(base_url=payroll_sandbox, api_key=PAYROLL_KEY, timeout_s=5)
+    try:
+        report = reconcile.reconcile(ctx, "pay", client=client)
+    finally:
+        client.close()
+        set_chaos(payroll_sandbox, drift=None)
+    assert report.status == "finished" and report.unreadable_total >= 1
+    assert f"{run['id']}: payroll run has no `amount`" in report.unreadable
+    assert [f for f in open_findings(ctx) if f.record_id is not None] == []  # not "unknown to them"

@@ -50,7 +50,9 @@ def reconcile(state: State, connection: str, record_id: str | None, dry_run: boo
                    f"({report.new_findings:,} new), {report.cleared:,} cleared")
     for line in report.unreadable[:20]:
         click.echo(f"unreadable provider object: {line}", err=True)
-    if report.unreadable:
+    if report.unreadable_total > 20:
+        click.echo(f"... {report.unreadable_total - 20:,} more unreadable provider objects", err=True)
+    if report.unreadable_total:
         sys.exit(EXIT_PARTIAL)
 
 

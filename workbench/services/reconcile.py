@@ -44,6 +44,7 @@ ConnectionTable = ConnectionRow.__table__
 PAGE = 100  # objects asked for per list call (Stripe's own maximum)
 RECORD_PAGE = 1000  # records read per query when looking for those the provider did not list
 CHUNK = 500
+UNREADABLE_KEPT = 100
 Progress = Callable[[int, int], None]  # (records checked, records the connection has)
 
 
@@ -63,15 +64,21 @@ class ReconcileReport:
     findings: int = 0  # open after the run (new and still true); a dry run: what it would open
     new_findings: int = 0
     cleared: int = 0
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # the first UNREADABLE_KEPT, each in one line
+    unreadable_total: int = 0
     error: str | None = None
+
+    def note_unreadable(self, line: str) -> None:
+        self.unreadable_total += 1
+        if len(self.unreadable) < UNREADABLE_KEPT:  # a provider whose whole schema drifted: bounded
+            self.unreadable.append(line)
 
     def as_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "connection": self.connection, "record": self.record, "dry_run": self.dry_run,
                 "status": self.status, "records_checked": self.records_checked,
                 "provider_objects": self.provider_objects, "findings": self.findings,
                 "new_findings": self.new_findings, "cleared": self.cleared, "unreadable": self.unreadable,
-                "error": self.error}
+                "unreadable_total": self.unreadable_total, "error": self.error}
 
 
 # -- asking for a run -------------------------------------------------------------------------
@@ -209,6 +216,7 @@ class _Comparison:
         self.ctx, self.info, self.report, self.client = ctx, info, report, client
         self.progress, self.page_size, self.by_list = progress, page_size, by_list
         self.matched: set[str] = set()
+        self.unreadable_ids: set[str] = set()
         self.open: dict[Key, tuple[str, Any, Any]] = {}  # open finding: (ID, ours, theirs)
         self.still: set[Key] = set()  # open findings this run saw again
         self.total = 0
@@ -242,7 +250,10 @@ class _Comparison:
             if page.call.outcome.category is not None:
                 raise _failed_call(page.call)
             self.report.provider_objects += len(page.objects) + len(page.unreadable)
-            self.report.unreadable.extend(f"{u.provider_id or '?'}: {u.reason}" for u in page.unreadable)
+            for problem in page.unreadable:
+                self.report.note_unreadable(f"{problem.provider_id or '?'}: {problem.reason}")
+                if problem.provider_id is not None:  # listed, though unreadable: not "unknown to them"
+                    self.unreadable_ids.add(problem.provider_id)
             self._compare_objects(page.objects)
             cursor = page.next_cursor
             if cursor is None:
@@ -289,7 +300,7 @@ class _Comparison:
                 return
             rows: list[dict[str, Any]] = []
             for row in page:
-                if row.id not in self.matched:
+                if row.id not in self.matched and row.external_id not in self.unreadable_ids:
                     self.report.records_checked += 1
                     rows.extend(self._found(row.id, row.kind, row.external_id, [(EXISTS, True, False)]))
             self._write(rows)
@@ -315,7 +326,7 @@ class _Comparison:
             try:
                 looked = self.client.fetch_current(row.external_id)
             except ValueError as exc:  # an ID the client refuses to put in a URL
-                self.report.unreadable.append(f"{row.external_id[:40]}: {exc}")
+                self.report.note_unreadable(f"{row.external_id[:40]}: {exc}")
                 continue
             self.report.records_checked += 1
             if looked.found is None:
