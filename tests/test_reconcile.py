@@ -4,6 +4,7 @@ cleared when the sides agree again; a dry run writes none; a request waits for a
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from adapters.payroll.adapter import PayrollAdapter
 from adapters.payroll.client import PayrollClient
+from adapters.registry import AdapterRegistry
 from adapters.stripe.client import StripeClient
 from store.database import reading
 from store.models import AuditEntry, DriftFinding, ReconcileRun
@@ -194,3 +197,31 @@ def test_schema_drift_at_the_provider_is_reported_not_taken_for_missing_records(
     assert report.status == "finished" and report.unreadable_total >= 1
     assert f"{run['id']}: payroll run has no `amount`" in report.unreadable
     assert [f for f in open_findings(ctx) if f.record_id is not None] == []  # not "unknown to them"
+
+
+class LookupOnlyPayroll(PayrollAdapter):
+    """The payroll adapter declaring no list endpoint: reconciliation must fetch run by run."""
+
+    capabilities = dataclasses.replace(PayrollAdapter.capabilities, reconcile_by="lookup")
+
+
+def test_a_provider_without_a_list_is_reconciled_one_lookup_per_record(ctx: ServiceContext,
+                                                                      payroll_sandbox: str) -> None:
+    lookup_ctx = dataclasses.replace(ctx, adapters=AdapterRegistry({"payroll": LookupOnlyPayroll()}))
+    connections.add_connection(lookup_ctx, "pay", "payroll", "sandbox")
+    tag = uuid.uuid4().hex[:8]
+    runs = [submit_run(payroll_sandbox, f"{tag}-{i}") for i in range(3)]
+    gone = {**runs[0], "id": "run_never_made", "reference": f"{tag}-gone"}
+    ingest(lookup_ctx, "pay", [capture({"type": "payroll_run.updated", "occurred_at": f"2026-11-29T10:00:0{i}+00:00",
+                                        "run": run}) for i, run in enumerate([*runs, gone])], signatures=None)
+    advance_run(payroll_sandbox, runs[1]["id"], "ACKNOWLEDGED")
+    client = PayrollClient(base_url=payroll_sandbox, api_key=PAYROLL_KEY, timeout_s=5)
+    try:
+        report = reconcile.reconcile(lookup_ctx, "pay", client=client, page_size=2)
+    finally:
+        client.close()
+    # Only our 4 records are looked at: the sandbox's other runs are not listed, so not seen.
+    assert (report.records_checked, report.provider_objects) == (4, 3)
+    assert sorted((f.provider_id, f.field, f.ours, f.theirs) for f in open_findings(ctx)) == [
+        (runs[1]["id"], "provider_status", "SENT", "ACKNOWLEDGED"), (runs[1]["id"], "status", "submitted", "processing"),
+        ("run_never_made", "exists", True, False)]
