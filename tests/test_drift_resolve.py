@@ -20,7 +20,7 @@ from tests.payroll_servers import PAYROLL_KEY, payroll_sandbox, submit_run
 from tests.stripe_servers import localstripe, localstripe_server
 from tests.support import acting_as, add_stripe, capture
 from tests.test_reconcile import intent_event, make_intents, stripe
-from workbench.services import connections, drift, reconcile
+from workbench.services import connections, drift, reconcile, timeline
 from workbench.services.access import AccessDenied
 from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument
@@ -68,8 +68,11 @@ def test_accept_takes_the_providers_value_through_a_reconciliation_transition(
     drift.resolve(ctx, [found["provider_status"]["id"]], "accept", "and its status text")
     assert record_of(ctx, victim).fields["provider_status"] == "canceled"
     entries = audited(ctx, "drift.accept")
-    assert [e.target_id for e in entries] == [found["status"]["id"], found["provider_status"]["id"]]
+    assert [e.after["finding"] for e in entries] == [found["status"]["id"], found["provider_status"]["id"]]
+    assert {(e.target_type, e.target_id) for e in entries} == {("record", record.id)}
     assert "the customer cancelled by phone" in entries[0].reason
+    shown = timeline.load_timeline(ctx, record.id).entries
+    assert any(e.kind == "audit" and "drift.accept" in e.summary and "cancelled by phone" in e.summary for e in shown)
     resolved = drift.list_findings(ctx, state="resolved")
     assert {(f["resolution"], f["resolved_by"]) for f in resolved} == {("accept", "user:tester")}
     again = reconcile.reconcile(ctx, "acme", client=stripe)
@@ -107,7 +110,7 @@ def test_push_puts_the_adapters_command_in_the_outbox_or_says_there_is_none(
                        idempotency_key=command.idempotency_key).outcome.category is None
     after = reconcile.reconcile(ctx, "acme", client=stripe)
     assert [f["field"] for f in drift.list_findings(ctx)] == ["amount"] and after.cleared == 1
-    assert [e.target_id for e in audited(ctx, "drift.push")] == [found["status"]["id"]]
+    assert [e.after["finding"] for e in audited(ctx, "drift.push")] == [found["status"]["id"]]
 
 
 def test_escalate_puts_the_record_in_review_with_an_open_failure(ctx: ServiceContext, stripe: StripeClient,
@@ -123,7 +126,8 @@ def test_escalate_puts_the_record_in_review_with_an_open_failure(ctx: ServiceCon
     assert failure.category == "business_rule_rejection" and failure.state == "needs_review"
     assert "ours 'submitted', the provider's 'cancelled'" in failure.message
     assert "cancelled without a ticket" in failure.message
-    assert [e.target_id for e in audited(ctx, "drift.escalate")] == [found["status"]["id"]]
+    assert [(e.after["finding"], e.target_id) for e in audited(ctx, "drift.escalate")] == [
+        (found["status"]["id"], record.id)]
 
 
 def test_an_object_we_had_no_record_of_is_accepted_as_a_new_record(ctx: ServiceContext, stripe: StripeClient,

@@ -102,7 +102,7 @@ async def test_accept_the_highlighted_finding_after_a_note(db_ctx: ServiceContex
         await settle(pilot)
         assert record_status(db_ctx, first["record"]) == "completed"
         assert [f["id"] for f in drift.list_findings(db_ctx, state="resolved")] == [first["id"]]
-        [entry] = [e for e in audit.search(db_ctx, "drift.accept") if e["target_id"] == first["id"]]
+        [entry] = [e for e in audit.search(db_ctx, "drift.accept") if e["after"]["finding"] == first["id"]]
         assert "paid on time" in entry["reason"]
         assert first["id"] not in [row.key for row in rows(app)] and len(rows(app)) == 6
         assert any("Accept: 1 accepted" in text for text in notices(app))

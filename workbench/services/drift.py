@@ -124,9 +124,13 @@ def resolve(ctx: ServiceContext, finding_ids: Sequence[str], resolution: str, no
                 conn.execute(update(findings).where(findings.c.id == row.id).values(
                     state="resolved", resolution=resolution, resolved_by=ctx.actor, resolved_at=ctx.clock(),
                     note=f"{message} - {text}"))
-                audit.append(conn, ctx, f"drift.{resolution}", "drift_finding", row.id,
-                             before={"state": "open", "field": row.field, "ours": row.ours, "theirs": row.theirs},
-                             after={"state": "resolved", "resolution": resolution, "record": row.record_id},
+                # Aimed at the record (an accept may just have made it), so its timeline shows it.
+                record_id = conn.execute(select(findings.c.record_id).where(findings.c.id == row.id)).scalar()
+                audit.append(conn, ctx, f"drift.{resolution}", "record" if record_id else "drift_finding",
+                             record_id or row.id,
+                             before={"finding": row.id, "state": "open", "field": row.field, "ours": row.ours,
+                                     "theirs": row.theirs},
+                             after={"finding": row.id, "state": "resolved", "resolution": resolution},
                              reason=f"{message} - {text}")
             result.done.append(finding_id)
             result.messages[finding_id] = message
