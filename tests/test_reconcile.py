@@ -225,3 +225,17 @@ def test_a_provider_without_a_list_is_reconciled_one_lookup_per_record(ctx: Serv
     assert sorted((f.provider_id, f.field, f.ours, f.theirs) for f in open_findings(ctx)) == [
         (runs[1]["id"], "provider_status", "SENT", "ACKNOWLEDGED"), (runs[1]["id"], "status", "submitted", "processing"),
         ("run_never_made", "exists", True, False)]
+
+
+def test_a_run_stopped_half_way_is_recorded_failed_not_left_running(ctx: ServiceContext, stripe: StripeClient,
+                                                                    localstripe: str) -> None:
+    add_stripe(ctx)
+    make_intents(ctx, stripe, localstripe, 3)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reconcile.reconcile(ctx, "acme", client=stripe, page_size=1, progress=interrupt)
+    [run] = reconcile.latest_runs(ctx)
+    assert (run["status"], run["error"]) == ("failed", "stopped by KeyboardInterrupt")

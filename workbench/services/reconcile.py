@@ -182,15 +182,28 @@ def _carry_out(ctx: ServiceContext, info: ConnectionInfo, run_id: str, *, vaults
         report.status = "finished"
     except ServiceError as exc:
         report.status, report.error = "failed", str(exc)
+    except BaseException as exc:  # a bug, ctrl+c, the store gone: the run must not stay "running"
+        report.status, report.error = "failed", f"stopped by {type(exc).__name__}"
+        try:
+            _finish(ctx, info, report)
+        except Exception:  # the store itself failing: the original error is the one to see
+            pass
+        raise
     finally:
         if own_client and client is not None:
             client.close()
+    _finish(ctx, info, report)
+    return report
+
+
+def _finish(ctx: ServiceContext, info: ConnectionInfo, report: ReconcileReport) -> None:
     with writing(ctx.engine) as conn:
-        conn.execute(update(runs).where(runs.c.id == run_id).values(
+        conn.execute(update(runs).where(runs.c.id == report.run_id).values(
             status=report.status, finished_at=ctx.clock(), records_checked=report.records_checked,
             provider_objects=report.provider_objects, findings=report.findings, error=report.error))
-        audit.append(conn, ctx, "reconcile.run", "connection", info.id, after=report.as_dict())
-    return report
+        summary = report.as_dict()
+        del summary["unreadable"]  # the total stays; the lines are the run's output, not the trail's
+        audit.append(conn, ctx, "reconcile.run", "connection", info.id, after=summary)
 
 
 def _failed_call(call: CallResult) -> ReconcileFailed:
