@@ -239,3 +239,19 @@ def test_a_run_stopped_half_way_is_recorded_failed_not_left_running(ctx: Service
         reconcile.reconcile(ctx, "acme", client=stripe, page_size=1, progress=interrupt)
     [run] = reconcile.latest_runs(ctx)
     assert (run["status"], run["error"]) == ("failed", "stopped by KeyboardInterrupt")
+
+
+def test_a_record_made_while_the_list_is_read_is_not_called_unknown(ctx: ServiceContext, stripe: StripeClient,
+                                                                  localstripe: str) -> None:
+    add_stripe(ctx)
+    make_intents(ctx, stripe, localstripe, 2)
+    late = {"id": "pi_late", "object": "payment_intent", "amount": 5, "currency": "usd", "status": "processing",
+            "created": 1_700_000_000, "customer": None, "description": None, "last_payment_error": None}
+
+    def webhook_meanwhile(done: int, total: int) -> None:  # after the first page: a webhook lands
+        if done == 1:
+            ingest(ctx, "acme", [capture(intent_event(late))], signatures=None)
+
+    report = reconcile.reconcile(ctx, "acme", client=stripe, page_size=1, progress=webhook_meanwhile)
+    assert report.findings == 0 and open_findings(ctx) == []
+    assert reconcile.reconcile(ctx, "acme", client=stripe).findings == 1  # the next run sees it

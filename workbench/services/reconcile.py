@@ -230,6 +230,7 @@ class _Comparison:
         self.progress, self.page_size, self.by_list = progress, page_size, by_list
         self.matched: set[str] = set()
         self.unreadable_ids: set[str] = set()
+        self.listing_began = ctx.clock()
         self.open: dict[Key, tuple[str, Any, Any]] = {}  # open finding: (ID, ours, theirs)
         self.still: set[Key] = set()  # open findings this run saw again
         self.total = 0
@@ -257,6 +258,7 @@ class _Comparison:
     # -- reading both sides ----------------------------------------------------------------
 
     def _list_all(self) -> None:
+        self.listing_began = self.ctx.clock()
         cursor: str | None = None
         while True:
             page = self.client.list_current(cursor, self.page_size)
@@ -300,14 +302,17 @@ class _Comparison:
         self._write(rows)
 
     def _unlisted(self) -> None:
-        """Records of the connection the provider's list did not show, in keyset pages."""
+        """Records of the connection the provider's list did not show, in keyset pages. Only
+        those made before the listing began: one made since may be newer than the page that
+        would have shown it."""
         after = ""
         while True:
             with reading(self.ctx.engine) as conn:
                 page = conn.execute(
                     select(records.c.id, records.c.kind, records.c.status, refs.c.external_id)
                     .join(refs, refs.c.record_id == records.c.id)
-                    .where(records.c.connection_id == self.info.id, records.c.id > after)
+                    .where(records.c.connection_id == self.info.id, records.c.id > after,
+                           records.c.created_at < self.listing_began)
                     .order_by(records.c.id).limit(RECORD_PAGE)).all()
             if not page:
                 return
