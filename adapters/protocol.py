@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # the canonical model imports pydantic: not at start-up (see registry)
     from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
+    from workbench.domain.statuses import Status
     from workbench.domain.taxonomy import Category
 
 
@@ -48,6 +49,9 @@ class Capabilities:
     # refuses any other), and the kind of record a command makes ("payment", "payroll_run").
     intents: tuple[str, ...] = ()
     record_kind: str | None = None
+    # How reconciliation reads the provider's current objects (the client is `Reconciling`):
+    # "list" pages through a list endpoint, "lookup" fetches each object by its ID; None: not at all.
+    reconcile_by: Literal["list", "lookup"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,80 @@ class ProviderClient(Protocol):
 class Calling(Protocol):
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
         """A client for the provider at `base_url` (None: the provider's real API)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconciliation (issue 11): the provider's current view of its objects, in our terms. A client
+# whose adapter's capabilities name `reconcile_by` implements `Reconciling`.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentObject:
+    """One provider object as it is now, mapped by the adapter's rules: `status` is OUR
+    canonical status (None: a provider status the mapping does not know), `fields` the
+    canonical fields records keep, `reference` our reference where the object carries it."""
+
+    kind: str
+    provider_id: str
+    reference: str | None
+    provider_status: str
+    status: Status | None
+    fields: dict[str, Any]
+    mapping_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A provider object the mapping cannot read (its ID where it has one, and why)."""
+
+    provider_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentPage:
+    """One page of the provider's current objects; `next_cursor` None: the last page."""
+
+    objects: list[CurrentObject]
+    unreadable: list[Unreadable]
+    next_cursor: str | None
+    call: CallResult
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentLookup:
+    """One object fetched by its provider ID: `found` None when the provider does not know it
+    (the call's outcome is then missing_dependency) or the call failed (another category)."""
+
+    found: CurrentObject | None
+    call: CallResult
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    def list_current(self, cursor: str | None, limit: int = 100) -> CurrentPage:
+        """The provider's objects after `cursor` (None: from the start), in the provider's order."""
+
+    def fetch_current(self, provider_id: str) -> CurrentLookup:
+        """One object by the provider's ID."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushCommand:
+    """Our intent (and its payload) that makes the provider hold our value again."""
+
+    intent: str
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class Pushing(Protocol):
+    """An adapter that can say which of our intents pushes our value of a field back to the
+    provider (resolving drift in our favour)."""
+
+    def push_command(self, kind: str, provider_id: str, field: str, ours: Any) -> PushCommand | None:
+        """The command for it; None: no intent of ours sets this field to this value."""
 
 
 @runtime_checkable

@@ -355,3 +355,51 @@ class Lease:
         Column("expires_at", UTCDateTime, nullable=False),
         Column("takeovers", Integer, default=0, nullable=False),
     )
+
+
+class ReconcileRun:
+    """One comparison of a connection's records with its provider's current view: asked for
+    (status "requested", picked up by a running engine), running, finished or failed, with its
+    counts. `record_id`: a run over one record only; `dry_run`: findings counted, not written."""
+    __table__ = Table(
+        "reconcile_runs", metadata,
+        Column("id", ID, primary_key=True),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("record_id", ID, nullable=True),
+        Column("dry_run", Boolean, nullable=False),
+        Column("status", String(20), nullable=False),  # requested | running | finished | failed
+        Column("requested_by", String(200), nullable=False),
+        Column("requested_at", UTCDateTime, nullable=False),
+        Column("started_at", UTCDateTime, nullable=True),
+        Column("finished_at", UTCDateTime, nullable=True),
+        Column("records_checked", Integer, default=0, nullable=False),
+        Column("provider_objects", Integer, default=0, nullable=False),
+        Column("findings", Integer, default=0, nullable=False),
+        Column("error", Text, nullable=True),
+        Index("ix_reconcile_runs_connection_status", "connection_id", "status"),
+    )
+
+
+class DriftFinding:
+    """One field on which our belief and the provider's view differ (field "exists": one side
+    does not know the object at all), since the run that first saw it, until resolved."""
+    __table__ = Table(
+        "drift_findings", metadata,
+        Column("id", ID, primary_key=True),
+        Column("run_id", ForeignKey("reconcile_runs.id"), nullable=False),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("record_id", ID, nullable=True),  # NULL: a provider object we have no record of
+        Column("kind", String(50), nullable=False),
+        Column("provider_id", String(255), nullable=True),  # NULL: a record the provider does not know by ID
+        Column("field", String(100), nullable=False),
+        Column("ours", JSONText, nullable=True),
+        Column("theirs", JSONText, nullable=True),
+        Column("since", UTCDateTime, nullable=False),
+        Column("state", String(20), nullable=False),  # open | resolved
+        Column("resolution", String(20), nullable=True),  # accept | push | escalate | cleared
+        Column("resolved_by", String(200), nullable=True),
+        Column("resolved_at", UTCDateTime, nullable=True),
+        Column("note", Text, nullable=True),
+        Index("ix_drift_findings_connection_state", "connection_id", "state"),
+        Index("ix_drift_findings_record", "record_id"),
+    )

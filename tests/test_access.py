@@ -29,6 +29,7 @@ from workbench.services import (
     connections,
     provider_calls,
     queries,
+    reconcile,
     replay,
     retention,
     role_bindings,
@@ -88,6 +89,7 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "retention": lambda c: retention.run_retention(c),
         "call": _open_provider_client,
         "command": lambda c: command_submit.submit(c, "acme", "payment.create", {"amount": 5, "currency": "usd"}),
+        "reconcile": lambda c: reconcile.request_run(c, "acme"),
     }
     return cases[action]
 
@@ -122,11 +124,11 @@ def test_each_role_is_allowed_or_refused_each_action(stocked, role, action):
 
 
 def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
-    """viewer (read), operator (triage, replay, pause, reveal, call, command), admin (config, vault, roles)."""
+    """viewer (read), operator (triage, replay, pause, reveal, call, command, reconcile), admin (config, vault, roles)."""
     def least(role: str) -> set[str]:
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
-    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command"}
+    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile"}
     assert least("admin") == {"config", "vault", "access", "retention"}
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from adapters.protocol import Capabilities, Pagination, ProviderClient, SignatureCheck, WebhookSecret
+from adapters.protocol import Capabilities, Pagination, ProviderClient, PushCommand, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
 from . import commands, errors, events, mapping, signature
@@ -13,14 +14,16 @@ from .client import PayrollClient
 
 
 class PayrollAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling and Commanding."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling (its client: Reconciling),
+    Commanding and Pushing."""
 
     provider = "payroll"
     mapping_version = mapping.MAPPING_VERSION
     capabilities = Capabilities(webhooks=True, event_listing=True, polling_cursor=True, idempotency_keys=False,
                                 lookup_by_reference=True, signature_scheme=signature.SCHEME,
                                 pagination=Pagination.OFFSET, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
-                                intents=commands.INTENTS, record_kind=mapping.KIND)
+                                intents=commands.INTENTS, record_kind=mapping.KIND,
+                                reconcile_by="list")
 
     # Employees' bank details and names may ride along on a run (the provider echoes them).
     redacted_paths = (
@@ -42,6 +45,12 @@ class PayrollAdapter:
     def verify_signature(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSecret],
                          now: datetime, tolerance_s: int = 300) -> SignatureCheck:
         return signature.verify_signature(headers, body, secrets, now, tolerance_s)
+
+    def push_command(self, kind: str, provider_id: str, field: str, ours: Any) -> PushCommand | None:
+        """Only a cancel can be pushed: the provider takes no other change to a submitted run."""
+        if kind == mapping.KIND and field == "status" and ours == "cancelled":
+            return PushCommand("payroll_run.cancel", {"run_id": provider_id})
+        return None
 
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
         # Typed as the protocol so that mypy checks PayrollClient against it.

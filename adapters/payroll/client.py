@@ -16,10 +16,20 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from adapters.protocol import CallResult, ClassifiedOutcome, EventPage
+from adapters.protocol import (
+    CallResult,
+    ClassifiedOutcome,
+    CurrentLookup,
+    CurrentObject,
+    CurrentPage,
+    EventPage,
+    Unreadable,
+)
+from workbench.domain.canonical import BoundaryProblem
 from workbench.domain.taxonomy import Category
 
 from .errors import classify_response, contract_mismatch
+from .mapping import current_object
 
 # The provider's own API (a fictional provider: a connection normally names its sandbox).
 REAL_API = "https://api.payroll.example.com"
@@ -66,6 +76,37 @@ class PayrollClient:
         # so an event seen both ways has one payload hash (and is stored once).
         bodies = [orjson.dumps(event) for event in data]
         return EventPage(bodies, str(offset + len(bodies)) if bodies else None, call)
+
+    # -- reconciliation (adapters.protocol.Reconciling) -----------------------------------------
+
+    def list_current(self, cursor: str | None, limit: int = 100) -> CurrentPage:
+        """Runs from offset `cursor` (None: 0), in the order they were submitted."""
+        offset = int(cursor) if cursor else 0
+        call = self._call("GET", "/v1/payroll_runs", params={"offset": offset, "limit": limit})
+        if call.outcome.category is not None or call.body is None:
+            return CurrentPage([], [], None, call)
+        data, more = call.body.get("data"), call.body.get("has_more")
+        if not isinstance(data, list) or not isinstance(more, bool) or not all(isinstance(run, dict) for run in data):
+            return CurrentPage([], [], None, _with_outcome(call, contract_mismatch(
+                "run list has no `data` array of objects and `has_more`")))
+        objects: list[CurrentObject] = []
+        unreadable: list[Unreadable] = []
+        for run in data:
+            try:
+                objects.append(current_object(run))
+            except BoundaryProblem as problem:
+                found = run.get("id")
+                unreadable.append(Unreadable(found if isinstance(found, str) else None, problem.message))
+        return CurrentPage(objects, unreadable, str(offset + len(data)) if more and data else None, call)
+
+    def fetch_current(self, provider_id: str) -> CurrentLookup:
+        call = self._call("GET", f"/v1/payroll_runs/{quote(provider_id, safe='')}", expect_run=True)
+        if call.outcome.category is not None or call.body is None:
+            return CurrentLookup(None, call)
+        try:
+            return CurrentLookup(current_object(dict(call.body)), call)
+        except BoundaryProblem as problem:
+            return CurrentLookup(None, _with_outcome(call, contract_mismatch(problem.message)))
 
     def close(self) -> None:
         self._http.close()

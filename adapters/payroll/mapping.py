@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.protocol import CurrentObject
 from workbench.domain.canonical import BoundaryProblem, MappedEvent, NotCovered, ParsedEvent
 from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category
@@ -66,6 +67,21 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     # An ERROR is recorded with its code, so an unknown code opens its own failure group.
     shown_status = f"ERROR:{error_code}" if provider_status == "ERROR" and status is None else provider_status
     return MappedEvent(KIND, run_id, shown_status, status, _canonical_fields(run, provider_status), MAPPING_VERSION)
+
+
+def current_object(run: dict[str, Any]) -> CurrentObject:
+    """A run as the API shows it now, in our terms (the same rules as its events)."""
+    run_id = run.get("id")
+    if not isinstance(run_id, str) or not run_id:
+        raise BoundaryProblem(Category.CONTRACT_MISMATCH, "run_missing_id", "payroll run has no `id`")
+    provider_status = run.get("status")
+    if not isinstance(provider_status, str):
+        raise BoundaryProblem(Category.CONTRACT_MISMATCH, "run_missing_status", "payroll run has no `status`")
+    error_code = run.get("error_code")
+    status = internal_status(provider_status, error_code if isinstance(error_code, str) else None)
+    shown_status = f"ERROR:{error_code}" if provider_status == "ERROR" and status is None else provider_status
+    fields = _canonical_fields(run, provider_status)
+    return CurrentObject(KIND, run_id, fields["reference"], shown_status, status, dict(fields), MAPPING_VERSION)
 
 
 def internal_status(provider_status: str, error_code: str | None) -> Status | None:

@@ -7,15 +7,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from adapters.protocol import Capabilities, Pagination, ProviderClient, SignatureCheck, WebhookSecret
+from adapters.protocol import Capabilities, Pagination, ProviderClient, PushCommand, SignatureCheck, WebhookSecret
 from workbench.domain.canonical import MappedEvent, NotCovered, ParsedEvent
 
 from . import commands, errors, events, mapping, signature, simulator
 from .client import StripeClient
 
+_PUSHED_STATUS = {"cancelled": "payment.cancel", "completed": "payment.capture", "processing": "payment.confirm"}
+
 
 class StripeAdapter:
-    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling, Commanding and Simulating."""
+    """Implements adapters.protocol.Adapter, SignatureVerifying, Calling (its client: Reconciling),
+    Commanding, Pushing and Simulating."""
 
     provider = "stripe"
     mapping_version = mapping.MAPPING_VERSION
@@ -23,7 +26,8 @@ class StripeAdapter:
     capabilities = Capabilities(webhooks=True, event_listing=True, idempotency_keys=True, lookup_by_reference=True,
                                 signature_scheme=signature.SCHEME,
                                 pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
-                                intents=commands.INTENTS, record_kind=mapping.KIND)
+                                intents=commands.INTENTS, record_kind=mapping.KIND,
+                                reconcile_by="list")
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
     # shape or name (a name, an address, a phone number, a client secret of any shape).
@@ -52,6 +56,12 @@ class StripeAdapter:
     def verify_signature(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSecret],
                          now: datetime, tolerance_s: int = 300) -> SignatureCheck:
         return signature.verify(headers, body, secrets, now, tolerance_s)
+
+    def push_command(self, kind: str, provider_id: str, field: str, ours: Any) -> PushCommand | None:
+        """Our status pushed back: cancelled -> payment.cancel, completed -> payment.capture,
+        processing -> payment.confirm. No intent of ours sets another field on an intent."""
+        intent = _PUSHED_STATUS.get(ours) if kind == mapping.KIND and field == "status" else None
+        return PushCommand(intent, {"payment_intent": provider_id}) if intent else None
 
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:
         # Typed as the protocol so that mypy checks StripeClient against it.

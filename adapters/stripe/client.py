@@ -17,10 +17,20 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from adapters.protocol import CallResult, ClassifiedOutcome, EventPage
+from adapters.protocol import (
+    CallResult,
+    ClassifiedOutcome,
+    CurrentLookup,
+    CurrentObject,
+    CurrentPage,
+    EventPage,
+    Unreadable,
+)
+from workbench.domain.canonical import BoundaryProblem
 from workbench.domain.taxonomy import Category
 
 from .errors import classify_response
+from .mapping import current_object
 
 STRIPE_API = "https://api.stripe.com"
 # The API version the event parser and mapping are written for: pinned on every call, so an
@@ -177,6 +187,35 @@ class StripeClient:
             last, (items, has_more), steps = call, older, steps + 1
         return _event_page(last, newest_first=True, more_after=steps > 0)
 
+    # -- reconciliation (adapters.protocol.Reconciling) -----------------------------------------
+
+    def list_current(self, cursor: str | None, limit: int = 100) -> CurrentPage:
+        """Payment intents after the intent `cursor` (`starting_after`), in the server's order."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"a page holds 1 to {MAX_PAGE} payment intents, not {limit}")
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["starting_after"] = cursor
+        result = self._call("GET", "/v1/payment_intents", params=params)
+        if result.outcome.category is not None:
+            return CurrentPage([], [], None, result)
+        page = _list_page(result)
+        if isinstance(page, ClassifiedOutcome):
+            return CurrentPage([], [], None, _replace_outcome(result, page))
+        items, has_more = page
+        objects, unreadable = _current_objects(items)
+        return CurrentPage(objects, unreadable, str(items[-1]["id"]) if has_more and items else None, result)
+
+    def fetch_current(self, provider_id: str) -> CurrentLookup:
+        result = self.retrieve(provider_id)
+        if result.outcome.category is not None or result.body is None:
+            return CurrentLookup(None, result)
+        objects, unreadable = _current_objects([dict(result.body)])
+        if unreadable:
+            return CurrentLookup(None, _replace_outcome(result, ClassifiedOutcome(
+                Category.CONTRACT_MISMATCH, "unreadable_object", unreadable[0].reason)))
+        return CurrentLookup(objects[0], result)
+
     def close(self) -> None:
         self._http.close()
 
@@ -243,6 +282,17 @@ def _event_page(result: CallResult, *, newest_first: bool, more_after: bool | No
     more = has_more if more_after is None else more_after
     next_cursor = str(ordered[-1]["id"]) if more and ordered else None
     return EventPage([orjson.dumps(event) for event in ordered], next_cursor, result)
+
+
+def _current_objects(items: list[dict[str, Any]]) -> tuple[list[CurrentObject], list[Unreadable]]:
+    objects, unreadable = [], []
+    for item in items:
+        try:
+            objects.append(current_object(item, _reference_of(item)))
+        except BoundaryProblem as problem:
+            found = item.get("id")
+            unreadable.append(Unreadable(found if isinstance(found, str) else None, problem.message))
+    return objects, unreadable
 
 
 def _reference_of(body: Mapping[str, Any] | None) -> str | None:

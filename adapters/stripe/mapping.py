@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from adapters.protocol import CurrentObject
 from workbench.domain.canonical import BoundaryProblem, MappedEvent, NotCovered, ParsedEvent, PaymentFields
 from workbench.domain.statuses import Status
 from workbench.domain.taxonomy import Category
@@ -59,6 +60,21 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     status = Status.FAILED if event_type == FAILED_EVENT_TYPE else STATUS_MAP.get(provider_status)
     fields = _canonical_fields(obj, provider_status)
     return MappedEvent(KIND, external_id, provider_status, status, fields, MAPPING_VERSION)
+
+
+def current_object(obj: dict[str, Any], reference: str | None) -> CurrentObject:
+    """A payment intent as the API shows it now, in our terms (the same rules as its events;
+    a failed attempt shows as requires_payment_method with a last_payment_error: failed)."""
+    external_id = obj.get("id")
+    if obj.get("object") != "payment_intent" or not isinstance(external_id, str) or not external_id:
+        raise BoundaryProblem(Category.CONTRACT_MISMATCH, "not_a_payment_intent", "not a payment_intent object with an `id`")
+    provider_status = obj.get("status")
+    if not isinstance(provider_status, str):
+        raise BoundaryProblem(Category.CONTRACT_MISMATCH, "object_missing_status", "payment_intent object has no `status`")
+    fields = _canonical_fields(obj, provider_status)
+    status = Status.FAILED if fields["failure_code"] and provider_status == "requires_payment_method" \
+        else STATUS_MAP.get(provider_status)
+    return CurrentObject(KIND, external_id, reference, provider_status, status, dict(fields), MAPPING_VERSION)
 
 
 @lru_cache(maxsize=1024)

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from workbench.services import engine_status
+from workbench.services import engine_status, reconcile as reconcile_service
 
 from .output import json_value, table
 from .support import State, pass_state
@@ -50,7 +50,7 @@ def engine(click_ctx: click.Context, metrics_port: int | None, metrics_host: str
         click.echo(f"engine {running.process_id} running on {ctx.location}: {role}", err=True)
 
     options = EngineOptions(lease_ttl_s=lease_ttl, call_timeout_s=call_timeout)
-    Engine(ctx, CommandVaults(), options, metrics=metrics).run(started)
+    Engine(ctx, CommandVaults(), options, metrics=metrics, reconcile=reconcile_service.run_for_engine).run(started)
     click.echo("engine stopped", err=True)
 
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 STORE_LEASE = "engine:store"  # SQLite: the one active engine
 
-# Reconciliation of one connection (issue 11 item 4, services/reconcile on its own branch): the
+# Reconciliation of one connection (services/reconcile.run_for_engine, given by the CLI): the
 # engine calls it on request (`sync_state.request_reconcile`), holding lease reconcile:<id>.
 Reconciler = Callable[[ServiceContext, ConnectionInfo, ProviderClient], object]
 

@@ -99,14 +99,19 @@ def build_app(state: ProviderState, dispatcher: WebhookDispatcher, *, api_key: s
             return _error(404, "run_not_found", "no payroll run has this reference")
 
     @api(write=False)
+    async def list_runs(request: Request) -> Response:
+        window = _window(request)
+        if isinstance(window, Response):
+            return window
+        runs, end, more = state.runs_page(*window)
+        return _json({"data": runs, "next_offset": end, "has_more": more})
+
+    @api(write=False)
     async def list_events(request: Request) -> Response:
-        try:
-            offset = int(request.query_params.get("offset", "0"))
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            return _error(400, "invalid_param", "offset and limit are whole numbers")
-        if offset < 0 or not 1 <= limit <= 1000:
-            return _error(400, "invalid_param", "offset >= 0 and 1 <= limit <= 1000")
+        window = _window(request)
+        if isinstance(window, Response):
+            return window
+        offset, limit = window
         page, end, more = state.events_page(offset, limit)
         # The stored event bytes as they are: the same bytes a webhook carried.
         body = b'{"data":[' + b",".join(page) + b'],"next_offset":' + str(end).encode() + \
@@ -164,6 +169,7 @@ def build_app(state: ProviderState, dispatcher: WebhookDispatcher, *, api_key: s
 
     routes = [
         Route("/v1/payroll_runs", submit, methods=["POST"]),
+        Route("/v1/payroll_runs", list_runs, methods=["GET"]),
         Route("/v1/payroll_runs/by_reference/{reference:path}", find_run, methods=["GET"]),
         Route("/v1/payroll_runs/{run_id}", get_run, methods=["GET"]),
         Route("/v1/payroll_runs/{run_id}/cancel", cancel, methods=["POST"]),
@@ -175,6 +181,18 @@ def build_app(state: ProviderState, dispatcher: WebhookDispatcher, *, api_key: s
         Route("/_admin/health", health, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _window(request: Request) -> tuple[int, int] | Response:
+    """A list's `offset` and `limit` from the query, or the 400 that says what is wrong."""
+    try:
+        offset = int(request.query_params.get("offset", "0"))
+        limit = int(request.query_params.get("limit", "100"))
+    except ValueError:
+        return _error(400, "invalid_param", "offset and limit are whole numbers")
+    if offset < 0 or not 1 <= limit <= 1000:
+        return _error(400, "invalid_param", "offset >= 0 and 1 <= limit <= 1000")
+    return offset, limit
 
 
 def _check_submission(payload: Any) -> str | None:

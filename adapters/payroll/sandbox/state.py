@@ -110,6 +110,13 @@ class ProviderState:
                 raise KeyError(reference)
             return self.render(self.runs[run_id])
 
+    def runs_page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int, bool]:
+        """Runs in the order they were submitted (dicts keep insertion order)."""
+        with self.lock:
+            runs = list(self.runs.values())[offset:offset + limit]
+            end = offset + len(runs)
+            return [self.render(run) for run in runs], end, end < len(self.runs)
+
     def events_page(self, offset: int, limit: int) -> tuple[list[bytes], int, bool]:
         with self.lock:
             page = self.events[offset:offset + limit]

@@ -1,0 +1,284 @@
+"""Drift: the open findings of reconciliation (where our belief and the provider's view differ,
+field by field), the newest runs above them, and the resolutions.
+
+A resolution applies to the marked findings (space; * marks every finding the filter shows:
+that is the bulk resolution) or else to the one under the cursor. Each asks for a note first,
+and for confirmation when it covers more than one finding; the service does the work (one
+transaction and one audit entry per finding) in a worker thread, with a progress bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Label, ProgressBar, Static
+
+from workbench.services import drift, reconcile
+from workbench.services.drift import ResolveResult
+
+from ..errors import describe_error
+from ..formatting import count
+from ..widgets import Column, Row, VirtualTable
+from .base import FILTER_BINDING
+from .dialogs import ConfirmScreen, PromptScreen
+from .table_screen import TableScreen
+
+LIMIT = 2000  # findings listed; the rest are reached by filtering or after resolving these
+RUNS_SHOWN = 3
+
+COLUMNS = [
+    Column("Connection", 12, drop_below=70),
+    Column("Record", 16, cut="middle"),
+    Column("Field", 15),
+    Column("Ours", None, min_width=10),
+    Column("Theirs", None, min_width=10),
+    Column("Since", 16, drop_below=100),
+]
+
+
+@dataclass(frozen=True)
+class DriftData:
+    runs: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    name: str  # the service's: accept | push | escalate
+    verb: str
+    done: str
+    explains: str  # what it does, in the confirmation
+
+
+RESOLUTIONS = {
+    "accept": Resolution("accept", "Accept", "accepted", "take the provider's value (a transition, cause reconciliation)"),
+    "push": Resolution("push", "Push", "pushed", "send ours to the provider (a command in the outbox)"),
+    "escalate": Resolution("escalate", "Escalate", "escalated", "put the record in review with an open failure"),
+}
+
+
+def shown_value(value: Any) -> str:
+    if isinstance(value, dict):  # an object we have no record of: its status stands for it
+        return f"{{status: {value.get('status')}, amount: {(value.get('fields') or {}).get('amount')}}}"
+    return "-" if value is None else str(value)
+
+
+def run_line(run: dict[str, Any]) -> str:
+    when = (run["finished_at"] or run["requested_at"] or "")[:16].replace("T", " ")
+    tail = " · dry run" if run["dry_run"] else (f" · {run['error']}" if run["error"] else "")
+    return (f"{run['connection']} · {run['status']} {when} · {count(run['records_checked'])} records · "
+            f"{count(run['findings'])} findings{tail}")
+
+
+def summarise(resolution: Resolution, result: ResolveResult) -> str:
+    text = f"{resolution.verb}: {len(result.done)} {resolution.done}"
+    if len(result.done) == 1:
+        text += f" ({next(iter(result.messages.values()))})"
+    if result.skipped:
+        reasons = sorted({reason for _, reason in result.skipped})
+        text += f"; {len(result.skipped)} skipped: {'; '.join(reasons)[:160]}"
+    return text
+
+
+class DriftScreen(TableScreen[DriftData]):
+    CSS_PATH = Path(__file__).with_name("drift.tcss")
+    WHERE = "Drift"
+    NAME = "drift"
+    COLUMNS = COLUMNS
+    EMPTY = "no open drift: records and providers agree (as of the last reconciliation)"
+    MARKABLE = True
+    FILTER = "/ filter: connection, record, field, value"
+    WRITES = frozenset({"resolve"})
+    NEEDS = {"resolve": "reconcile"}
+    HELP = """Where our records and the providers disagree, field by field, as the last reconciliation
+(`workbench reconcile NAME`) found it; the newest runs are listed above. Space marks a finding,
+* marks every finding the filter shows (a bulk resolution); a resolution applies to the marked
+findings, or to the one under the cursor, and asks for a note first:
+
+  a  accept    take the provider's value (a transition with cause reconciliation)
+  p  push      send our value to the provider (a command in the outbox), where an intent can
+  e  escalate  put the record in review, with an open failure saying why
+
+Every resolution is written to the audit trail. Enter opens the record's timeline."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Timeline"),
+        Binding("space", "mark", "Mark"),
+        Binding("asterisk", "mark_all", "All shown", show=False),
+        Binding("a", "resolve('accept')", "Accept"),
+        Binding("p", "resolve('push')", "Push"),
+        Binding("e", "resolve('escalate')", "Escalate"),
+        FILTER_BINDING,
+    ]
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text)
+        self._data = DriftData([], [])
+        self.running: str | None = None
+
+    def compose_above(self) -> ComposeResult:
+        yield Static("", id="drift-runs", classes="drift-runs")
+
+    def compose_below(self) -> ComposeResult:
+        yield Static("", id="drift-detail", classes="drift-detail")
+        with Horizontal(id="action-progress"):
+            yield Label("", id="action-label")
+            yield ProgressBar(show_eta=False, id="action-bar")
+
+    # ----------------------------------------------------------------- loading
+
+    def fetch(self, request: object) -> DriftData:
+        return DriftData(reconcile.latest_runs(self.ctx, limit=RUNS_SHOWN),
+                         drift.list_findings(self.ctx, limit=LIMIT))
+
+    def show(self, data: DriftData) -> None:
+        self._data = data
+        runs = "\n".join(escape(run_line(run)) for run in data.runs)
+        self.query_one("#drift-runs", Static).update(runs or "no reconciliation has run yet")
+        self._render_rows()
+
+    def _render_rows(self) -> None:
+        needle = self.filter_text.strip().lower()
+        found = [f for f in self._data.findings
+                 if not needle or any(needle in str(part).lower() for part in
+                                      (f["connection"], f["record"], f["provider_id"], f["field"],
+                                       shown_value(f["ours"]), shown_value(f["theirs"])))]
+        rows = [Row(f["id"], (f["connection"], f["record"] or f"({f['provider_id']})", (f["field"], "warn"),
+                              shown_value(f["ours"]), shown_value(f["theirs"]), f["since"][:16].replace("T", " ")),
+                    data=f) for f in found]
+        table = self.table
+        table.set_rows(rows)
+        self._update_info(len(found))
+        self._show_detail(table.current_row)
+
+    def _update_info(self, shown: int | None = None) -> None:
+        table = self.table
+        total = len(self._data.findings)
+        shown = len(table.rows) if shown is None else shown
+        listed = f"{count(shown)} of {count(total)}" if shown != total else count(total)
+        more = " (the first listed)" if total >= LIMIT else ""
+        marked = len(table.marked)
+        self.status.set_info(f"{listed} open finding(s){more}" + (f" · {marked} marked" if marked else ""))
+
+    def filter_changed(self) -> None:
+        self._render_rows()  # the findings are all here: no need to ask the store again
+
+    def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
+        self._show_detail(event.row)
+
+    def _show_detail(self, row: Row | None) -> None:
+        panel = self.query_one("#drift-detail", Static)
+        if row is None:
+            panel.update("")
+            return
+        f = row.data
+        assert isinstance(f, dict)
+        record = f["record"] or "no record of ours"
+        panel.update(escape(f"{f['field']} · {f['kind']} {f['provider_id'] or '-'} · {record} · since {f['since'][:19]}\n"
+                            f"ours:   {shown_value(f['ours'])}\n"
+                            f"theirs: {shown_value(f['theirs'])}"))
+
+    # ----------------------------------------------------------------- marks and navigation
+
+    def action_mark(self) -> None:
+        table = self.table
+        table.toggle_mark()
+        table.action_cursor(1)
+        self._update_info()
+
+    def action_mark_all(self) -> None:
+        self.table.mark_all()
+        self._update_info()
+
+    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
+        finding = event.row.data
+        if isinstance(finding, dict) and finding.get("record"):
+            self.wb.open_timeline(finding["record"])
+        else:
+            self.notify("We have no record of this provider object: accept it to make one", severity="warning")
+
+    # ----------------------------------------------------------------- resolutions
+
+    def targets(self) -> list[str]:
+        table = self.table
+        marked = [row.key for row in table.marked_rows]
+        if marked:
+            return marked
+        current = table.current_row
+        return [current.key] if current is not None else []
+
+    def action_resolve(self, name: str) -> None:
+        resolution = RESOLUTIONS[name]
+        if self.refused(resolution.verb) or self.denied(self.needs("resolve", (name,))):
+            return
+        if self.running:
+            self.notify(f"{self.running} is still running", severity="warning")
+            return
+        ids = self.targets()
+        if not ids:
+            self.app.bell()
+            return
+        what = f"{len(ids)} findings" if len(ids) > 1 else f"finding {ids[0]}"
+
+        def prompted(text: str | None) -> None:
+            if text is not None:
+                self._confirm(resolution, ids, text)
+
+        self.app.push_screen(PromptScreen(f"{resolution.verb} {what}", f"Note: why {resolution.name}?",
+                                          required=True), prompted)
+
+    def _confirm(self, resolution: Resolution, ids: list[str], text: str) -> None:
+        if len(ids) == 1:
+            self._start(resolution, ids, text)
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._start(resolution, ids, text)
+
+        self.app.push_screen(ConfirmScreen(f"{resolution.verb} {len(ids)} findings?",
+                                           f"This will {resolution.explains} for {len(ids)} findings, "
+                                           f"with: {text}.\nEach one is written to the audit trail.",
+                                           resolution.verb), confirmed)
+
+    def _start(self, resolution: Resolution, ids: list[str], text: str) -> None:
+        self.running = resolution.verb
+        self.query_one("#action-progress").add_class("-running")
+        self.query_one("#action-label", Label).update(f"{resolution.verb} 0/{len(ids)}")
+        self.query_one("#action-bar", ProgressBar).update(total=len(ids), progress=0)
+        self.run_worker(lambda: self._run(resolution, ids, text), thread=True, group="action", exit_on_error=False)
+
+    def _run(self, resolution: Resolution, ids: list[str], text: str) -> None:
+        def progress(done: int, total: int) -> None:  # called by the service, in this thread
+            self._post(self._progress, resolution, done, total)
+
+        try:
+            result = drift.resolve(self.ctx, ids, resolution.name, text, progress)
+        except Exception as exc:
+            self._post(self._finished, resolution, None, describe_error(exc))
+            return
+        self._post(self._finished, resolution, result, None)
+
+    def _progress(self, resolution: Resolution, done: int, total: int) -> None:
+        if self.is_attached:
+            self.query_one("#action-label", Label).update(f"{resolution.verb} {done}/{total}")
+            self.query_one("#action-bar", ProgressBar).update(total=total, progress=done)
+
+    def _finished(self, resolution: Resolution, result: ResolveResult | None, error: str | None) -> None:
+        self.running = None
+        if not self.is_attached:
+            return
+        self.query_one("#action-progress").remove_class("-running")
+        if result is None:
+            self.notify(f"{resolution.verb} failed: {error}", severity="error", markup=False)
+        else:
+            self.table.clear_marks()
+            self.notify(summarise(resolution, result), severity="warning" if result.skipped else "information",
+                        markup=False)
+        self.reload()
