@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from adapters.protocol import ProviderClient
 from store.database import reading
-from store.models import AuditEntry, Lease, Process, SyncState
+from store.models import AuditEntry, Lease, Process, ReconcileRun, SyncState
 from tests.engine_harness import wait_until
 from tests.engine_support import callable_connection, sandbox, vault
 from workbench.engine.daemon import Engine, EngineOptions
-from workbench.services import role_bindings, sync_state
+from workbench.services import reconcile as reconcile_service, role_bindings, sync_state
 from workbench.services.connections import ConnectionInfo
 from workbench.services.context import ServiceContext
 
@@ -94,3 +94,27 @@ def test_a_reconcile_request_needs_a_reason_and_a_known_connection(ctx: ServiceC
         sync_state.request_reconcile(ctx, "nope", " ")
     with pytest.raises(NotFound, match="unknown connection 'nope'"):
         sync_state.request_reconcile(ctx, "nope", "why")
+
+
+def test_reconcile_now_from_the_cli_is_carried_out_by_a_running_engine(ctx: ServiceContext, sandbox: str,
+                                                                       running: list[Running]) -> None:
+    """The pieces together: `workbench reconcile NAME --now` (request_run + the engines' mark)
+    and an engine given the real reconciler, as `workbench engine` gives it: the requested run
+    finishes, once, and says what it compared."""
+    role_bindings.grant(ctx, "system:engine", "operator", "tests")
+    callable_connection(ctx, "pay", "payroll", sandbox, settings={"sync": {"interval_s": 3600}})
+    run_id = reconcile_service.request_run(ctx, "pay")
+    sync_state.request_reconcile(ctx, "pay", f"workbench reconcile --now (run {run_id})")
+    engine = Running(Engine(ctx.as_actor("system:engine"), {"sandbox": vault()}, EngineOptions(lease_ttl_s=2),
+                            reconcile=reconcile_service.run_for_engine))
+    running.append(engine)
+
+    def status() -> str:
+        (run,) = [r for r in rows(ctx, ReconcileRun.__table__) if r.id == run_id]
+        return str(run.status)
+
+    wait_until(lambda: status() == "finished", 10)
+    engine.stop()
+    assert [r.id for r in rows(ctx, ReconcileRun.__table__)] == [run_id]  # carried out, no second run
+    (state,) = rows(ctx, SyncState.__table__)
+    assert state.reconcile_requested_at is None

@@ -18,7 +18,7 @@ def test_0008_adds_and_removes_only_its_own_tables(db_url: str) -> None:
     add_stripe(make_context(engine))
     before = set(inspect(engine).get_table_names())
     assert NEW <= before
-    command.downgrade(_alembic_config(engine), "0006")
+    command.downgrade(_alembic_config(engine), "0007")
     engine.dispose()
 
     plain = create_engine(db_url)
