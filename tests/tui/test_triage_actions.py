@@ -161,7 +161,7 @@ async def test_replay_records_in_bulk_with_progress(db_ctx: ServiceContext) -> N
             seen.append((done, total))
             original(action, done, total)
 
-        screen._progress = spy  # type: ignore[method-assign]  # a spy around the real method
+        screen._progress = spy  # type: ignore[method-assign, assignment]  # a spy around the real method
         await pilot.press("asterisk", "p")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")

@@ -16,18 +16,16 @@ from typing import Any
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import Label, ProgressBar, Static
+from textual.widgets import Static
 
 from workbench.services import drift, reconcile
 from workbench.services.drift import ResolveResult
 
-from ..errors import describe_error
 from ..formatting import count
 from ..widgets import Column, Row, VirtualTable
 from .base import FILTER_BINDING
-from .dialogs import ConfirmScreen, PromptScreen
-from .table_screen import TableScreen
+from .bulk_table_screen import BulkTableScreen
+from .dialogs import PromptScreen
 
 LIMIT = 2000  # findings listed; the rest are reached by filtering or after resolving these
 RUNS_SHOWN = 3
@@ -86,7 +84,7 @@ def summarise(resolution: Resolution, result: ResolveResult) -> str:
     return text
 
 
-class DriftScreen(TableScreen[DriftData]):
+class DriftScreen(BulkTableScreen[DriftData]):
     CSS_PATH = Path(__file__).with_name("drift.tcss")
     WHERE = "Drift"
     NAME = "drift"
@@ -120,16 +118,13 @@ Every resolution is written to the audit trail. Enter opens the record's timelin
     def __init__(self, text: str = "") -> None:
         super().__init__(text)
         self._data = DriftData([], [])
-        self.running: str | None = None
 
     def compose_above(self) -> ComposeResult:
         yield Static("", id="drift-runs", classes="drift-runs")
 
     def compose_below(self) -> ComposeResult:
         yield Static("", id="drift-detail", classes="drift-detail")
-        with Horizontal(id="action-progress"):
-            yield Label("", id="action-label")
-            yield ProgressBar(show_eta=False, id="action-bar")
+        yield from self.compose_progress()
 
     # ----------------------------------------------------------------- loading
 
@@ -186,14 +181,7 @@ Every resolution is written to the audit trail. Enter opens the record's timelin
 
     # ----------------------------------------------------------------- marks and navigation
 
-    def action_mark(self) -> None:
-        table = self.table
-        table.toggle_mark()
-        table.action_cursor(1)
-        self._update_info()
-
-    def action_mark_all(self) -> None:
-        self.table.mark_all()
+    def marks_changed(self) -> None:
         self._update_info()
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
@@ -205,20 +193,11 @@ Every resolution is written to the audit trail. Enter opens the record's timelin
 
     # ----------------------------------------------------------------- resolutions
 
-    def targets(self) -> list[str]:
-        table = self.table
-        marked = [row.key for row in table.marked_rows]
-        if marked:
-            return marked
-        current = table.current_row
-        return [current.key] if current is not None else []
-
     def action_resolve(self, name: str) -> None:
         resolution = RESOLUTIONS[name]
         if self.refused(resolution.verb) or self.denied(self.needs("resolve", (name,))):
             return
-        if self.running:
-            self.notify(f"{self.running} is still running", severity="warning")
+        if self.busy():
             return
         ids = self.targets()
         if not ids:
@@ -234,51 +213,11 @@ Every resolution is written to the audit trail. Enter opens the record's timelin
                                           required=True), prompted)
 
     def _confirm(self, resolution: Resolution, ids: list[str], text: str) -> None:
-        if len(ids) == 1:
-            self._start(resolution, ids, text)
-            return
+        def start() -> None:
+            self.run_bulk(resolution.verb, len(ids),
+                          lambda progress: drift.resolve(self.ctx, ids, resolution.name, text, progress),
+                          lambda result: (summarise(resolution, result), bool(result.skipped)))
 
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self._start(resolution, ids, text)
-
-        self.app.push_screen(ConfirmScreen(f"{resolution.verb} {len(ids)} findings?",
-                                           f"This will {resolution.explains} for {len(ids)} findings, "
-                                           f"with: {text}.\nEach one is written to the audit trail.",
-                                           resolution.verb), confirmed)
-
-    def _start(self, resolution: Resolution, ids: list[str], text: str) -> None:
-        self.running = resolution.verb
-        self.query_one("#action-progress").add_class("-running")
-        self.query_one("#action-label", Label).update(f"{resolution.verb} 0/{len(ids)}")
-        self.query_one("#action-bar", ProgressBar).update(total=len(ids), progress=0)
-        self.run_worker(lambda: self._run(resolution, ids, text), thread=True, group="action", exit_on_error=False)
-
-    def _run(self, resolution: Resolution, ids: list[str], text: str) -> None:
-        def progress(done: int, total: int) -> None:  # called by the service, in this thread
-            self._post(self._progress, resolution, done, total)
-
-        try:
-            result = drift.resolve(self.ctx, ids, resolution.name, text, progress)
-        except Exception as exc:
-            self._post(self._finished, resolution, None, describe_error(exc))
-            return
-        self._post(self._finished, resolution, result, None)
-
-    def _progress(self, resolution: Resolution, done: int, total: int) -> None:
-        if self.is_attached:
-            self.query_one("#action-label", Label).update(f"{resolution.verb} {done}/{total}")
-            self.query_one("#action-bar", ProgressBar).update(total=total, progress=done)
-
-    def _finished(self, resolution: Resolution, result: ResolveResult | None, error: str | None) -> None:
-        self.running = None
-        if not self.is_attached:
-            return
-        self.query_one("#action-progress").remove_class("-running")
-        if result is None:
-            self.notify(f"{resolution.verb} failed: {error}", severity="error", markup=False)
-        else:
-            self.table.clear_marks()
-            self.notify(summarise(resolution, result), severity="warning" if result.skipped else "information",
-                        markup=False)
-        self.reload()
+        self.confirm_many(ids, f"{resolution.verb} {len(ids)} findings?",
+                          f"This will {resolution.explains} for {len(ids)} findings, with: {text}.\n"
+                          "Each one is written to the audit trail.", resolution.verb, start)

@@ -16,20 +16,18 @@ from typing import Any
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import Label, ProgressBar, Static
+from textual.widgets import Static
 
 from workbench.services import queries, triage
 from workbench.services.context import ServiceContext
 from workbench.services.payload_crypto import Vaults
 from workbench.services.triage import FailureGroup, Progress, TriageResult
 
-from ..errors import describe_error
 from ..formatting import count
 from ..vaults import unlocked_vaults
 from ..widgets import Column, Row, VirtualTable
-from .dialogs import ConfirmScreen, PromptScreen
-from .table_screen import TableScreen
+from .bulk_table_screen import BulkTableScreen
+from .dialogs import PromptScreen
 
 LIMIT = 2000  # failures listed per group; actions reach the rest through marks on later refreshes
 
@@ -83,7 +81,7 @@ def summarise(action: TriageAction, result: TriageResult) -> str:
     return text
 
 
-class FailuresScreen(TableScreen[list[dict[str, Any]]]):
+class FailuresScreen(BulkTableScreen[list[dict[str, Any]]]):
     WHERE = "Failures"
     NAME = "failures"
     COLUMNS = COLUMNS
@@ -119,7 +117,6 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
         super().__init__()
         self.group = group
         self.record_id = record_id  # opened from a record's timeline: only that record's failures
-        self.running: str | None = None
 
     def compose_above(self) -> ComposeResult:
         g = self.group
@@ -129,9 +126,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
 
     def compose_below(self) -> ComposeResult:
         yield Static("", id="failure-detail", classes="detail-panel")
-        with Horizontal(id="action-progress"):
-            yield Label("", id="action-label")
-            yield ProgressBar(show_eta=False, id="action-bar")
+        yield from self.compose_progress()
 
     # ----------------------------------------------------------------- loading
 
@@ -176,14 +171,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
 
     # ----------------------------------------------------------------- marks and navigation
 
-    def action_mark(self) -> None:
-        table = self.table
-        table.toggle_mark()
-        table.action_cursor(1)
-        self._update_info()
-
-    def action_mark_all(self) -> None:
-        self.table.mark_all()
+    def marks_changed(self) -> None:
         self._update_info()
 
     def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
@@ -202,14 +190,6 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
 
     # ----------------------------------------------------------------- actions
 
-    def targets(self) -> list[str]:
-        table = self.table
-        marked = [row.key for row in table.marked_rows]
-        if marked:
-            return marked
-        current = table.current_row
-        return [current.key] if current is not None else []
-
     def needs(self, action: str, parameters: tuple[object, ...]) -> str | None:
         if action == "act" and parameters == ("replay",):
             return "replay"
@@ -219,8 +199,7 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
         action = ACTIONS[name]
         if self.refused(action.verb) or self.denied(self.needs("act", (name,))):
             return
-        if self.running:
-            self.notify(f"{self.running} is still running", severity="warning")
+        if self.busy():
             return
         ids = self.targets()
         if not ids:
@@ -239,53 +218,13 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
                              prompted)
 
     def _confirm(self, action: TriageAction, ids: list[str], text: str) -> None:
-        if len(ids) == 1:
-            self._start(action, ids, text)
-            return
+        def start() -> None:
+            vaults = unlocked_vaults(self.app)  # read here, on the UI thread
+            self.run_bulk(action.verb, len(ids), lambda progress: action.run(self.ctx, ids, text, progress, vaults),
+                          lambda result: (summarise(action, result), bool(result.skipped)))
+
         detail = f" with: {text}" if text else ""
-
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self._start(action, ids, text)
-
-        self.app.push_screen(ConfirmScreen(f"{action.verb} {len(ids)} failures?",
-                                           f"This will {action.name} {len(ids)} failures{detail}.\n"
-                                           "Each one is written to the audit trail.", action.verb), confirmed)
-
-    def _start(self, action: TriageAction, ids: list[str], text: str) -> None:
-        self.running = action.verb
-        panel = self.query_one("#action-progress")
-        panel.add_class("-running")
-        self.query_one("#action-label", Label).update(f"{action.verb} 0/{len(ids)}")
-        self.query_one("#action-bar", ProgressBar).update(total=len(ids), progress=0)
-        self.run_worker(lambda: self._run(action, ids, text), thread=True, group="action", exit_on_error=False)
-
-    def _run(self, action: TriageAction, ids: list[str], text: str) -> None:
-        def progress(done: int, total: int) -> None:  # called by the service, in this thread
-            self._post(self._progress, action, done, total)
-
-        try:
-            result = action.run(self.ctx, ids, text, progress, unlocked_vaults(self.app))
-        except Exception as exc:
-            self._post(self._finished, action, None, describe_error(exc))
-            return
-        self._post(self._finished, action, result, None)
-
-    def _progress(self, action: TriageAction, done: int, total: int) -> None:
-        if self.is_attached:
-            self.query_one("#action-label", Label).update(f"{action.verb} {done}/{total}")
-            self.query_one("#action-bar", ProgressBar).update(total=total, progress=done)
-
-    def _finished(self, action: TriageAction, result: TriageResult | None, error: str | None) -> None:
-        self.running = None
-        if not self.is_attached:
-            return
-        self.query_one("#action-progress").remove_class("-running")
-        if result is None:
-            self.notify(f"{action.verb} failed: {error}", severity="error", markup=False)
-        else:
-            self.table.clear_marks()
-            self.notify(summarise(action, result), severity="warning" if result.skipped else "information",
-                        markup=False)
-        self.reload()
+        self.confirm_many(ids, f"{action.verb} {len(ids)} failures?",
+                          f"This will {action.name} {len(ids)} failures{detail}.\n"
+                          "Each one is written to the audit trail.", action.verb, start)
 
