@@ -52,6 +52,9 @@ class Capabilities:
     # How reconciliation reads the provider's current objects (the client is `Reconciling`):
     # "list" pages through a list endpoint, "lookup" fetches each object by its ID; None: not at all.
     reconcile_by: Literal["list", "lookup"] | None = None
+    # Outbound requests per second the provider tolerates from one account: the engine's pace
+    # for this provider unless a connection's `rate_limit.per_second` overrides it.
+    rate_limit_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

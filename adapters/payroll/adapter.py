@@ -23,7 +23,7 @@ class PayrollAdapter:
                                 lookup_by_reference=True, signature_scheme=signature.SCHEME,
                                 pagination=Pagination.OFFSET, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
                                 intents=commands.INTENTS, record_kind=mapping.KIND,
-                                reconcile_by="list")
+                                reconcile_by="list", rate_limit_per_s=50.0)
 
     # Employees' bank details and names may ride along on a run (the provider echoes them).
     redacted_paths = (

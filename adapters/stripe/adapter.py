@@ -27,7 +27,7 @@ class StripeAdapter:
                                 signature_scheme=signature.SCHEME,
                                 pagination=Pagination.CURSOR, rate_limit_signals=errors.RATE_LIMIT_SIGNALS,
                                 intents=commands.INTENTS, record_kind=mapping.KIND,
-                                reconcile_by="list")
+                                reconcile_by="list", rate_limit_per_s=25.0)
 
     # Personal data and secrets Stripe puts where the core's detectors cannot tell them by
     # shape or name (a name, an address, a phone number, a client secret of any shape).
