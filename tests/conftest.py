@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -93,20 +94,51 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database(request, request.param, tmp_path / "workbench.db") as url:
+    # A test that takes the upgraded store (`engine`, `ctx`) gets a copy of one migrated once
+    # per session: running the migrations for every test cost minutes of the suite.
+    migrated = "engine" in request.fixturenames
+    with fresh_database(request, request.param, tmp_path / "workbench.db", migrated=migrated) as url:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store at the newest migration, copied for each test that wants one."""
+    path = tmp_path_factory.mktemp("template") / "workbench.db"
+    engine = open_store(f"sqlite:///{path}", auto_upgrade=True)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+    engine.dispose()
+    return path
+
+
+MIGRATED_TEMPLATE = "wb_template_migrated"
+
+
+@pytest.fixture(scope="session")
+def _migrated_postgres(postgres_cluster: PostgresCluster) -> str:
+    """A PostgreSQL database at the newest migration: the template of each test's database."""
+    postgres_cluster.create_database(MIGRATED_TEMPLATE)
+    engine = open_store(postgres_cluster.url(MIGRATED_TEMPLATE), auto_upgrade=True)
+    engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template free of sessions
+    return MIGRATED_TEMPLATE
+
+
 @contextmanager
-def fresh_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Path) -> Iterator[str]:
-    """A URL to a new, empty database on `backend` (a file at `sqlite_path`, or a database on
-    the session's PostgreSQL cluster), removed afterwards."""
+def fresh_database(request: pytest.FixtureRequest, backend: str, sqlite_path: Path, *,
+                   migrated: bool = False) -> Iterator[str]:
+    """A URL to a new database on `backend` (a file at `sqlite_path`, or a database on the
+    session's PostgreSQL cluster), empty or (`migrated`) at the newest migration, removed
+    afterwards."""
     if backend == "sqlite":
+        if migrated:
+            template: Path = request.getfixturevalue("_migrated_sqlite")
+            shutil.copyfile(template, sqlite_path)
         yield f"sqlite:///{sqlite_path}"
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     name = f"wb_test_{uuid.uuid4().hex[:16]}"
-    cluster.create_database(name)
+    cluster.create_database(name, template=request.getfixturevalue("_migrated_postgres") if migrated else None)
     try:
         yield cluster.url(name)
     finally:
