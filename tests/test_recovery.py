@@ -182,3 +182,65 @@ def test_filter_parser_reads_keys_times_and_words():
     assert flt.matches("timeout", "acme", "abc", "Bad Gateway")
     assert not flt.matches("timeout", "acme", "abc", "reset by peer")
     assert not flt.matches("timeout", "beta", "abc", "Bad Gateway")
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+
+def wb(db_url: str, *args: str, stdin: str | None = None) -> Any:
+    from click.testing import CliRunner
+
+    from workbench.cli.main import cli
+    return CliRunner().invoke(cli, ["--db", db_url, *args], input=stdin, catch_exceptions=False)
+
+
+def one_line(result: Any, *words: str) -> None:
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in result.output
+    for word in words:
+        assert word in line, line
+
+
+def test_cli_plans_refuses_without_confirmation_then_starts_with_yes(db_url, ctx, seeded):
+    before = snapshot(ctx)
+    since = (T0 + timedelta(minutes=2)).isoformat()
+    refused = wb(db_url, "recover", "acme", "--since", since, "--until", "2026-11-01T12:05Z", "--category", "timeout")
+    assert refused.stdout.splitlines()[0] == ("plan: retry 3 failure(s) matching category=timeout connection=acme "
+                                              "since=2026-11-01T12:02:00+00:00 until=2026-11-01T12:05:00+00:00")
+    assert "acme: 3 failure(s): 3 command(s) back to the outbox, 0 delivery(ies) re-run through ingest; pace 25/s" \
+        in refused.stdout
+    one_line(refused, "needs a confirmation", "--yes")
+    assert recovery.status(ctx) == [] and snapshot(ctx) == before
+
+    started = wb(db_url, "failures", "retry", "--filter", "connection=acme category=provider_outage", "--yes")
+    assert started.exit_code == 0, started.output
+    [info] = recovery.status(ctx)
+    assert f"started recovery {info.id}: 2 failure(s)" in started.stdout
+    status = wb(db_url, "recover", "status", info.id, "--json")
+    import orjson
+    shown = orjson.loads(status.stdout)
+    assert (shown["state"], shown["total"], shown["pending"], shown["filter"]) == \
+        ("running", 2, 2, "category=provider_outage connection=acme")
+    assert wb(db_url, "recover", "cancel", info.id).exit_code == 0
+    run_all(ctx)
+    assert orjson.loads(wb(db_url, "recover", "status", "--json").stdout)[0]["state"] == "cancelled"
+    assert snapshot(ctx) == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (("failures", "retry", "--filter", "colour=red"), ("unknown filter key 'colour'",)),
+    (("failures", "retry", "--filter", "since=soon"), ("since: 'soon' is not a time",)),
+    (("failures", "retry", "f_1", "--filter", "category=timeout"), ("not both",)),
+    (("failures", "retry", "--filter", "connection=nope"), ("unknown connection 'nope'",)),
+    (("recover", "nope", "--since", "2h"), ("unknown connection 'nope'",)),
+    (("recover", "acme", "--since", "last tuesday"), ("--since: 'last tuesday' is not a time",)),
+    (("recover", "acme", "--since", "2h", "--until", "3h"), ("--since must be before --until",)),
+    (("recover", "acme", "--since", "2h", "--category", "weird"), ("unknown category 'weird'",)),
+    (("recover", "status", "rcv_nope"), ("no recovery 'rcv_nope'",)),
+    (("recover", "cancel", "rcv_nope\x1b[2J"), ("no recovery",)),
+])
+def test_cli_hostile_input_is_one_line(db_url, ctx, args, words):
+    add_stripe(ctx, "acme")
+    result = wb(db_url, *args)
+    one_line(result, *words)
+    assert "\x1b" not in result.output

@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, lite
 
 from store.database import reading, writing
 from store.models import Connection as ConnectionRow, Failure, Recovery, RecoveryItem
-from workbench.domain.failure_filter import UNRESOLVED, FailureFilter
+from workbench.domain.failure_filter import UNRESOLVED, BadFilter, FailureFilter, parse_failure_filter
 from workbench.domain.redaction import redact_text
 from workbench.domain.taxonomy import CLOSED_STATES
 
@@ -113,6 +113,15 @@ def _recovery_info(row: Any) -> RecoveryInfo:
 
 
 # -- the filter as a query ------------------------------------------------------------------
+
+def parse_filter(ctx: ServiceContext, text: str) -> FailureFilter:
+    """An operator's filter text (CLI --filter, the Error queue's /) read; InvalidArgument, one
+    line, when it cannot be."""
+    try:
+        return parse_failure_filter(text, ctx.clock())
+    except BadFilter as exc:
+        raise InvalidArgument(str(exc)) from None
+
 
 def connection_filter(ctx: ServiceContext, name: str, *, since: datetime, until: datetime | None = None,
                       category: str | None = None) -> FailureFilter:
