@@ -3,7 +3,6 @@ cancel`, and the plan-then-confirm step `failures retry --filter` shares with th
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -15,7 +14,7 @@ from workbench.services.errors import InvalidArgument
 from workbench.services.recovery import RecoveryInfo, RecoveryPlan
 
 from .output import json_array, json_value, table
-from .support import EXIT_USAGE, State, fail, pass_state
+from .support import State, confirm_or_stop, pass_state
 
 
 def duration(seconds: float) -> str:
@@ -46,11 +45,7 @@ def plan_and_submit(state: State, flt: FailureFilter, *, yes: bool, note: str | 
     if plan.failures == 0:
         click.echo("nothing to recover")
         return
-    if not yes:
-        if not sys.stdin.isatty():
-            fail("a recovery needs a confirmation: run it on a terminal to be asked, or pass --yes", EXIT_USAGE)
-        if not click.confirm(f"Retry these {plan.failures} failure(s)?", default=False):
-            fail("nothing was started")
+    confirm_or_stop(yes, f"Retry these {plan.failures} failure(s)?", "a recovery")
     started = recovery.submit(state.ctx, plan, note)
     click.echo(f"started recovery {started.id}: {started.total} failure(s); a running engine carries it out "
                f"(workbench recover status {started.id}; cancel: workbench recover cancel {started.id})")
