@@ -130,7 +130,7 @@ def test_cli_shows_the_plan_asks_then_moves(db_url, ctx, polled):
     (("pay", "--since", "someday"), "--since: 'someday' is not a time"),
     (("pay", "--since", "2999-01-01"), "is in the future"),
 ])
-def test_cli_hostile_input_is_one_line(db_url, ctx, polled, args, words):
+def test_cli_hostile_input_is_one_line(db_url, ctx, args, words):
     result = wb(db_url, "connection", "rewind", *args)
     assert result.exit_code != 0 and "Traceback" not in result.output
     [line] = result.stderr.strip().splitlines()
