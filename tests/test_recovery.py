@@ -8,17 +8,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from adapters.stripe import StripeAdapter
 from store.database import reading, writing
 from store.models import Command, Failure, FailureNote
+from tests.engine_harness import wait_until
 from tests.support import T0, add_stripe
+from tests.test_engine_control import Running
 from tests.test_triage import rejected
+from workbench.cli.main import cli
 from workbench.domain.failure_filter import BadFilter, FailureFilter, parse_failure_filter
 from workbench.domain.taxonomy import Category
-from workbench.services import audit, commands, recovery, triage
+from workbench.engine.daemon import Engine, EngineOptions
+from workbench.services import audit, commands, connections, recovery, role_bindings, triage
 from workbench.services.connections import ConnectionInfo
 from workbench.services.errors import InvalidArgument, NotFound, ServiceError
 
@@ -187,9 +193,6 @@ def test_filter_parser_reads_keys_times_and_words():
 # -- the CLI ------------------------------------------------------------------------------------
 
 def wb(db_url: str, *args: str, stdin: str | None = None) -> Any:
-    from click.testing import CliRunner
-
-    from workbench.cli.main import cli
     return CliRunner().invoke(cli, ["--db", db_url, *args], input=stdin, catch_exceptions=False)
 
 
@@ -217,7 +220,6 @@ def test_cli_plans_refuses_without_confirmation_then_starts_with_yes(db_url, ctx
     [info] = recovery.status(ctx)
     assert f"started recovery {info.id}: 2 failure(s)" in started.stdout
     status = wb(db_url, "recover", "status", info.id, "--json")
-    import orjson
     shown = orjson.loads(status.stdout)
     assert (shown["state"], shown["total"], shown["pending"], shown["filter"]) == \
         ("running", 2, 2, "category=provider_outage connection=acme")
@@ -244,3 +246,21 @@ def test_cli_hostile_input_is_one_line(db_url, ctx, args, words):
     result = wb(db_url, *args)
     one_line(result, *words)
     assert "\x1b" not in result.output
+
+
+def test_a_running_engine_carries_out_a_recovery(ctx, seeded):
+    """The engine's recoveries job, in this process: the frozen set retried;
+    the connection is paused, so the requeued commands wait in the outbox (nothing dropped)."""
+    role_bindings.grant(ctx, "system:engine", "operator", "tests")
+    connections.set_paused(ctx, "acme", True, "tests: hold the outbox")
+    started = recovery.submit(ctx, recovery.plan(ctx, parse_failure_filter("connection=acme", NOW)))
+    engine = Running(Engine(ctx.as_actor("system:engine"), {}, EngineOptions(lease_ttl_s=2, recovery_every_s=0.1)))
+    try:
+        wait_until(lambda: recovery.status(ctx, started.id)[0].state == "finished", 10)
+    finally:
+        engine.stop()
+    assert set(recovery.item_states(ctx, started.id).values()) == {"done"}
+    with reading(ctx.engine) as conn:
+        statuses = conn.execute(select(cmd_table.c.status).join(failures, failures.c.command_id == cmd_table.c.id)
+                                .where(failures.c.id.in_(seeded["timeouts"] + seeded["outages"]))).scalars().all()
+    assert statuses == ["pending"] * 8
