@@ -41,7 +41,7 @@ async def test_recover_all_matching_then_cancel(db_ctx: ServiceContext) -> None:
         await pilot.press("slash")
         await type_text(pilot, FILTER)
         await pilot.press("enter")
-        assert [row.data.category for row in screen.query_one(VirtualTable).rows] == ["contract_mismatch"]
+        assert [row.key.split("|")[0] for row in screen.query_one(VirtualTable).rows] == ["contract_mismatch"]
 
         await pilot.press("R")
         await settle(pilot)
