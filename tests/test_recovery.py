@@ -229,7 +229,7 @@ def test_cli_plans_refuses_without_confirmation_then_starts_with_yes(db_url, ctx
     assert snapshot(ctx) == before
 
 
-@pytest.mark.parametrize("args, words", [
+HOSTILE = [
     (("failures", "retry", "--filter", "colour=red"), ("unknown filter key 'colour'",)),
     (("failures", "retry", "--filter", "since=soon"), ("since: 'soon' is not a time",)),
     (("failures", "retry", "f_1", "--filter", "category=timeout"), ("not both",)),
@@ -240,12 +240,16 @@ def test_cli_plans_refuses_without_confirmation_then_starts_with_yes(db_url, ctx
     (("recover", "acme", "--since", "2h", "--category", "weird"), ("unknown category 'weird'",)),
     (("recover", "status", "rcv_nope"), ("no recovery 'rcv_nope'",)),
     (("recover", "cancel", "rcv_nope\x1b[2J"), ("no recovery",)),
-])
-def test_cli_hostile_input_is_one_line(db_url, ctx, args, words):
+]
+
+
+def test_cli_hostile_input_is_one_line(db_url, ctx):
     add_stripe(ctx, "acme")
-    result = wb(db_url, *args)
-    one_line(result, *words)
-    assert "\x1b" not in result.output
+    for args, words in HOSTILE:  # one store for every case: a store per case costs seconds on PostgreSQL
+        result = wb(db_url, *args)
+        one_line(result, *words)
+        assert "\x1b" not in result.output
+    assert recovery.status(ctx) == []
 
 
 def test_a_running_engine_carries_out_a_recovery(ctx, seeded):

@@ -125,13 +125,16 @@ def test_cli_shows_the_plan_asks_then_moves(db_url, ctx, polled):
         assert sync_state.get_state(conn, polled["info"].id).cursor == str(total - 3)
 
 
-@pytest.mark.parametrize("args, words", [
+HOSTILE = [
     (("nope", "--since", "2h"), "unknown connection 'nope'"),
     (("pay", "--since", "someday"), "--since: 'someday' is not a time"),
     (("pay", "--since", "2999-01-01"), "is in the future"),
-])
-def test_cli_hostile_input_is_one_line(db_url, ctx, args, words):
-    result = wb(db_url, "connection", "rewind", *args)
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: ") and words in line, line
+]
+
+
+def test_cli_hostile_input_is_one_line(db_url, ctx):
+    for args, words in HOSTILE:  # one store for every case: a store per case costs seconds on PostgreSQL
+        result = wb(db_url, "connection", "rewind", *args)
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and words in line, line
