@@ -139,6 +139,17 @@ def test_a_cancelled_recovery_leaves_the_rest_untouched(ctx, seeded):
         recovery.cancel(ctx, started.id)
 
 
+def test_a_planned_failure_closed_meanwhile_is_skipped_saying_why(ctx, seeded):
+    started = recovery.submit(ctx, recovery.plan(ctx, parse_failure_filter("category=provider_outage", NOW)))
+    first, second = seeded["outages"]
+    triage.resolve(ctx, [first], "fixed by hand before the engine got to it")
+    run_all(ctx)
+    [info] = recovery.status(ctx, started.id)
+    assert (info.state, info.done, info.skipped) == ("finished", 1, 1)
+    assert recovery.item_states(ctx, started.id) == {first: "skipped", second: "done"}
+    assert triage.failure_detail(ctx, first)["state"] == "resolved"  # left as the person left it
+
+
 def test_free_words_match_in_the_store_as_on_the_screen(ctx, seeded):
     one = rejected(ctx, "pi_9", "acme")  # a delivery failure: re-run through ingest
     flt = parse_failure_filter("BUSINESS_rule", NOW)

@@ -19,12 +19,14 @@ next failure; the rest stays as it was (items `cancelled`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, literal, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from store.database import reading, writing
 from store.models import Connection as ConnectionRow, Failure, Recovery, RecoveryItem
@@ -35,9 +37,11 @@ from workbench.domain.taxonomy import CLOSED_STATES
 from . import access, audit, triage
 from .connections import ConnectionInfo, _get as connection_in, _info as connection_info
 from .context import ServiceContext
-from .errors import InvalidArgument, NotFound, ServiceError
+from .errors import InvalidArgument, NotFound, ServiceError, StoreUnavailable
 from .pace import outbound_rate
 from .payload_crypto import NO_VAULTS, Vaults
+
+log = logging.getLogger(__name__)
 
 failures = Failure.__table__
 connections = ConnectionRow.__table__
@@ -151,7 +155,9 @@ def _conditions(flt: FailureFilter) -> list[ColumnElement[bool]]:
         where.append(failures.c.created_at >= flt.since)
     if flt.until is not None:
         where.append(failures.c.created_at < flt.until)
-    for word in flt.words:  # as FailureFilter.matches: part of any of the four, case-insensitive
+    # As FailureFilter.matches: part of any of the four, case-insensitive (the screen matches
+    # the redacted sample message, the store the message as stored: a masked secret is no word).
+    for word in flt.words:
         where.append(or_(*(func.lower(column).contains(word, autoescape=True) for column in (
             failures.c.category, connections.c.name, failures.c.fingerprint, failures.c.message))))
     return where
@@ -305,10 +311,19 @@ def _retry_each(ctx: ServiceContext, recovery_id: str, failure_ids: Sequence[str
                 message = triage.retry_one(conn, ctx, triage.get_failure(conn, failure_id), note, vaults,
                                            audited=False)
                 _mark(conn, recovery_id, failure_id, "done", message)
+        except (SQLAlchemyError, StoreUnavailable):
+            raise  # the store (locked, gone): the item stays pending for the next run
         except ServiceError as exc:  # rolled back: the failure is as it was; say why on the item
-            with writing(ctx.engine) as conn:
-                if _still_pending(conn, recovery_id, failure_id):
-                    _mark(conn, recovery_id, failure_id, "skipped", redact_text(str(exc))[:500])
+            _skip(ctx, recovery_id, failure_id, redact_text(str(exc))[:500])
+        except Exception as exc:  # a bug on this one failure must not stall the rest forever
+            log.warning("recovery %s: failure %s could not be retried", recovery_id, failure_id, exc_info=True)
+            _skip(ctx, recovery_id, failure_id, f"unexpected {type(exc).__name__}; see the engine's log")
+
+
+def _skip(ctx: ServiceContext, recovery_id: str, failure_id: str, why: str) -> None:
+    with writing(ctx.engine) as conn:
+        if _still_pending(conn, recovery_id, failure_id):
+            _mark(conn, recovery_id, failure_id, "skipped", why)
 
 
 def _still_pending(conn: Connection, recovery_id: str, failure_id: str) -> bool:
