@@ -226,10 +226,13 @@ def test_cli_plans_refuses_without_confirmation_then_starts_with_yes(db_url, ctx
     one_line(refused, "needs a confirmation", "--yes")
     assert recovery.status(ctx) == [] and snapshot(ctx) == before
 
-    started = wb(db_url, "failures", "retry", "--filter", "connection=acme category=provider_outage", "--yes")
+    started = wb(db_url, "failures", "retry", "--filter", "connection=acme category=provider_outage", "--yes",
+                 "--json")
     assert started.exit_code == 0, started.output
     [info] = recovery.status(ctx)
-    assert f"started recovery {info.id}: 2 failure(s)" in started.stdout
+    shown = orjson.loads(started.stdout)
+    assert (shown["plan"]["failures"], shown["plan"]["commands"], shown["recovery"]["id"]) == (2, 2, info.id)
+    assert [c["connection"] for c in shown["plan"]["connections"]] == ["acme"]
     status = wb(db_url, "recover", "status", info.id, "--json")
     shown = orjson.loads(status.stdout)
     assert (shown["state"], shown["total"], shown["pending"], shown["filter"]) == \

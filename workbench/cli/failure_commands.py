@@ -99,15 +99,18 @@ def failures_reopen(state: State, failure_ids: tuple[str, ...], note: str) -> No
               help="Every open failure that matches, not IDs: e.g. 'category=timeout connection=acme since=2h' "
                    "(the Error queue's filter language). Shows the plan, asks, then the engine runs it.")
 @click.option("--yes", is_flag=True, help="With --filter: start without asking (for scripts).")
+@click.option("--json", "as_json", is_flag=True, help="With --filter: the plan and the recovery as one JSON object.")
 @click.option("--note")
 @pass_state
 def failures_retry(state: State, failure_ids: tuple[str, ...], filter_text: str | None, yes: bool,
-                   note: str | None) -> None:
+                   as_json: bool, note: str | None) -> None:
     """Re-run each failure's event through ingest (a failed command: back to the outbox)."""
     if bool(failure_ids) == (filter_text is not None):
         fail("name failures by ID, or give --filter (not both)", EXIT_USAGE)
+    if as_json and filter_text is None:
+        fail("--json goes with --filter", EXIT_USAGE)
     if filter_text is not None:
-        plan_and_submit(state, recovery.parse_filter(state.ctx, filter_text), yes=yes, note=note)
+        plan_and_submit(state, recovery.parse_filter(state.ctx, filter_text), yes=yes, note=note, as_json=as_json)
         return
     _report(triage.retry(state.ctx, list(failure_ids), note, _progress, CommandVaults()))
 

@@ -38,15 +38,23 @@ def print_plan(plan: RecoveryPlan) -> None:
                "commands then go out at their connection's pace)")
 
 
-def plan_and_submit(state: State, flt: FailureFilter, *, yes: bool, note: str | None) -> None:
-    """Print the plan; with confirmation (a terminal's answer, or --yes), hand it to the engine."""
+def plan_and_submit(state: State, flt: FailureFilter, *, yes: bool, note: str | None, as_json: bool = False) -> None:
+    """Print the plan; with confirmation (a terminal's answer, or --yes), hand it to the engine.
+    `as_json`: one object at the end instead, {"plan": ..., "recovery": ... or null}."""
     plan = recovery.plan(state.ctx, flt)
-    print_plan(plan)
+    if not as_json:
+        print_plan(plan)
     if plan.failures == 0:
-        click.echo("nothing to recover")
+        if as_json:
+            json_value({"plan": plan.as_dict(), "recovery": None})
+        else:
+            click.echo("nothing to recover")
         return
     confirm_or_stop(yes, f"Retry these {plan.failures} failure(s)?", "a recovery")
     started = recovery.submit(state.ctx, plan, note)
+    if as_json:
+        json_value({"plan": plan.as_dict(), "recovery": started.as_dict()})
+        return
     click.echo(f"started recovery {started.id}: {started.total} failure(s); a running engine carries it out "
                f"(workbench recover status {started.id}; cancel: workbench recover cancel {started.id})")
 
@@ -83,15 +91,16 @@ def recover() -> None:
 @click.option("--category", help="Only failures of this category.")
 @click.option("--note", help="Why (kept in the audit trail).")
 @click.option("--yes", is_flag=True, help="Start without asking (for scripts).")
+@click.option("--json", "as_json", is_flag=True, help="The plan and the recovery started as one JSON object.")
 @pass_state
 def recover_run(state: State, connection_name: str, since: str, until: str | None, category: str | None,
-                note: str | None, yes: bool) -> None:
+                note: str | None, yes: bool, as_json: bool) -> None:
     """Retry the connection's open failures recorded since a time."""
     if category is not None and category not in CATEGORIES:
         raise InvalidArgument(f"unknown category {category[:40]!r}; expected one of {', '.join(CATEGORIES)}")
     flt = recovery.connection_filter(state.ctx, connection_name, since=moment(state, "--since", since),
                                      until=moment(state, "--until", until), category=category)
-    plan_and_submit(state, flt, yes=yes, note=note)
+    plan_and_submit(state, flt, yes=yes, note=note, as_json=as_json)
 
 
 def _row(info: RecoveryInfo) -> tuple[Any, ...]:
