@@ -300,13 +300,12 @@ def run_batch(ctx: ServiceContext, vaults: Vaults = NO_VAULTS, batch: int = BATC
 def _retry_each(ctx: ServiceContext, recovery_id: str, failure_ids: Sequence[str], vaults: Vaults) -> None:
     note = f"recovery {recovery_id}"
     for failure_id in failure_ids:
-        with reading(ctx.engine) as conn:
-            if conn.execute(select(recoveries.c.cancel_requested_at).where(
-                    recoveries.c.id == recovery_id)).scalar() is not None:
-                return  # cancelled: the rest stays untouched
         try:
             with writing(ctx.engine) as conn:
-                if not _still_pending(conn, recovery_id, failure_id):
+                pending, cancelled = _item(conn, recovery_id, failure_id)
+                if cancelled:
+                    return  # the rest stays untouched
+                if not pending:
                     continue  # another engine did it
                 message = triage.retry_one(conn, ctx, triage.get_failure(conn, failure_id), note, vaults,
                                            audited=False)
@@ -322,15 +321,18 @@ def _retry_each(ctx: ServiceContext, recovery_id: str, failure_ids: Sequence[str
 
 def _skip(ctx: ServiceContext, recovery_id: str, failure_id: str, why: str) -> None:
     with writing(ctx.engine) as conn:
-        if _still_pending(conn, recovery_id, failure_id):
+        if _item(conn, recovery_id, failure_id)[0]:
             _mark(conn, recovery_id, failure_id, "skipped", why)
 
 
-def _still_pending(conn: Connection, recovery_id: str, failure_id: str) -> bool:
-    # FOR UPDATE: two engines on PostgreSQL never retry the same failure twice.
-    return conn.execute(select(items.c.state).where(items.c.recovery_id == recovery_id,
-                                                    items.c.failure_id == failure_id)
-                        .with_for_update()).scalar() == "pending"
+def _item(conn: Connection, recovery_id: str, failure_id: str) -> tuple[bool, bool]:
+    """Whether the item is still pending, and whether its recovery was asked to stop. FOR
+    UPDATE: two engines on PostgreSQL never retry the same failure twice."""
+    row = conn.execute(select(items.c.state, recoveries.c.cancel_requested_at)
+                       .join(recoveries, recoveries.c.id == items.c.recovery_id)
+                       .where(items.c.recovery_id == recovery_id, items.c.failure_id == failure_id)
+                       .with_for_update(of=items)).first()
+    return (row is not None and row.state == "pending"), (row is not None and row.cancel_requested_at is not None)
 
 
 def _mark(conn: Connection, recovery_id: str, failure_id: str, state: str, message: str) -> None:
