@@ -55,8 +55,9 @@ def plan_and_submit(state: State, flt: FailureFilter, *, yes: bool, note: str | 
     if as_json:
         json_value({"plan": plan.as_dict(), "recovery": started.as_dict()})
         return
-    click.echo(f"started recovery {started.id}: {started.total} failure(s); a running engine carries it out "
-               f"(workbench recover status {started.id}; cancel: workbench recover cancel {started.id})")
+    changed = f" (the plan counted {plan.failures}: the store changed meanwhile)" if started.total != plan.failures else ""
+    click.echo(f"started recovery {started.id}: {started.total} failure(s){changed}; a running engine carries it "
+               f"out (workbench recover status {started.id}; cancel: workbench recover cancel {started.id})")
 
 
 def moment(state: State, option: str, value: str | None) -> Any:

@@ -63,8 +63,7 @@ def plan_rewind(ctx: ServiceContext, name: str, since: datetime, client: Provide
     if outcome.category is not None:
         raise ServiceError(f"{name}'s provider did not say where its events stood at {since.isoformat()}: "
                            f"{outcome.category}: {outcome.message}"[:400])
-    return RewindPlan(name, info.id, since, state.cursor if state else None, found.cursor,
-                      state.last_poll_at if state else None, found.calls)
+    return RewindPlan(name, info.id, since, state.cursor, found.cursor, state.last_poll_at, found.calls)
 
 
 def apply_rewind(ctx: ServiceContext, plan: RewindPlan, reason: str | None = None) -> None:
