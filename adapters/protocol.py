@@ -186,6 +186,29 @@ class ProviderClient(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CursorAt:
+    """Where a client's event listing stands at a time: `list_events(cursor)` lists the events
+    that happened at or after it (a few before it too, at most: reading twice is safe, dedupe
+    drops them; missing one is not). `cursor` None: from the very start. `call`: the last call
+    made to find it; a failed one (its outcome has a category) means no answer."""
+
+    cursor: str | None
+    call: CallResult
+    calls: int = 1
+
+
+@runtime_checkable
+class Rewinding(Protocol):
+    """A client whose polling cursor can be moved back to a time (`workbench connection
+    rewind`). How is the provider's business: Stripe lists events by time (the cursor becomes
+    the newest event created before it), the payroll sandbox by offset (the number of events
+    before it, found by searching the offsets)."""
+
+    def cursor_at(self, when: datetime) -> CursorAt:
+        """The cursor from which `list_events` re-reads everything since `when`."""
+
+
 @runtime_checkable
 class Calling(Protocol):
     def client(self, *, base_url: str | None, api_key: str | None, timeout_s: float = 10.0) -> ProviderClient:

@@ -403,3 +403,40 @@ class DriftFinding:
         Index("ix_drift_findings_connection_state", "connection_id", "state"),
         Index("ix_drift_findings_record", "record_id"),
     )
+
+
+class Recovery:
+    """A recovery by filter (`workbench failures retry --filter`, `workbench recover`): the
+    filter as asked, the planned set frozen at confirmation (recovery_items), carried out by
+    an engine in batches. state: running | finished | cancelled. `cancel_requested_at`: an
+    operator asked to stop; the engine stops before its next batch and leaves the rest."""
+    __table__ = Table(
+        "recoveries", metadata,
+        Column("id", ID, primary_key=True),
+        Column("filter", JSONText, nullable=False),
+        Column("description", Text, nullable=False),  # the filter in its own language
+        Column("state", String(20), nullable=False),
+        Column("total", Integer, nullable=False),
+        Column("done", Integer, default=0, nullable=False),
+        Column("skipped", Integer, default=0, nullable=False),
+        Column("requested_by", String(200), nullable=False),
+        Column("requested_at", UTCDateTime, nullable=False),
+        Column("started_at", UTCDateTime, nullable=True),
+        Column("finished_at", UTCDateTime, nullable=True),
+        Column("cancel_requested_at", UTCDateTime, nullable=True),
+        Column("note", Text, nullable=True),
+        Index("ix_recoveries_state", "state"),
+    )
+
+
+class RecoveryItem:
+    """One failure of a recovery's planned set: pending until the engine retries it (done or
+    skipped, with what happened), or cancelled with its recovery."""
+    __table__ = Table(
+        "recovery_items", metadata,
+        Column("recovery_id", ForeignKey("recoveries.id"), primary_key=True),
+        Column("failure_id", ID, primary_key=True),
+        Column("state", String(20), nullable=False),  # pending | done | skipped | cancelled
+        Column("message", Text, nullable=True),
+        Index("ix_recovery_items_state", "recovery_id", "state"),
+    )

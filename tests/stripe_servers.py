@@ -263,7 +263,8 @@ def _newest_first_handler(store: NewestFirstEvents) -> type[BaseHTTPRequestHandl
                 data, has_more = newer[-limit:], len(newer) > limit
             else:
                 start = ids.index(query["starting_after"]) + 1 if "starting_after" in query else 0
-                older = store.events[start:]
+                older = [event for event in store.events[start:]  # Stripe's created[lt] filter too
+                         if "created[lt]" not in query or event["created"] < int(query["created[lt]"])]
                 data, has_more = older[:limit], len(older) > limit
             body = orjson.dumps({"object": "list", "url": "/v1/events", "data": data, "has_more": has_more})
             self.send_response(200)

@@ -22,6 +22,7 @@ from store.models import AuditEntry, Connection as ConnectionRow, RoleBinding
 from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from workbench.cli.main import cli
+from workbench.domain.failure_filter import FailureFilter
 from workbench.services import (
     access,
     audit,
@@ -30,8 +31,10 @@ from workbench.services import (
     provider_calls,
     queries,
     reconcile,
+    recovery,
     replay,
     retention,
+    rewind,
     role_bindings,
     triage,
 )
@@ -90,6 +93,9 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "call": _open_provider_client,
         "command": lambda c: command_submit.submit(c, "acme", "payment.create", {"amount": 5, "currency": "usd"}),
         "reconcile": lambda c: reconcile.request_run(c, "acme"),
+        "recover": lambda c: recovery.submit(c, recovery.plan(c, FailureFilter(connection="acme"))),
+        "rewind": lambda c: rewind.apply_rewind(c, rewind.RewindPlan(
+            "acme", connections.get_connection(admin, "acme").id, T0, None, None, None, 0)),
     }
     return cases[action]
 
@@ -124,11 +130,13 @@ def test_each_role_is_allowed_or_refused_each_action(stocked, role, action):
 
 
 def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
-    """viewer (read), operator (triage, replay, pause, reveal, call, command, reconcile), admin (config, vault, roles)."""
+    """viewer (read), operator (triage, replay, pause, reveal, call, command, reconcile, recover, rewind),
+    admin (config, vault, roles)."""
     def least(role: str) -> set[str]:
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
-    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile"}
+    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile",
+                                 "recover", "rewind"}
     assert least("admin") == {"config", "vault", "access", "retention"}
 
 

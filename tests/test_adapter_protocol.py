@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from adapters import Adapter, AdapterRegistry, Capabilities, ClassifiedOutcome, Pagination, Simulating
+from adapters.protocol import Calling, Rewinding
 from adapters.registry import default_registry
 from store.database import reading
 from store.models import Connection as ConnectionRow, Delivery
@@ -31,6 +32,19 @@ def test_stripe_declares_what_it_offers():
     with pytest.raises(dataclasses.FrozenInstanceError):
         caps.signature_scheme = "stripe-v1"  # the point: it is frozen
     assert isinstance(adapter, Simulating)
+
+
+def test_every_polling_adapter_says_how_to_rewind_its_cursor():
+    """`workbench connection rewind` asks the connection's client (adapters.protocol.Rewinding)."""
+    registry = default_registry()
+    for provider in ("stripe", "payroll"):
+        adapter = registry.get(provider)
+        assert adapter.capabilities.event_listing and isinstance(adapter, Calling)
+        client = adapter.client(base_url="http://127.0.0.1:9", api_key=None)
+        try:
+            assert isinstance(client, Rewinding), provider
+        finally:
+            client.close()
 
 
 def test_stripe_rate_limit_signals_are_the_ones_its_classifier_reads():

@@ -5,6 +5,7 @@ new), and a server answering every error class (each classified into its categor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -167,6 +168,23 @@ def test_stripes_newest_first_list_is_walked_oldest_first(newest_first_events: N
     later = newest_first_events.add(3)
     assert _walk(client, cursor, 2) == (later, later[-1])  # then what came after, oldest first
     assert _walk(client, later[-1], 2) == ([], later[-1])
+    client.close()
+
+
+def test_the_cursor_at_a_time_is_the_newest_event_before_it(stripe: StripeClient, localstripe: str,
+                                                            newest_first_events: NewestFirstEvents) -> None:
+    _create(stripe, localstripe, "cmd_rewind", confirm=True)
+    every, _ = _walk(stripe, None, 100)  # localstripe lists oldest first: the newest is on its last page
+    assert stripe.cursor_at(datetime.now(UTC) + timedelta(seconds=5)).cursor == every[-1]
+    long_ago = stripe.cursor_at(datetime(2000, 1, 1, tzinfo=UTC))
+    assert long_ago.call.outcome.category is None and long_ago.cursor is None  # nothing older: from the start
+    # Stripe lists newest first: the first event older than the time is the cursor, one call.
+    client = _client(newest_first_events.url)
+    made = newest_first_events.add(3)  # created at 1_700_000_000
+    assert client.cursor_at(datetime.fromtimestamp(1_700_000_000, UTC)).cursor is None
+    found = client.cursor_at(datetime.fromtimestamp(1_700_000_001, UTC))
+    assert found.cursor == made[-1] and found.calls == 2  # (and the one probe of the list's order)
+    assert client.cursor_at(datetime.fromtimestamp(1_700_000_001, UTC)).calls == 1
     client.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from adapters.protocol import (
     CurrentLookup,
     CurrentObject,
     CurrentPage,
+    CursorAt,
     EventPage,
     Unreadable,
 )
@@ -76,6 +78,52 @@ class PayrollClient:
         # so an event seen both ways has one payload hash (and is stored once).
         bodies = [orjson.dumps(event) for event in data]
         return EventPage(bodies, str(offset + len(bodies)) if bodies else None, call)
+
+    # -- rewinding (adapters.protocol.Rewinding) ------------------------------------------------
+
+    def cursor_at(self, when: datetime) -> CursorAt:
+        """The offset of the first event that occurred at or after `when` (events are listed in
+        the order they happened): a search over offsets, one event per call, so a log of n
+        events takes about 2 log2(n) calls. None: every event is that recent."""
+        calls = 0
+        last: CallResult | None = None
+
+        def before(offset: int) -> bool:
+            nonlocal calls, last
+            calls += 1
+            last = self._call("GET", "/v1/events", params={"offset": offset, "limit": 1})
+            if last.outcome.category is not None or last.body is None:
+                raise _NoAnswer
+            data = last.body.get("data")
+            if not isinstance(data, list):
+                last = _with_outcome(last, contract_mismatch("event list has no `data` array"))
+                raise _NoAnswer
+            if not data:
+                return False  # past the newest event
+            try:
+                occurred = datetime.fromisoformat(str(data[0]["occurred_at"]))
+            except (KeyError, TypeError, ValueError):
+                last = _with_outcome(last, contract_mismatch("an event without a readable `occurred_at`"))
+                raise _NoAnswer from None
+            return occurred < when
+
+        try:
+            if not before(0):
+                found = 0
+            else:
+                low, step = 0, 1  # before(low) holds; gallop, then halve
+                while before(low + step):
+                    low, step = low + step, step * 2
+                high = low + step
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    low, high = (middle, high) if before(middle) else (low, middle)
+                found = high
+        except _NoAnswer:
+            assert last is not None
+            return CursorAt(None, last, calls)
+        assert last is not None
+        return CursorAt(str(found) if found else None, last, calls)
 
     # -- reconciliation (adapters.protocol.Reconciling) -----------------------------------------
 
@@ -155,6 +203,10 @@ class PayrollClient:
 
 def _is_run(body: Mapping[str, Any]) -> bool:
     return isinstance(body.get("id"), str) and isinstance(body.get("status"), str) and "amount" in body
+
+
+class _NoAnswer(Exception):
+    """A call in cursor_at failed or answered nonsense: the last call says how."""
 
 
 def _with_outcome(call: CallResult, outcome: ClassifiedOutcome) -> CallResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +24,7 @@ from adapters.protocol import (
     CurrentLookup,
     CurrentObject,
     CurrentPage,
+    CursorAt,
     EventPage,
     Unreadable,
 )
@@ -186,6 +188,39 @@ class StripeClient:
                 break
             last, (items, has_more), steps = call, older, steps + 1
         return _event_page(last, newest_first=True, more_after=steps > 0)
+
+    # -- rewinding (adapters.protocol.Rewinding) ------------------------------------------------
+
+    def cursor_at(self, when: datetime) -> CursorAt:
+        """The newest event created before `when`'s second (`list_events` then reads the ones
+        after it: those of that second again too, which dedupe drops). None: no event is older."""
+        before: dict[str, str | int] = {"limit": MAX_PAGE, "created[lt]": int(when.timestamp())}
+        call = self._call("GET", "/v1/events", params=before)
+        calls = 1
+        page = _list_page(call) if call.outcome.category is None else call.outcome
+        if isinstance(page, ClassifiedOutcome):
+            return CursorAt(None, _replace_outcome(call, page), calls)
+        items, has_more = page
+        if not items:
+            return CursorAt(None, call, calls)
+        if self._oldest_first is None:  # which way does this server list? ask it once
+            probe = self._call("GET", "/v1/events", params={"limit": 1, "ending_before": str(items[0]["id"])})
+            calls += 1
+            if not _refuses_parameter(probe, "ending_before") and probe.outcome.category is not None:
+                return CursorAt(None, probe, calls)
+            self._oldest_first = _refuses_parameter(probe, "ending_before")
+        if not self._oldest_first:
+            return CursorAt(str(items[0]["id"]), call, calls)  # newest first: the first is the newest
+        while has_more:  # oldest first (localstripe): the newest is on the last page
+            call = self._call("GET", "/v1/events", params={**before, "starting_after": str(items[-1]["id"])})
+            calls += 1
+            page = _list_page(call) if call.outcome.category is None else call.outcome
+            if isinstance(page, ClassifiedOutcome):
+                return CursorAt(None, _replace_outcome(call, page), calls)
+            if not page[0]:
+                break
+            items, has_more = page
+        return CursorAt(str(items[-1]["id"]), call, calls)
 
     # -- reconciliation (adapters.protocol.Reconciling) -----------------------------------------
 

@@ -14,6 +14,7 @@ from workbench.services.payload_settings import (
 )
 
 from .connection_config_commands import CONNECTION_COMMANDS
+from .connection_rewind_command import connection_rewind
 from .output import json_array, table
 from .support import State, pass_state
 from .vault_access import CommandVaults
@@ -147,7 +148,7 @@ def connection_rotate_payload_key(state: State, name: str, reason: str) -> None:
     version = rotate_payload_key(state.ctx, name, reason, CommandVaults())
     click.echo(f"{name}: new raw bodies are encrypted under version {version} of its data key")
 
-for _command in CONNECTION_COMMANDS:  # show, diff, export, import, secret ...
+for _command in (*CONNECTION_COMMANDS, connection_rewind):  # show, diff, export, import, secret, rewind ...
     connection.add_command(_command)
 
 COMMANDS = (connection,)

@@ -6,10 +6,11 @@ import sys
 
 import click
 
-from workbench.services import queries, triage
+from workbench.services import queries, recovery, triage
 
 from .output import json_array, json_value, progress_line, table
-from .support import EXIT_PARTIAL, State, pass_state
+from .recover_commands import plan_and_submit
+from .support import EXIT_PARTIAL, EXIT_USAGE, State, fail, pass_state
 from .vault_access import CommandVaults
 
 
@@ -93,11 +94,24 @@ def failures_reopen(state: State, failure_ids: tuple[str, ...], note: str) -> No
 
 
 @failures.command("retry")
-@click.argument("failure_ids", nargs=-1, required=True)
+@click.argument("failure_ids", nargs=-1)
+@click.option("--filter", "filter_text", metavar="FILTER",
+              help="Every open failure that matches, not IDs: e.g. 'category=timeout connection=acme since=2h' "
+                   "(the Error queue's filter language). Shows the plan, asks, then the engine runs it.")
+@click.option("--yes", is_flag=True, help="With --filter: start without asking (for scripts).")
+@click.option("--json", "as_json", is_flag=True, help="With --filter: the plan and the recovery as one JSON object.")
 @click.option("--note")
 @pass_state
-def failures_retry(state: State, failure_ids: tuple[str, ...], note: str | None) -> None:
-    """Re-run each failure's event through ingest."""
+def failures_retry(state: State, failure_ids: tuple[str, ...], filter_text: str | None, yes: bool,
+                   as_json: bool, note: str | None) -> None:
+    """Re-run each failure's event through ingest (a failed command: back to the outbox)."""
+    if bool(failure_ids) == (filter_text is not None):
+        fail("name failures by ID, or give --filter (not both)", EXIT_USAGE)
+    if as_json and filter_text is None:
+        fail("--json goes with --filter", EXIT_USAGE)
+    if filter_text is not None:
+        plan_and_submit(state, recovery.parse_filter(state.ctx, filter_text), yes=yes, note=note, as_json=as_json)
+        return
     _report(triage.retry(state.ctx, list(failure_ids), note, _progress, CommandVaults()))
 
 

@@ -108,3 +108,14 @@ def guarded(call: Callable[[], T], click_ctx: click.Context) -> T:
         if explained is not None:
             fail(str(explained))
         fail(f"unexpected {type(exc).__name__} (a bug in the workbench); run with --verbose to see where")
+
+
+def confirm_or_stop(yes: bool, question: str, what: str) -> None:
+    """Go on only when confirmed: `--yes`, or a yes on a terminal. Without a terminal to ask
+    on and without --yes, stop in one line (a script must say --yes); a no stops too."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{what} needs a confirmation: run it on a terminal to be asked, or pass --yes", EXIT_USAGE)
+    if not click.confirm(question, default=False):
+        fail("nothing was changed")

@@ -30,7 +30,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor as JobThreads
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adapters.protocol import ProviderClient
-from workbench.services import access, dispatch, leases, polling, processes, provider_calls, retention, sync_state
+from workbench.services import access, dispatch, leases, polling, processes, provider_calls, recovery, retention, sync_state
 from workbench.services.connections import ConnectionInfo
 from workbench.services.context import ServiceContext
 from workbench.services.payload_crypto import Vaults
@@ -53,6 +53,7 @@ class EngineOptions:
     heartbeat_every_s: float = 5.0
     lease_ttl_s: float = 10.0  # a dead engine's leases are taken over after this
     retention_every_s: float = 3600.0
+    recovery_every_s: float = 1.0  # one batch of a running recovery by filter per run
     batch: int = 64  # commands per claim
     parallel: int = 8  # calls in flight at once (a pause reaches the rest of a batch after them)
     call_timeout_s: float = 10.0
@@ -110,6 +111,8 @@ class Engine:
                                     id="dispatch")
             self._scheduler.add_job(self._guarded(self._retention), "interval", seconds=every.retention_every_s,
                                     id="retention")
+            self._scheduler.add_job(self._guarded(self._recoveries), "interval", seconds=every.recovery_every_s,
+                                    id="recoveries")
             self._scheduler.start()
             if started is not None:
                 started(self)
@@ -298,6 +301,15 @@ class Engine:
         claim = leases.acquire(self.ctx, "retention", self.process_id, 3600)
         if claim.held:
             retention.run_retention(self.ctx)
+
+    def _recoveries(self) -> None:
+        """One batch of the oldest running recovery by filter (services/recovery), by whichever
+        engine holds the `recovery` lease; its retried commands go out through _dispatch."""
+        if not self.active or not access.allowed(self.ctx, "recover") or not recovery.any_running(self.ctx):
+            return  # (the read first: no lease write every second for nothing)
+        claim = leases.acquire(self.ctx, "recovery", self.process_id, self.options.lease_ttl_s + 60)
+        if claim.held:
+            recovery.run_batch(self.ctx, self.vaults)
 
     def _open_client(self, info: ConnectionInfo) -> Any:
         return provider_calls.open_client(self.ctx, info.name, self.vaults, timeout_s=self.options.call_timeout_s)

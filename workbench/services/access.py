@@ -67,6 +67,8 @@ LEAST_ROLE: dict[str, Role] = {
     "pause": Role.OPERATOR,  # pause and resume connections
     "command": Role.OPERATOR,  # submit a command to the outbox (workbench command submit)
     "call": Role.OPERATOR,  # call a provider's API with the connection's key (the engine, checks)
+    "recover": Role.OPERATOR,  # recovery by filter: submit, cancel (workbench recover, failures retry --filter)
+    "rewind": Role.OPERATOR,  # move a connection's polling cursor back (workbench connection rewind)
     "reconcile": Role.OPERATOR,  # compare records with the provider, resolve drift findings
     "reveal": Role.OPERATOR,  # vault reveal, a redacted payload value shown in the TUI
     "config": Role.ADMIN,  # connection add/set/import, secret references

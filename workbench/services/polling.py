@@ -63,9 +63,10 @@ def poll_connection(ctx: ServiceContext, connection: ConnectionInfo, client: Pro
                 newest = adapter.parse(page.bodies[-1]).occurred_at
             except Exception:  # the lag is only a gauge: ingest stored an unparseable event as such
                 newest = None
-        save_poll(ctx, connection.id, page.next_cursor, newest_event_at=newest or (polled_at if page.bodies else None),
-                  polled_at=polled_at)
-        if page.next_cursor is None or not page.bodies:
-            break
+        saved = save_poll(ctx, connection.id, page.next_cursor,
+                          newest_event_at=newest or (polled_at if page.bodies else None), polled_at=polled_at,
+                          read_from=cursor)
+        if not saved or page.next_cursor is None or not page.bodies:
+            break  # (not saved: the cursor was rewound meanwhile; the next poll starts there)
         cursor = page.next_cursor
     return report

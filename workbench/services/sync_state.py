@@ -97,10 +97,15 @@ def resume_if_rotated(ctx: ServiceContext, connection: ConnectionInfo, state: Sy
     return bool(resumed)
 
 
+_ANY = object()  # save_poll's `read_from` when the caller does not say
+
+
 def save_poll(ctx: ServiceContext, connection_id: str, cursor: str | None, *, newest_event_at: datetime | None,
-              polled_at: datetime) -> None:
+              polled_at: datetime, read_from: object = _ANY) -> bool:
     """Where polling got to: the cursor (kept when None: nothing new), when, and the lag (how
-    old the newest event was when it was polled)."""
+    old the newest event was when it was polled). `read_from`: the cursor the poll started
+    from; when the stored one is no longer it (`connection rewind` moved it meanwhile), nothing
+    is saved and False comes back: the rewind wins, the next poll starts from it."""
     values: dict[str, Any] = {"last_poll_at": polled_at, "updated_at": polled_at}
     if cursor is not None:
         values["cursor"] = cursor
@@ -111,7 +116,18 @@ def save_poll(ctx: ServiceContext, connection_id: str, cursor: str | None, *, ne
         values["lag_s"] = 0  # caught up: nothing was waiting
     with writing(ctx.engine) as conn:
         ensure_row(conn, connection_id, polled_at)
-        conn.execute(update(sync_state).where(sync_state.c.connection_id == connection_id).values(**values))
+        query = update(sync_state).where(sync_state.c.connection_id == connection_id)
+        if read_from is not _ANY:
+            query = query.where(sync_state.c.cursor.is_(None) if read_from is None
+                                else sync_state.c.cursor == read_from)
+        return bool(conn.execute(query.values(**values)).rowcount)
+
+
+def set_cursor(conn: Connection, connection_id: str, cursor: str | None, now: datetime) -> None:
+    """Put the polling cursor at `cursor` (None: from the start), in the caller's transaction."""
+    ensure_row(conn, connection_id, now)
+    conn.execute(update(sync_state).where(sync_state.c.connection_id == connection_id)
+                 .values(cursor=cursor, updated_at=now))
 
 
 def request_reconcile(ctx: ServiceContext, name: str, reason: str) -> datetime:

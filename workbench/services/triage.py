@@ -90,6 +90,11 @@ def failure_detail(ctx: ServiceContext, failure_id: str) -> dict[str, Any]:
     return detail
 
 
+def get_failure(conn: Connection, failure_id: str) -> Any:
+    """The failure row (NotFound when there is none)."""
+    return _get(conn, failure_id)
+
+
 def _get(conn: Connection, failure_id: str) -> Any:
     row = conn.execute(select(failures).where(failures.c.id == failure_id)).first()
     if row is None:
@@ -154,26 +159,32 @@ def retry(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = No
     to the outbox for the dispatcher. An encrypted event needs its vault in `vaults`; a purged
     one cannot be re-run (skipped, saying so)."""
     access.require(ctx, "triage")
+    return _each(ctx, failure_ids, progress, lambda conn, row: retry_one(conn, ctx, row, note, vaults))
 
-    def act(conn: Connection, row: Any) -> str:
-        if row.state in {s.value for s in CLOSED_STATES}:
-            raise ServiceError(f"failure is {row.state}; reopen it first")
-        if row.delivery_id:
-            verdict, reason = _rerun_delivery(conn, ctx, row, vaults)
-            outcome = TriageState.RESOLVED if verdict == "applied" else TriageState.NEEDS_REVIEW
-            message = f"retry: {verdict}" + (f" ({redact_text(reason)})" if reason else "")
-        elif row.command_id:
-            conn.execute(update(commands).where(commands.c.id == row.command_id)
-                         .values(status="pending", next_attempt_at=ctx.clock(), updated_at=ctx.clock()))
-            outcome, message = TriageState.RETRYING, "retry: command returned to the outbox"
-        else:
-            raise ServiceError("nothing to retry: the failure names no event or command")
-        _add_note(conn, ctx, row.id, message + (f" - {note}" if note else ""))
-        conn.execute(update(failures).where(failures.c.id == row.id).values(state=outcome, updated_at=ctx.clock()))
+
+def retry_one(conn: Connection, ctx: ServiceContext, row: Any, note: str | None, vaults: Vaults = NO_VAULTS,
+              *, audited: bool = True) -> str:
+    """Retry one failure (`row`, read in `conn`) in the caller's transaction; what happened, in
+    a line. ServiceError when it cannot be retried (closed, nothing to re-run). `audited`
+    False: a recovery by filter, whose one audit entry covers every failure it retries (the
+    failure's note still says what happened)."""
+    if row.state in {s.value for s in CLOSED_STATES}:
+        raise ServiceError(f"failure is {row.state}; reopen it first")
+    if row.delivery_id:
+        verdict, reason = _rerun_delivery(conn, ctx, row, vaults)
+        outcome = TriageState.RESOLVED if verdict == "applied" else TriageState.NEEDS_REVIEW
+        message = f"retry: {verdict}" + (f" ({redact_text(reason)})" if reason else "")
+    elif row.command_id:
+        conn.execute(update(commands).where(commands.c.id == row.command_id)
+                     .values(status="pending", next_attempt_at=ctx.clock(), updated_at=ctx.clock()))
+        outcome, message = TriageState.RETRYING, "retry: command returned to the outbox"
+    else:
+        raise ServiceError("nothing to retry: the failure names no event or command")
+    _add_note(conn, ctx, row.id, message + (f" - {note}" if note else ""))
+    conn.execute(update(failures).where(failures.c.id == row.id).values(state=outcome, updated_at=ctx.clock()))
+    if audited:
         _audit(conn, ctx, row, "failure.retry", {"state": row.state}, {"state": str(outcome)}, message)
-        return message
-
-    return _each(ctx, failure_ids, progress, act)
+    return message
 
 
 def replay_records(ctx: ServiceContext, failure_ids: Sequence[str], note: str | None = None,
