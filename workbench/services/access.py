@@ -68,6 +68,7 @@ LEAST_ROLE: dict[str, Role] = {
     "command": Role.OPERATOR,  # submit a command to the outbox (workbench command submit)
     "call": Role.OPERATOR,  # call a provider's API with the connection's key (the engine, checks)
     "reconcile": Role.OPERATOR,  # compare records with the provider, resolve drift findings
+    "alerts": Role.OPERATOR,  # acknowledge, resolve and test alerts
     "reveal": Role.OPERATOR,  # vault reveal, a redacted payload value shown in the TUI
     "config": Role.ADMIN,  # connection add/set/import, secret references
     "vault": Role.ADMIN,  # vault init/set/rotate/remove/rekey

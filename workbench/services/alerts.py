@@ -1,0 +1,433 @@
+"""Alerts: opened, grown, repeated and cleared by the rules over the failures table (the
+engine evaluates them every few seconds) and by engine signals (alert_signals.emit), listed
+for people, acknowledged and resolved by operators (audited).
+
+One alert per rule and connection is open (or acknowledged) at a time: a condition that keeps
+holding adds to its `count`. Every notice (opened, repeat, recovered) is a row per notifier in
+the alert_notifications outbox, written in the alert's own transaction; services/alert_notify
+delivers them later, outside any transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, and_, func, select, update
+
+from store.database import reading, writing
+from store.models import Alert, AlertNotification, Connection as ConnectionRow, Failure
+from workbench.domain.alert_rules import ANY, DEFAULTS, AlertSettings, RuleConfig, effective
+from workbench.domain.redaction import redact_text
+
+from . import access, audit
+from .context import ServiceContext
+from .errors import InvalidArgument, NotFound, ServiceError
+from .leases import insert_ignoring_conflict
+
+log = logging.getLogger("workbench.alerts")
+
+alerts = Alert.__table__
+notifications = AlertNotification.__table__
+failures = Failure.__table__
+connections = ConnectionRow.__table__
+
+OPEN_STATES = ("open", "acknowledged")
+STATES = ("open", "acknowledged", "resolved")
+SIGNAL_REPEAT_S = 3600  # a signal no rule names is repeated at most hourly
+MAX_NOTE = 2000
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def alert_settings(settings: Mapping[str, Any], name: str = "") -> AlertSettings:
+    """A connection's alerting over the defaults. Damaged settings (edited in the store by
+    hand) fall back to the defaults with a warning: alerts must not stop because of them."""
+    raw = settings.get("alerts")
+    if raw is None:
+        return DEFAULTS
+    try:
+        return effective(AlertSettings.model_validate(raw))
+    except ValidationError:
+        log.warning("connection %s has unreadable alert settings: using the defaults", name)
+        return DEFAULTS
+
+
+@dataclass(frozen=True)
+class _Conn:
+    id: str
+    name: str
+    environment: str
+    config: AlertSettings
+
+
+def _connections(conn: Connection, connection_id: str | None = None) -> dict[str, _Conn]:
+    query = select(connections.c.id, connections.c.name, connections.c.environment, connections.c.settings)
+    if connection_id is not None:
+        query = query.where(connections.c.id == connection_id)
+    return {row.id: _Conn(row.id, row.name, row.environment, alert_settings(row.settings or {}, row.name))
+            for row in conn.execute(query)}
+
+
+# -- notices into the outbox -------------------------------------------------------------------
+
+
+def payload(row: Mapping[str, Any], connection: str, kind: str) -> dict[str, Any]:
+    """What a notifier is told about an alert (never a secret: summaries are redacted)."""
+    def at(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+    return {"event": kind, "alert": row["id"], "rule": row["rule"], "connection": connection,
+            "severity": row["severity"], "state": row["state"], "summary": redact_text(row["summary"]),
+            "count": row["count"], "first_seen_at": at(row["first_seen_at"]), "last_seen_at": at(row["last_seen_at"])}
+
+
+def _queue(conn: Connection, ctx: ServiceContext, row: Mapping[str, Any], target: _Conn, kind: str,
+           names: list[str], now: datetime) -> None:
+    body = payload(row, target.name, kind)
+    rows = []
+    for name in dict.fromkeys(names):
+        try:
+            notifier = target.config.notifier(name)
+        except KeyError:  # validated away; a hand-edited store may still name one
+            log.warning("alert %s on %s names notifier %s, which is not configured", row["rule"], target.name, name)
+            continue
+        spec = notifier.model_dump(mode="json")
+        if spec.get("url_secret") and not spec["url_secret"].get("environment"):
+            spec["url_secret"]["environment"] = target.environment  # the connection's vault by default
+        rows.append({"id": ctx.ids.new("ntf"), "alert_id": row["id"], "connection_id": target.id,
+                     "notifier_name": name, "notifier": spec, "kind": kind, "payload": body, "status": "pending",
+                     "attempts": 0, "next_attempt_at": now, "last_error": None, "created_at": now, "sent_at": None})
+    if rows:
+        conn.execute(notifications.insert(), rows)
+
+
+# -- raising and clearing ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one alert is told: through which notifiers, how often again, and on recovery."""
+
+    notifiers: list[str]
+    repeat_every_s: int
+    recovery: bool
+
+    @classmethod
+    def of(cls, rule: RuleConfig) -> Policy:
+        return cls(list(rule.notifiers), rule.repeat_every_s, rule.recovery)
+
+
+def _open_row(conn: Connection, rule: str, connection_id: str) -> Any:
+    query = select(alerts).where(alerts.c.rule == rule, alerts.c.connection_id == connection_id,
+                                 alerts.c.state.in_(OPEN_STATES))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def raise_alert(conn: Connection, ctx: ServiceContext, target: _Conn, *, rule: str, source: str, severity: str,
+                summary: str, added: int, seen_at: datetime, policy: Policy) -> str:
+    """Open the alert for (rule, connection), or add `added` to the open one's count; queue the
+    notices due (the first, or a repeat once its interval has passed and the count grew)."""
+    now = ctx.clock()
+    row = _open_row(conn, rule, target.id)
+    if row is None:
+        values = {"id": ctx.ids.new("alr"), "rule": rule, "connection_id": target.id, "source": source,
+                  "severity": severity, "state": "open", "summary": summary, "count": added,
+                  "first_seen_at": seen_at, "last_seen_at": seen_at, "last_notified_at": now,
+                  "notified_count": added}
+        if insert_ignoring_conflict(conn, alerts, values):
+            _queue(conn, ctx, values, target, "opened", policy.notifiers, now)
+            return str(values["id"])
+        row = _open_row(conn, rule, target.id)  # opened by another transaction just now
+        if row is None:
+            raise ServiceError(f"alert {rule} on {target.name} could not be opened (try again)")
+    changes: dict[str, Any] = {"count": row.count + added, "last_seen_at": max(seen_at, row.last_seen_at),
+                               "summary": summary, "severity": severity}
+    due = (row.state == "open" and changes["count"] > row.notified_count and
+           (row.last_notified_at is None or now - row.last_notified_at >= timedelta(seconds=policy.repeat_every_s)))
+    if due:
+        changes.update(last_notified_at=now, notified_count=changes["count"])
+    conn.execute(update(alerts).where(alerts.c.id == row.id).values(**changes))
+    if due:
+        _queue(conn, ctx, {**row._mapping, **changes}, target, "repeat", policy.notifiers, now)
+    return str(row.id)
+
+
+def clear_alert(conn: Connection, ctx: ServiceContext, target: _Conn, rule: str, policy: Policy | None,
+                note: str) -> str | None:
+    """Resolve the open alert for (rule, connection), if any, with a recovery notice where the
+    policy asks for one (None: no notice, e.g. the rule was removed)."""
+    row = _open_row(conn, rule, target.id)
+    if row is None:
+        return None
+    now = ctx.clock()
+    changes = {"state": "resolved", "resolved_by": ctx.actor, "resolved_at": now, "note": note}
+    conn.execute(update(alerts).where(alerts.c.id == row.id).values(**changes))
+    if policy is not None and policy.recovery:
+        _queue(conn, ctx, {**row._mapping, **changes}, target, "recovered", policy.notifiers, now)
+    return str(row.id)
+
+
+def record_signal(conn: Connection, ctx: ServiceContext, rule: str, connection_id: str, severity: str,
+                  summary: str, cleared: bool) -> str | None:
+    """alert_signals.emit's storage, in the caller's transaction."""
+    target = _connections(conn, connection_id).get(connection_id)
+    if target is None:
+        raise NotFound(f"no connection with id {connection_id!r} to raise alert {rule} on")
+    configured = target.config.rule_for_signal(rule)
+    policy = (Policy.of(configured) if configured is not None
+              else Policy(list(target.config.signal_notifiers), SIGNAL_REPEAT_S, True))
+    if cleared:
+        return clear_alert(conn, ctx, target, rule, policy, f"cleared: {redact_text(summary)}")
+    return raise_alert(conn, ctx, target, rule=rule, source="signal", severity=severity, summary=summary,
+                       added=1, seen_at=ctx.clock(), policy=policy)
+
+
+# -- the rules over the failures table ---------------------------------------------------------
+
+
+@dataclass
+class EvaluationReport:
+    opened: int = 0
+    grown: int = 0
+    cleared: int = 0
+
+
+def _counts(conn: Connection, since: datetime, connection_id: str | None = None,
+            category: str | None = None) -> dict[tuple[str, str], tuple[int, datetime]]:
+    """(connection, category) -> (failures since `since`, the newest one's time)."""
+    query = (select(failures.c.connection_id, failures.c.category, func.count(), func.max(failures.c.created_at))
+             .where(failures.c.created_at > since, failures.c.connection_id.is_not(None))
+             .group_by(failures.c.connection_id, failures.c.category))
+    if connection_id is not None:
+        query = query.where(failures.c.connection_id == connection_id)
+    if category is not None and category != ANY:
+        query = query.where(failures.c.category == category)
+    return {(row[0], row[1]): (int(row[2]), row[3]) for row in conn.execute(query)}
+
+
+def _matching(counts: Mapping[tuple[str, str], tuple[int, datetime]], connection_id: str,
+              category: str) -> tuple[int, datetime | None]:
+    total, newest = 0, None
+    for (cid, cat), (n, at) in counts.items():
+        if cid == connection_id and (category == ANY or cat == category):
+            total += n
+            newest = at if newest is None or at > newest else newest
+    return total, newest
+
+
+def evaluate(ctx: ServiceContext) -> EvaluationReport:
+    """Evaluate every connection's failure rules once: open, grow or clear their alerts (one
+    transaction each). One grouped count per distinct window; a query more per open alert."""
+    now = ctx.clock()
+    report = EvaluationReport()
+    with reading(ctx.engine) as conn:
+        targets = _connections(conn)
+        windows = {rule.window_s for t in targets.values() for rule in t.config.rules if rule.category}
+        counts = {w: _counts(conn, now - timedelta(seconds=w)) for w in windows}
+        open_rows = {(row.rule, row.connection_id): row for row in conn.execute(
+            select(alerts).where(alerts.c.state.in_(OPEN_STATES), alerts.c.source == "rule"))}
+    for target in targets.values():
+        for rule in target.config.rules:
+            if rule.category is None:
+                continue
+            total, newest = _matching(counts[rule.window_s], target.id, rule.category)
+            existing = open_rows.pop((rule.name, target.id), None)
+            if total > rule.more_than and newest is not None:
+                report_key = _raise_for_rule(ctx, target, rule, existing, total, newest, now)
+                if report_key == "opened":
+                    report.opened += 1
+                elif report_key == "grown":
+                    report.grown += 1
+            elif existing is not None:
+                with writing(ctx.engine) as conn:
+                    clear_alert(conn, ctx, target, rule.name, Policy.of(rule),
+                                f"recovered: no longer {rule.describe()}")
+                report.cleared += 1
+    for (rule_name, connection_id), _row in open_rows.items():  # rules removed from the settings
+        gone = targets.get(connection_id)
+        if gone is not None:
+            with writing(ctx.engine) as conn:
+                clear_alert(conn, ctx, gone, rule_name, None, "the rule is no longer configured")
+            report.cleared += 1
+    return report
+
+
+def _raise_for_rule(ctx: ServiceContext, target: _Conn, rule: RuleConfig, existing: Any, total: int,
+                    newest: datetime, now: datetime) -> str | None:
+    with writing(ctx.engine) as conn:
+        if existing is None:
+            # After a person resolved it, only failures since then count towards a new one.
+            resolved_at = conn.execute(select(func.max(alerts.c.resolved_at)).where(
+                alerts.c.rule == rule.name, alerts.c.connection_id == target.id,
+                alerts.c.resolved_by.like("user:%"))).scalar()
+            if resolved_at is not None and resolved_at > now - timedelta(seconds=rule.window_s):
+                total, found = _matching(_counts(conn, resolved_at, target.id, rule.category), target.id,
+                                         rule.category or ANY)
+                if total <= rule.more_than or found is None:
+                    return None
+                newest = found
+            raise_alert(conn, ctx, target, rule=rule.name, source="rule", severity=rule.severity,
+                        summary=f"{total} {_what(rule)} in the last {_span(rule.window_s)} ({rule.describe()})",
+                        added=total, seen_at=newest, policy=Policy.of(rule))
+            return "opened"
+        added, found = _matching(_counts(conn, existing.last_seen_at, target.id, rule.category), target.id,
+                                 rule.category or ANY)
+        if added == 0 or found is None:
+            return None
+        raise_alert(conn, ctx, target, rule=rule.name, source="rule", severity=rule.severity,
+                    summary=f"{total} {_what(rule)} in the last {_span(rule.window_s)} ({rule.describe()})",
+                    added=added, seen_at=found, policy=Policy.of(rule))
+        return "grown"
+
+
+def _what(rule: RuleConfig) -> str:
+    return "failures" if rule.category == ANY else f"{rule.category} failures"
+
+
+def _span(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds}s"
+
+
+# -- for people --------------------------------------------------------------------------------
+
+
+def _alert_dict(row: Any, connection: str) -> dict[str, Any]:
+    def at(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+    return {"id": row.id, "rule": row.rule, "connection": connection, "source": row.source,
+            "severity": row.severity, "state": row.state, "summary": redact_text(row.summary), "count": row.count,
+            "first_seen_at": at(row.first_seen_at), "last_seen_at": at(row.last_seen_at),
+            "last_notified_at": at(row.last_notified_at), "acknowledged_by": row.acknowledged_by,
+            "acknowledged_at": at(row.acknowledged_at), "resolved_by": row.resolved_by,
+            "resolved_at": at(row.resolved_at), "note": redact_text(row.note) if row.note else None}
+
+
+def list_alerts(ctx: ServiceContext, *, state: str | None = None, connection: str | None = None,
+                limit: int = 500) -> list[dict[str, Any]]:
+    """Alerts, newest first: open and acknowledged ones (state None), or those in `state`
+    ("all": every one)."""
+    access.require(ctx, "read")
+    if state not in (None, "all", *STATES):
+        raise InvalidArgument(f"state is one of {', '.join(STATES)} or all, not {state[:40]!r}")
+    query = (select(alerts, connections.c.name.label("connection_name"))
+             .join(connections, connections.c.id == alerts.c.connection_id)
+             .order_by(alerts.c.last_seen_at.desc(), alerts.c.id.desc()).limit(limit))
+    if state is None:
+        query = query.where(alerts.c.state.in_(OPEN_STATES))
+    elif state != "all":
+        query = query.where(alerts.c.state == state)
+    if connection is not None:
+        query = query.where(connections.c.name == connection)
+    with reading(ctx.engine) as conn:
+        return [_alert_dict(row, row.connection_name) for row in conn.execute(query)]
+
+
+def get_alert(ctx: ServiceContext, alert_id: str) -> dict[str, Any]:
+    access.require(ctx, "read")
+    with reading(ctx.engine) as conn:
+        row = conn.execute(select(alerts, connections.c.name.label("connection_name"))
+                           .join(connections, connections.c.id == alerts.c.connection_id)
+                           .where(alerts.c.id == alert_id)).first()
+        if row is None:
+            raise NotFound(f"no alert {alert_id[:60]!r} (`workbench alerts` lists them)")
+        found = _alert_dict(row, row.connection_name)
+        found["notifications"] = [
+            {"id": n.id, "notifier": n.notifier_name, "kind": n.kind, "status": n.status, "attempts": n.attempts,
+             "last_error": n.last_error, "created_at": n.created_at.isoformat(),
+             "sent_at": n.sent_at.isoformat() if n.sent_at else None}
+            for n in conn.execute(select(notifications).where(notifications.c.alert_id == alert_id)
+                                  .order_by(notifications.c.created_at, notifications.c.id))]
+    return found
+
+
+def open_counts(ctx: ServiceContext) -> dict[str, int]:
+    """Open (unacknowledged and acknowledged) alerts per connection id: the Providers badge."""
+    access.require(ctx, "read")
+    with reading(ctx.engine) as conn:
+        return {row[0]: int(row[1]) for row in conn.execute(
+            select(alerts.c.connection_id, func.count()).where(alerts.c.state.in_(OPEN_STATES))
+            .group_by(alerts.c.connection_id))}
+
+
+def _note(note: str) -> str:
+    text = (note or "").strip()
+    if not text:
+        raise InvalidArgument("a note is required: say why (--note)")
+    if len(text) > MAX_NOTE:
+        raise InvalidArgument(f"a note is at most {MAX_NOTE} characters")
+    return text
+
+
+def acknowledge(ctx: ServiceContext, alert_id: str, note: str) -> dict[str, Any]:
+    """Someone is on it: no more repeat notices (a recovery notice still goes out). Audited."""
+    return _operator_change(ctx, alert_id, note, "acknowledged")
+
+
+def resolve(ctx: ServiceContext, alert_id: str, note: str) -> dict[str, Any]:
+    """Close the alert by hand (no recovery notice); the rule opens a new one if its condition
+    holds again with failures after now. Audited."""
+    return _operator_change(ctx, alert_id, note, "resolved")
+
+
+def _operator_change(ctx: ServiceContext, alert_id: str, note: str, to: str) -> dict[str, Any]:
+    access.require(ctx, "alerts")
+    text = _note(note)
+    now = ctx.clock()
+    with writing(ctx.engine) as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+        if row is None:
+            raise NotFound(f"no alert {alert_id[:60]!r} (`workbench alerts` lists them)")
+        if row.state == "resolved" or row.state == to:
+            raise ServiceError(f"alert {alert_id} is {row.state} already")
+        who = {"acknowledged": {"acknowledged_by": ctx.actor, "acknowledged_at": now},
+               "resolved": {"resolved_by": ctx.actor, "resolved_at": now}}[to]
+        conn.execute(update(alerts).where(and_(alerts.c.id == alert_id, alerts.c.state == row.state))
+                     .values(state=to, note=text, **who))
+        audit.append(conn, ctx, "alert.ack" if to == "acknowledged" else "alert.resolve", "alert", alert_id,
+                     before={"state": row.state, "rule": row.rule, "count": row.count},
+                     after={"state": to, "rule": row.rule, "count": row.count}, reason=text)
+    return get_alert(ctx, alert_id)
+
+
+@dataclass(frozen=True)
+class NotifierHealth:
+    connection: str
+    notifier: str
+    status: str  # ok | failing | gave up | pending
+    last_error: str | None
+    at: str | None  # the last attempt's outcome time (sent, or when it failed)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"connection": self.connection, "notifier": self.notifier, "status": self.status,
+                "last_error": self.last_error, "at": self.at}
+
+
+def notifier_health(ctx: ServiceContext) -> list[NotifierHealth]:
+    """Each notifier's latest delivery outcome per connection: a failing one is visible here
+    (the Alerts screen, `workbench alerts`), never silent."""
+    access.require(ctx, "read")
+    newest = (select(func.max(notifications.c.id).label("id")).where(notifications.c.attempts > 0)
+              .group_by(notifications.c.connection_id, notifications.c.notifier_name).subquery())
+    query = (select(notifications, connections.c.name.label("connection_name"))
+             .join(newest, newest.c.id == notifications.c.id)
+             .join(connections, connections.c.id == notifications.c.connection_id)
+             .order_by(connections.c.name, notifications.c.notifier_name))
+    out = []
+    with reading(ctx.engine) as conn:
+        for row in conn.execute(query):
+            status = {"sent": "ok", "failed": "gave up"}.get(row.status, "failing" if row.last_error else "pending")
+            when = row.sent_at if row.status == "sent" else row.created_at
+            out.append(NotifierHealth(row.connection_name, row.notifier_name, status, row.last_error,
+                                      when.isoformat() if when else None))
+    return out
