@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from store.database import reading, writing
 from store.models import Alert, AlertNotification, Connection as ConnectionRow, Failure
@@ -404,7 +404,7 @@ def _operator_change(ctx: ServiceContext, alert_id: str, note: str, to: str) -> 
 class NotifierHealth:
     connection: str
     notifier: str
-    status: str  # ok | failing | gave up | pending
+    status: str  # ok | failing (retrying) | gave up
     last_error: str | None
     at: str | None  # the last attempt's outcome time (sent, or when it failed)
 
@@ -417,7 +417,9 @@ def notifier_health(ctx: ServiceContext) -> list[NotifierHealth]:
     """Each notifier's latest delivery outcome per connection: a failing one is visible here
     (the Alerts screen, `workbench alerts`), never silent."""
     access.require(ctx, "read")
-    newest = (select(func.max(notifications.c.id).label("id")).where(notifications.c.attempts > 0)
+    # The newest notice with an outcome (sent, given up, or a failed try), per notifier.
+    newest = (select(func.max(notifications.c.id).label("id"))
+              .where(or_(notifications.c.status != "pending", notifications.c.last_error.is_not(None)))
               .group_by(notifications.c.connection_id, notifications.c.notifier_name).subquery())
     query = (select(notifications, connections.c.name.label("connection_name"))
              .join(newest, newest.c.id == notifications.c.id)
@@ -426,7 +428,7 @@ def notifier_health(ctx: ServiceContext) -> list[NotifierHealth]:
     out = []
     with reading(ctx.engine) as conn:
         for row in conn.execute(query):
-            status = {"sent": "ok", "failed": "gave up"}.get(row.status, "failing" if row.last_error else "pending")
+            status = {"sent": "ok", "failed": "gave up"}.get(row.status, "failing")
             when = row.sent_at if row.status == "sent" else row.created_at
             out.append(NotifierHealth(row.connection_name, row.notifier_name, status, row.last_error,
                                       when.isoformat() if when else None))

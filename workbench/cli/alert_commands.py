@@ -1,0 +1,105 @@
+"""`workbench alerts [--json]`, `alerts show ID`, `alerts ack|resolve ID --note TEXT`,
+`alerts test RULE`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from workbench.services import alert_notify, alerts as alert_service
+
+from .output import json_value, table
+from .support import State, pass_state
+from .vault_access import CommandVaults
+
+
+@click.group("alerts", invoke_without_command=True)
+@click.option("--state", "state_name", type=click.Choice(["open", "acknowledged", "resolved", "all"]),
+              help="Alerts in this state (default: open and acknowledged ones).")
+@click.option("--connection", "connection_name", help="Only this connection's alerts.")
+@click.option("--json", "as_json", is_flag=True, help='{"alerts": [...], "notifiers": [...]} as JSON.')
+@click.pass_context
+def alerts(click_ctx: click.Context, state_name: str | None, connection_name: str | None, as_json: bool) -> None:
+    """Alerts (open and acknowledged ones) and how each notifier is doing; with a subcommand,
+    act on one."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    state: State = click_ctx.obj
+    found = alert_service.list_alerts(state.ctx, state=state_name, connection=connection_name)
+    health = alert_service.notifier_health(state.ctx)
+    if as_json:
+        json_value({"alerts": found, "notifiers": [h.as_json() for h in health]})
+        return
+    if not found:
+        click.echo("no alerts" if state_name == "all" else f"no {state_name or 'open'} alerts")
+    else:
+        table(((a["id"], a["connection"], a["rule"], a["severity"], a["state"], a["count"], a["last_seen_at"],
+                a["summary"]) for a in found),
+              ["id", "connection", "rule", "severity", "state", "count", "last seen", "summary"],
+              [30, 16, 20, 8, 12, 6, 25, 60])
+    for h in health:
+        if h.status != "ok":
+            click.echo(f"notifier {h.notifier} ({h.connection}) is FAILING: {h.last_error}"
+                       + (" (given up on)" if h.status == "gave up" else " (retrying)"), err=True)
+
+
+@alerts.command("show")
+@click.argument("alert_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def alerts_show(state: State, alert_id: str, as_json: bool) -> None:
+    """One alert with its notices and how each went."""
+    found = alert_service.get_alert(state.ctx, alert_id)
+    if as_json:
+        json_value(found)
+        return
+    for key in ("id", "connection", "rule", "severity", "state", "count", "summary", "first_seen_at",
+                "last_seen_at", "last_notified_at", "acknowledged_by", "resolved_by", "note"):
+        if found.get(key) is not None:
+            click.echo(f"{key}: {found[key]}")
+    for n in found["notifications"]:
+        click.echo(f"notice {n['kind']} via {n['notifier']}: {n['status']} after {n['attempts']} tries"
+                   + (f" (last error: {n['last_error']})" if n["last_error"] else ""))
+
+
+def _operator_action(action: str) -> click.Command:
+    @click.argument("alert_id")
+    @click.option("--note", required=True, help="Why: kept on the alert and in the audit trail.")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_state
+    def command(state: State, alert_id: str, note: str, as_json: bool) -> None:
+        act = alert_service.acknowledge if action == "ack" else alert_service.resolve
+        found = act(state.ctx, alert_id, note)
+        if as_json:
+            json_value(found)
+        else:
+            click.echo(f"{found['id']}: {found['state']} ({found['rule']} on {found['connection']})")
+    command.__doc__ = ("Acknowledge an alert: someone is on it, so no more repeat notices."
+                       if action == "ack" else "Resolve an alert by hand (no recovery notice is sent).")
+    return click.command(action)(command)
+
+
+alerts.add_command(_operator_action("ack"))
+alerts.add_command(_operator_action("resolve"))
+
+
+@alerts.command("test")
+@click.argument("rule")
+@click.option("--connection", "connection_name", help="The connection whose rule RULE is meant.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def alerts_test(state: State, rule: str, connection_name: str | None, as_json: bool) -> None:
+    """Send a test notice through RULE's notifiers now and say which succeeded (webhook URLs
+    come from the vault: WORKBENCH_VAULT_PASSPHRASE or a prompt)."""
+    outcomes = alert_notify.test_rule(state.ctx, rule, connection_name, CommandVaults())
+    if as_json:
+        json_value({"rule": rule, "notifiers": [o.as_json() for o in outcomes]})
+    else:
+        for o in outcomes:
+            click.echo(f"{o.notifier} ({o.kind}): " + ("sent" if o.ok else f"FAILED: {o.error}"))
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)
+
+
+COMMANDS = (alerts,)
