@@ -103,3 +103,45 @@ def alerts_test(state: State, rule: str, connection_name: str | None, as_json: b
 
 
 COMMANDS = (alerts,)
+
+
+@alerts.command("endpoint")
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--status", "answer", type=click.IntRange(200, 599), default=200, show_default=True,
+              help="The HTTP status to answer (500: see a failing notifier).")
+def alerts_endpoint(port: int, host: str, answer: int) -> None:
+    """A local stand-in for Slack or Teams, to try notifiers out: prints the text (or JSON) of
+    each notice posted to it, one line each, and answers --status. Stops on ctrl+c or SIGTERM."""
+    import json
+    import signal
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(min(int(self.headers.get("content-length") or 0), 1 << 20))
+            try:
+                notice = json.loads(body)
+                line = notice.get("text") or notice.get("title") or json.dumps(notice, sort_keys=True)
+            except (ValueError, AttributeError):
+                line = f"(not JSON: {len(body)} bytes)"
+            click.echo(f"{self.path} {line}")
+            self.send_response(answer)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # one line per notice is printed above
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends it like ctrl+c
+
+    server = HTTPServer((host, port), Handler)
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"listening on http://{host}:{port}/ (answering {answer})", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
