@@ -24,6 +24,8 @@ from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_e
 from workbench.cli.main import cli
 from workbench.services import (
     access,
+    alert_signals,
+    alerts,
     audit,
     command_submit,
     connections,
@@ -90,8 +92,16 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "call": _open_provider_client,
         "command": lambda c: command_submit.submit(c, "acme", "payment.create", {"amount": 5, "currency": "usd"}),
         "reconcile": lambda c: reconcile.request_run(c, "acme"),
+        "alerts": lambda c: alerts.acknowledge(c, _open_alert(admin), "on it"),
     }
     return cases[action]
+
+
+def _open_alert(ctx: ServiceContext) -> str:
+    acme = connections.get_connection(ctx, "acme")
+    with writing(ctx.engine) as conn:
+        alert_signals.emit(conn, ctx, alert_signals.Signal("breaker.opened", acme.id, "critical", "calls failing"))
+    return str(alerts.list_alerts(ctx)[0]["id"])
 
 
 def _open_provider_client(ctx: ServiceContext) -> None:
@@ -128,7 +138,8 @@ def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
     def least(role: str) -> set[str]:
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
-    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile"}
+    assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile",
+                                 "alerts"}
     assert least("admin") == {"config", "vault", "access", "retention"}
 
 
