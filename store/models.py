@@ -461,3 +461,16 @@ class AlertNotification:
         Index("ix_alert_notifications_due", "status", "next_attempt_at"),
         Index("ix_alert_notifications_notifier", "connection_id", "notifier_name", "created_at"),
     )
+
+
+class StoreSetting:
+    """Store-wide settings, one row per key, each a validated JSON document: "alerts" holds the
+    alert rules and notifiers every connection gets unless it sets its own (services/alerts;
+    no row: the defaults in code). Changed through a use case, audited."""
+    __table__ = Table(
+        "store_settings", metadata,
+        Column("key", String(100), primary_key=True),
+        Column("value", JSONText, nullable=False),
+        Column("updated_by", String(200), nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )

@@ -195,3 +195,28 @@ def test_alert_settings_are_refused_in_one_line_naming_the_field(alerts_section:
         Settings.model_validate({"alerts": alerts_section})
     line = first_problem(refused.value)
     assert message in line and "\n" not in line and "hooks.slack.com" not in line
+
+
+def test_store_wide_defaults_apply_where_a_connection_says_nothing(ctx: ServiceContext) -> None:
+    clock = Clock(T0)
+    ctx = at(ctx, clock)
+    plain = connections.add_connection(ctx, "plain", "stripe", "sandbox").id
+    own = connection_with(ctx, {"rules": [{"name": "outage", "category": "provider_outage", "more_than": 100}]},
+                          name="own")
+    with pytest.raises(InvalidArgument, match=r"^rules\.0\.window_s: Input should be greater than 0$"):
+        alerts.set_defaults(ctx, {"rules": [{"name": "outage", "category": "any", "window_s": 0}]}, "typo")
+    alerts.set_defaults(ctx, {"rules": [{"name": "outage", "category": "provider_outage", "more_than": 1}]},
+                        "every connection")
+    assert alerts.show_defaults(ctx)[1] is True
+    for connection_id in (plain, own):
+        add_failures(ctx, connection_id, 3, T0)
+    clock.now = T0 + timedelta(seconds=1)
+    alerts.evaluate(ctx)
+    # the store's rule on `plain`; `own` keeps its own rule of that name (more than 100)
+    assert [(a["connection"], a["rule"]) for a in alerts.list_alerts(ctx)] == [("plain", "outage")]
+    with reading(ctx.engine) as conn:
+        [entry] = [e for e in conn.execute(select(AuditEntry.__table__)) if e.action == "alerts.defaults"]
+    assert entry.reason == "every connection" and entry.after["rules"][0]["more_than"] == 1
+    alerts.set_defaults(ctx, None, "back to the workbench's")
+    settings, stored = alerts.show_defaults(ctx)
+    assert stored is False and [r.name for r in settings.rules] == ["authentication", "failure-storm"]

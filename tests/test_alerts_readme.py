@@ -107,5 +107,12 @@ def test_alerts_from_the_command_line(db_url: str) -> None:
     assert resolved.exit_code == 0 and "resolved" in resolved.output
     assert run(db_url, "alerts").output.strip() == "no open alerts"
     assert "breaker.opened" in run(db_url, "alerts", "--state", "all").output
+    defaults = CliRunner().invoke(cli_group, ["--db", db_url, "alerts", "defaults", "--set", "-", "--json"],
+                                  input='[[rules]]\nname = "any-timeout"\ncategory = "timeout"\n')
+    assert defaults.exit_code == 0 and json.loads(defaults.output)["source"] == "store"
+    assert 'name = "any-timeout"' in run(db_url, "alerts", "defaults").output
+    bad = CliRunner().invoke(cli_group, ["--db", db_url, "alerts", "defaults", "--set", "-"],
+                             input='[[rules]]\nname = "x"\ncategory = "nope"\n')
+    assert bad.exit_code == 2 and "rules.0.category: unknown category" in bad.output
     missing = run(db_url, "alerts", "ack", "alr_nope", "--note", "x")
     assert missing.exit_code == 1 and "no alert 'alr_nope'" in missing.output and "Traceback" not in missing.output

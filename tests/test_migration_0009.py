@@ -1,4 +1,4 @@
-"""Revision 0009 adds alerts, alert_notifications and an index on failures.created_at, and
+"""Revision 0009 adds alerts, alert_notifications, store_settings and an index on failures.created_at, and
 only them (so that it re-chains after the other helpers' migrations trivially); the downgrade
 takes them away and leaves the rest."""
 
@@ -11,7 +11,7 @@ from store.database import _alembic_config, open_store, writing
 from tests.support import add_stripe, make_context
 from workbench.services import alert_signals, alerts
 
-NEW = {"alerts", "alert_notifications"}
+NEW = {"alerts", "alert_notifications", "store_settings"}
 
 
 def test_0009_adds_and_removes_only_its_own_tables(db_url: str) -> None:

@@ -8,6 +8,7 @@ import sys
 import click
 
 from workbench.services import alert_notify, alerts as alert_service
+from workbench.services.errors import InvalidArgument
 
 from .output import json_value, table
 from .support import State, pass_state
@@ -145,3 +146,40 @@ def alerts_endpoint(port: int, host: str, answer: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+@alerts.command("defaults")
+@click.option("--set", "path", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Replace them with this TOML file ([[rules]], [[notifiers]], signal_notifiers, ...; - reads stdin).")
+@click.option("--reset", is_flag=True, help="Back to the workbench's own defaults.")
+@click.option("--reason", default=None, help="Why (kept in the audit trail).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def alerts_defaults(state: State, path: str | None, reset: bool, reason: str | None, as_json: bool) -> None:
+    """The store-wide alert rules and notifiers every connection gets unless its own
+    settings.alerts names a rule or notifier of the same name; --set or --reset changes them
+    (admin, audited)."""
+    import tomllib
+
+    import tomli_w
+
+    if path is not None and reset:
+        raise click.UsageError("--set FILE or --reset, not both")
+    if path is not None or reset:
+        document = None
+        if path is not None:
+            raw = click.open_file(path, "rb").read(1 << 20)
+            try:
+                document = tomllib.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise InvalidArgument(f"{path} is not valid TOML: {exc}") from None
+        settings = alert_service.set_defaults(state.ctx, document, reason or ("reset" if reset else f"from {path}"))
+        own = not reset
+    else:
+        settings, own = alert_service.show_defaults(state.ctx)
+    dumped = settings.model_dump(mode="json", exclude_none=True)
+    if as_json:
+        json_value({"source": "store" if own else "workbench", "alerts": dumped})
+        return
+    click.echo(f"# alert defaults: {'this store' if own else 'the workbench (no store-wide defaults set)'}")
+    click.echo(tomli_w.dumps(dumped), nl=False)

@@ -33,7 +33,7 @@ from workbench.domain.redaction import redact_text
 from workbench.vault import UnlockedVault, VaultError
 
 from . import access
-from .alerts import alert_settings, connections, notifications
+from .alerts import alert_settings, connections, notifications, store_defaults
 from .context import ServiceContext
 from .errors import InvalidArgument, NotFound
 
@@ -271,12 +271,13 @@ def test_rule(ctx: ServiceContext, rule_name: str, connection_name: str | None, 
     with reading(ctx.engine) as conn:
         rows = conn.execute(select(connections.c.id, connections.c.name, connections.c.environment,
                                    connections.c.settings).order_by(connections.c.name)).all()
+        defaults = store_defaults(conn)
     if connection_name is not None:
         rows = [row for row in rows if row.name == connection_name]
         if not rows:
             raise NotFound(f"no connection named {connection_name[:64]!r}")
     having = [(row, config) for row in rows
-              if (config := alert_settings(row.settings or {}, row.name)).rule(rule_name) is not None]
+              if (config := alert_settings(row.settings or {}, row.name, defaults)).rule(rule_name) is not None]
     if not having:
         raise NotFound(f"no rule named {rule_name[:64]!r}" + (f" on {connection_name}" if connection_name else "")
                        + " (`workbench connection show NAME` shows a connection's alerts settings)")

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from store.database import reading, writing
-from store.models import Alert, AlertNotification, Connection as ConnectionRow, Failure
+from store.models import Alert, AlertNotification, Connection as ConnectionRow, Failure, StoreSetting
 from workbench.domain.alert_rules import ANY, DEFAULTS, AlertSettings, RuleConfig, effective
+from workbench.domain.connection_config import first_problem
 from workbench.domain.redaction import redact_text
 
 from . import access, audit
@@ -35,6 +36,7 @@ alerts = Alert.__table__
 notifications = AlertNotification.__table__
 failures = Failure.__table__
 connections = ConnectionRow.__table__
+store_settings = StoreSetting.__table__
 
 OPEN_STATES = ("open", "acknowledged")
 STATES = ("open", "acknowledged", "resolved")
@@ -45,17 +47,33 @@ MAX_NOTE = 2000
 # -- configuration ----------------------------------------------------------------------------
 
 
-def alert_settings(settings: Mapping[str, Any], name: str = "") -> AlertSettings:
+DEFAULTS_KEY = "alerts"  # the store_settings row holding the store-wide defaults
+
+
+def store_defaults(conn: Connection) -> AlertSettings:
+    """The store-wide defaults: the store_settings row "alerts", else the defaults in code
+    (alert_rules.DEFAULTS). A damaged row falls back to the code's with a warning."""
+    raw = conn.execute(select(store_settings.c.value).where(store_settings.c.key == DEFAULTS_KEY)).scalar()
+    if raw is None:
+        return DEFAULTS
+    try:
+        return AlertSettings.model_validate(raw)
+    except ValidationError:
+        log.warning("the store's alert defaults are unreadable: using the workbench's own")
+        return DEFAULTS
+
+
+def alert_settings(settings: Mapping[str, Any], name: str = "", defaults: AlertSettings = DEFAULTS) -> AlertSettings:
     """A connection's alerting over the defaults. Damaged settings (edited in the store by
     hand) fall back to the defaults with a warning: alerts must not stop because of them."""
     raw = settings.get("alerts")
     if raw is None:
-        return DEFAULTS
+        return defaults
     try:
-        return effective(AlertSettings.model_validate(raw))
+        return effective(AlertSettings.model_validate(raw), defaults)
     except ValidationError:
         log.warning("connection %s has unreadable alert settings: using the defaults", name)
-        return DEFAULTS
+        return defaults
 
 
 @dataclass(frozen=True)
@@ -70,7 +88,8 @@ def _connections(conn: Connection, connection_id: str | None = None) -> dict[str
     query = select(connections.c.id, connections.c.name, connections.c.environment, connections.c.settings)
     if connection_id is not None:
         query = query.where(connections.c.id == connection_id)
-    return {row.id: _Conn(row.id, row.name, row.environment, alert_settings(row.settings or {}, row.name))
+    defaults = store_defaults(conn)
+    return {row.id: _Conn(row.id, row.name, row.environment, alert_settings(row.settings or {}, row.name, defaults))
             for row in conn.execute(query)}
 
 
@@ -433,3 +452,37 @@ def notifier_health(ctx: ServiceContext) -> list[NotifierHealth]:
             out.append(NotifierHealth(row.connection_name, row.notifier_name, status, row.last_error,
                                       when.isoformat() if when else None))
     return out
+
+
+# -- the store-wide defaults ----------------------------------------------------------------------
+
+
+def show_defaults(ctx: ServiceContext) -> tuple[AlertSettings, bool]:
+    """The store-wide alert defaults, and whether they are the store's own (False: the code's)."""
+    access.require(ctx, "read")
+    with reading(ctx.engine) as conn:
+        stored = conn.execute(select(store_settings.c.key).where(store_settings.c.key == DEFAULTS_KEY)).first()
+        return store_defaults(conn), stored is not None
+
+
+def set_defaults(ctx: ServiceContext, document: Mapping[str, Any] | None, reason: str) -> AlertSettings:
+    """Replace the store-wide defaults with `document` (validated whole; None: back to the
+    code's). Admin (action "config"), audited as alerts.defaults."""
+    access.require(ctx, "config")
+    if document is None:
+        chosen = DEFAULTS
+    else:
+        try:
+            chosen = AlertSettings.model_validate(document)
+        except ValidationError as exc:
+            raise InvalidArgument(first_problem(exc)) from None
+    now = ctx.clock()
+    with writing(ctx.engine) as conn:
+        before = store_defaults(conn)
+        conn.execute(store_settings.delete().where(store_settings.c.key == DEFAULTS_KEY))
+        if document is not None:
+            conn.execute(store_settings.insert().values(key=DEFAULTS_KEY, value=chosen.model_dump(mode="json"),
+                                                        updated_by=ctx.actor, updated_at=now))
+        audit.append(conn, ctx, "alerts.defaults", "store_setting", DEFAULTS_KEY,
+                     before=before.model_dump(mode="json"), after=chosen.model_dump(mode="json"), reason=reason)
+    return chosen

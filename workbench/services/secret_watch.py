@@ -20,7 +20,7 @@ from store.models import Delivery
 from workbench.domain.connection_config import SecretRef
 
 from .alert_signals import Signal, emit
-from .alerts import OPEN_STATES, alert_settings, alerts, connections
+from .alerts import OPEN_STATES, alert_settings, alerts, connections, store_defaults
 from .context import ServiceContext
 from .secret_refs import _REFERENCES
 
@@ -43,13 +43,14 @@ def check(ctx: ServiceContext) -> list[str]:
             select(alerts.c.connection_id, alerts.c.summary).where(alerts.c.rule == RULE,
                                                                    alerts.c.state.in_(OPEN_STATES)))}
         rows = conn.execute(select(connections.c.id, connections.c.name, connections.c.settings)).all()
+        defaults = store_defaults(conn)
     for row in rows:
         settings = row.settings or {}
         try:
             refs = _REFERENCES.validate_python(settings.get("secrets", []))
         except ValueError:
             continue  # damaged references are reported where they are used
-        lead = timedelta(seconds=alert_settings(settings, row.name).secret_expiry_lead_s)
+        lead = timedelta(seconds=alert_settings(settings, row.name, defaults).secret_expiry_lead_s)
         problem = _problem(ctx, row.id, refs, now, lead)
         # Raised again only when the situation reads differently (a newer secret appeared...):
         # the open alert's summary stays current without counting every look.

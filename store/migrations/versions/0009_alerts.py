@@ -1,5 +1,6 @@
-"""alerts and alert_notifications (alerting, issue 12), and an index on failures.created_at
-for the rules that count recent failures
+"""alerts, alert_notifications and store_settings (alerting, issue 12: the store-wide alert
+defaults live in its "alerts" row), and an index on failures.created_at for the rules that
+count recent failures
 
 Revision ID: 0009
 Revises: 0008
@@ -67,12 +68,21 @@ def upgrade() -> None:
                                 name=op.f('fk_alert_notifications_alert_id_alerts')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_notifications')),
     )
+    op.create_table(
+        'store_settings',
+        sa.Column('key', sa.String(length=100), nullable=False),
+        sa.Column('value', JSONText(), nullable=False),
+        sa.Column('updated_by', sa.String(length=200), nullable=False),
+        sa.Column('updated_at', UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint('key', name=op.f('pk_store_settings')),
+    )
     op.create_index('ix_alert_notifications_due', 'alert_notifications', ['status', 'next_attempt_at'])
     op.create_index('ix_alert_notifications_notifier', 'alert_notifications',
                     ['connection_id', 'notifier_name', 'created_at'])
 
 
 def downgrade() -> None:
+    op.drop_table('store_settings')
     op.drop_index('ix_alert_notifications_notifier', table_name='alert_notifications')
     op.drop_index('ix_alert_notifications_due', table_name='alert_notifications')
     op.drop_table('alert_notifications')
