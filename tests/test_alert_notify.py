@@ -136,13 +136,14 @@ class RunningEngine:
 
 
 def test_an_alert_and_its_recovery_reach_a_local_endpoint_exactly_once_each(
-        ctx: ServiceContext, endpoint: NotifierEndpoint) -> None:
+        ctx: ServiceContext, endpoint: NotifierEndpoint, caplog: pytest.LogCaptureFixture) -> None:
+    """Through a running engine, with a second notifier that never answers beside the first."""
     role_bindings.grant(ctx, "system:engine", "operator", "tests")
-    unlocked = setup_hooks(ctx, endpoint, {"slack": "/ok"})
+    unlocked = setup_hooks(ctx, endpoint, {"slack": "/ok", "stuck": "/hang"})
     acme = connections.add_connection(ctx, "acme", "stripe", "sandbox", settings={"alerts": {
         "rules": [{"name": "outage", "category": "provider_outage", "more_than": 0, "window_s": 2,
-                   "notifiers": ["slack"]}],
-        "notifiers": [webhook("slack", "slack-url")]}}).id
+                   "notifiers": ["stuck", "slack"]}],
+        "notifiers": [webhook("slack", "slack-url"), webhook("stuck", "stuck-url", timeout_s=1)]}}).id
     endpoint.clear()
     running = RunningEngine(Engine(ctx.as_actor("system:engine"), {"sandbox": unlocked},
                                    EngineOptions(lease_ttl_s=2, alerts_every_s=0.2)))
@@ -156,7 +157,13 @@ def test_an_alert_and_its_recovery_reach_a_local_endpoint_exactly_once_each(
     bodies = endpoint.bodies("/ok")
     assert [b["text"].split("]")[0] for b in bodies] == ["[ALERT", "[RECOVERED"]
     assert "3 provider_outage failures" in bodies[0]["text"] and bodies[0]["blocks"][0]["type"] == "section"
-    assert [(n.kind, n.status, n.attempts) for n in notices(ctx)] == [("opened", "sent", 1), ("recovered", "sent", 1)]
+    sent = [(n.notifier_name, n.kind, n.status, n.attempts) for n in notices(ctx)]
+    assert [s for s in sent if s[0] == "slack"] == [("slack", "opened", "sent", 1), ("slack", "recovered", "sent", 1)]
+    stuck = [n for n in notices(ctx) if n.notifier_name == "stuck"]
+    assert stuck and all(n.status == "pending" for n in stuck)  # to be retried, never marked sent
+    assert any(n.last_error == "no answer within 1s" for n in stuck)
+    assert {h.notifier: h.status for h in alerts.notifier_health(ctx)} == {"slack": "ok", "stuck": "failing"}
+    assert "alert notifier stuck failing for acme" in caplog.text  # the engine's log
 
 
 def test_a_locked_vault_is_a_failing_notifier_not_a_crash(ctx: ServiceContext, endpoint: NotifierEndpoint,
