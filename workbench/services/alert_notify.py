@@ -113,11 +113,15 @@ def _post(spec: NotifierConfig, notice: Mapping[str, Any], vaults: Vaults) -> No
                               timeout=float(spec.timeout_s), follow_redirects=False)
     except httpx.TimeoutException:
         raise NotifierFailed(f"no answer within {spec.timeout_s}s") from None
+    except httpx.UnsupportedProtocol:
+        raise NotifierFailed(f"the vault secret {spec.url_secret.name if spec.url_secret else ''} "
+                             "does not hold an http(s) URL") from None
     except httpx.HTTPError as exc:
         # The message may quote the URL (a secret): only the kind of failure is kept.
         raise NotifierFailed(f"could not reach the webhook ({type(exc).__name__})") from None
-    except ValueError:
-        raise NotifierFailed(f"the vault secret {spec.url_secret.name if spec.url_secret else ''} is not a URL") from None
+    except (ValueError, httpx.InvalidURL):
+        raise NotifierFailed(f"the vault secret {spec.url_secret.name if spec.url_secret else ''} "
+                             "does not hold a usable http(s) URL") from None
     if not 200 <= response.status_code < 300:
         raise NotifierFailed(f"the webhook answered HTTP {response.status_code}")
 
@@ -310,4 +314,6 @@ def send_test(notice: Mapping[str, Any], specs: list[NotifierConfig], vaults: Va
             outcomes.append(TestOutcome(spec.name, spec.kind, True, None))
         except NotifierFailed as exc:
             outcomes.append(TestOutcome(spec.name, spec.kind, False, str(exc)))
+        except Exception as exc:  # a notifier's bug: named by its kind only (a message may hold the URL)
+            outcomes.append(TestOutcome(spec.name, spec.kind, False, f"unexpected {type(exc).__name__}"))
     return outcomes
