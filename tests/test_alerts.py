@@ -16,7 +16,7 @@ from store.database import reading, writing
 from store.models import Alert, AlertNotification, AuditEntry, Failure
 from tests.support import T0, acting_as
 from workbench.domain.taxonomy import Category
-from workbench.services import alert_signals, alerts, connections
+from workbench.services import alert_evaluation, alert_signals, alerts, connections
 from workbench.services.access import AccessDenied
 from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument, ServiceError
@@ -64,41 +64,41 @@ def test_a_rule_firing_repeatedly_within_its_interval_is_one_alert_with_a_growin
     acme = connection_with(ctx, OUTAGE_RULES)
     add_failures(ctx, acme, 2, T0)
     clock.now = T0 + timedelta(seconds=1)
-    assert alerts.evaluate(ctx).opened == 0  # two are not "more than 2"
+    assert alert_evaluation.evaluate(ctx).opened == 0  # two are not "more than 2"
 
     add_failures(ctx, acme, 1, T0 + timedelta(seconds=1))
     clock.now = T0 + timedelta(seconds=2)
-    assert alerts.evaluate(ctx).opened == 1
+    assert alert_evaluation.evaluate(ctx).opened == 1
     for step in range(3):  # more failures, within the repeat interval: the same alert grows
         add_failures(ctx, acme, 2, T0 + timedelta(seconds=10 + step))
         clock.now = T0 + timedelta(seconds=20 + step)
-        report = alerts.evaluate(ctx)
+        report = alert_evaluation.evaluate(ctx)
         assert (report.opened, report.grown) == (0, 1)
     clock.now = T0 + timedelta(seconds=30)
-    assert alerts.evaluate(ctx).grown == 0  # nothing new: the count stays
+    assert alert_evaluation.evaluate(ctx).grown == 0  # nothing new: the count stays
     [alert] = table(ctx, Alert)
     assert (alert.state, alert.count, alert.rule, alert.source) == ("open", 9, "outage", "rule")
     assert [n.kind for n in table(ctx, AlertNotification)] == ["opened"]  # told once
 
     add_failures(ctx, acme, 3, T0 + timedelta(seconds=250))  # the interval (200 s) has passed
     clock.now = T0 + timedelta(seconds=260)
-    alerts.evaluate(ctx)
+    alert_evaluation.evaluate(ctx)
     [alert] = table(ctx, Alert)
     assert alert.count == 12
     assert [n.kind for n in table(ctx, AlertNotification)] == ["opened", "repeat"]
 
     clock.now = T0 + timedelta(seconds=600)  # the window holds none any more: recovered
-    assert alerts.evaluate(ctx).cleared == 1
+    assert alert_evaluation.evaluate(ctx).cleared == 1
     [alert] = table(ctx, Alert)
     assert alert.state == "resolved" and alert.note.startswith("recovered")
     sent = table(ctx, AlertNotification)
     assert [n.kind for n in sent] == ["opened", "repeat", "recovered"]
     assert sent[-1].payload["count"] == 12 and sent[-1].payload["connection"] == "acme"
-    assert alerts.evaluate(ctx).cleared == 0  # once
+    assert alert_evaluation.evaluate(ctx).cleared == 0  # once
 
     add_failures(ctx, acme, 3, T0 + timedelta(seconds=700))  # it happens again: a new alert
     clock.now = T0 + timedelta(seconds=701)
-    alerts.evaluate(ctx)
+    alert_evaluation.evaluate(ctx)
     assert [(a.state, a.count) for a in table(ctx, Alert)] == [("resolved", 12), ("open", 3)]
 
 
@@ -108,11 +108,11 @@ def test_any_authentication_is_a_default_rule_and_categories_are_told_apart(ctx:
     plain = connections.add_connection(ctx, "plain", "stripe", "sandbox").id  # no alerts settings
     add_failures(ctx, plain, 5, T0, Category.VALIDATION)
     clock.now = T0 + timedelta(seconds=1)
-    alerts.evaluate(ctx)
+    alert_evaluation.evaluate(ctx)
     assert table(ctx, Alert) == []
     add_failures(ctx, plain, 1, T0 + timedelta(seconds=1), Category.AUTHENTICATION)
     clock.now = T0 + timedelta(seconds=2)
-    alerts.evaluate(ctx)
+    alert_evaluation.evaluate(ctx)
     [alert] = table(ctx, Alert)
     assert (alert.rule, alert.severity, alert.count) == ("authentication", "critical", 1)
     assert "1 authentication failures" in alert.summary
@@ -211,7 +211,7 @@ def test_store_wide_defaults_apply_where_a_connection_says_nothing(ctx: ServiceC
     for connection_id in (plain, own):
         add_failures(ctx, connection_id, 3, T0)
     clock.now = T0 + timedelta(seconds=1)
-    alerts.evaluate(ctx)
+    alert_evaluation.evaluate(ctx)
     # the store's rule on `plain`; `own` keeps its own rule of that name (more than 100)
     assert [(a["connection"], a["rule"]) for a in alerts.list_alerts(ctx)] == [("plain", "outage")]
     with reading(ctx.engine) as conn:

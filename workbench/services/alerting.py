@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from workbench.vault import UnlockedVault
 
-from . import access, alerts, leases, secret_watch
+from . import access, alert_evaluation, leases, secret_watch
 from .alert_notify import NotificationWorker
 from .context import ServiceContext
 
@@ -28,13 +28,13 @@ class AlertingJob:
         self.secret_watch_every_s = secret_watch_every_s
         self._last_watch: float | None = None
 
-    def run(self, holder: str) -> alerts.EvaluationReport | None:
+    def run(self, holder: str) -> alert_evaluation.EvaluationReport | None:
         """One round; the evaluation's report when this engine evaluated."""
         access.require(self.ctx, "alerts")
         self.worker.pump()
         if not leases.acquire(self.ctx, LEASE, holder, self.lease_ttl_s).held:
             return None
-        report = alerts.evaluate(self.ctx)
+        report = alert_evaluation.evaluate(self.ctx)
         now = time.monotonic()
         if self._last_watch is None or now - self._last_watch >= self.secret_watch_every_s:
             self._last_watch = now

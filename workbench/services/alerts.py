@@ -1,6 +1,6 @@
-"""Alerts: opened, grown, repeated and cleared by the rules over the failures table (the
-engine evaluates them every few seconds) and by engine signals (alert_signals.emit), listed
-for people, acknowledged and resolved by operators (audited).
+"""Alerts: opened, grown, repeated and cleared by the rules over the failures table
+(alert_evaluation, every few seconds in the engine) and by engine signals (alert_signals.emit),
+listed for people, acknowledged and resolved by operators (audited).
 
 One alert per rule and connection is open (or acknowledged) at a time: a condition that keeps
 holding adds to its `count`. Every notice (opened, repeat, recovered) is a row per notifier in
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 
 from store.database import reading, writing
 from store.models import Alert, AlertNotification, Connection as ConnectionRow, Failure, StoreSetting
-from workbench.domain.alert_rules import ANY, DEFAULTS, AlertSettings, RuleConfig, effective
+from workbench.domain.alert_rules import DEFAULTS, AlertSettings, RuleConfig, effective
 from workbench.domain.connection_config import first_problem
 from workbench.domain.redaction import redact_text
 
@@ -77,19 +77,21 @@ def alert_settings(settings: Mapping[str, Any], name: str = "", defaults: AlertS
 
 
 @dataclass(frozen=True)
-class _Conn:
+class AlertTarget:
+    """A connection as alerting sees it: its name, vault environment and effective settings."""
+
     id: str
     name: str
     environment: str
     config: AlertSettings
 
 
-def _connections(conn: Connection, connection_id: str | None = None) -> dict[str, _Conn]:
+def alert_targets(conn: Connection, connection_id: str | None = None) -> dict[str, AlertTarget]:
     query = select(connections.c.id, connections.c.name, connections.c.environment, connections.c.settings)
     if connection_id is not None:
         query = query.where(connections.c.id == connection_id)
     defaults = store_defaults(conn)
-    return {row.id: _Conn(row.id, row.name, row.environment, alert_settings(row.settings or {}, row.name, defaults))
+    return {row.id: AlertTarget(row.id, row.name, row.environment, alert_settings(row.settings or {}, row.name, defaults))
             for row in conn.execute(query)}
 
 
@@ -105,7 +107,7 @@ def payload(row: Mapping[str, Any], connection: str, kind: str) -> dict[str, Any
             "count": row["count"], "first_seen_at": at(row["first_seen_at"]), "last_seen_at": at(row["last_seen_at"])}
 
 
-def _queue(conn: Connection, ctx: ServiceContext, row: Mapping[str, Any], target: _Conn, kind: str,
+def _queue(conn: Connection, ctx: ServiceContext, row: Mapping[str, Any], target: AlertTarget, kind: str,
            names: list[str], now: datetime) -> None:
     body = payload(row, target.name, kind)
     rows = []
@@ -149,7 +151,7 @@ def _open_row(conn: Connection, rule: str, connection_id: str) -> Any:
     return conn.execute(query).first()
 
 
-def raise_alert(conn: Connection, ctx: ServiceContext, target: _Conn, *, rule: str, source: str, severity: str,
+def raise_alert(conn: Connection, ctx: ServiceContext, target: AlertTarget, *, rule: str, source: str, severity: str,
                 summary: str, added: int, seen_at: datetime, policy: Policy) -> str:
     """Open the alert for (rule, connection), or add `added` to the open one's count; queue the
     notices due (the first, or a repeat once its interval has passed and the count grew)."""
@@ -178,7 +180,7 @@ def raise_alert(conn: Connection, ctx: ServiceContext, target: _Conn, *, rule: s
     return str(row.id)
 
 
-def clear_alert(conn: Connection, ctx: ServiceContext, target: _Conn, rule: str, policy: Policy | None,
+def clear_alert(conn: Connection, ctx: ServiceContext, target: AlertTarget, rule: str, policy: Policy | None,
                 note: str) -> str | None:
     """Resolve the open alert for (rule, connection), if any, with a recovery notice where the
     policy asks for one (None: no notice, e.g. the rule was removed)."""
@@ -196,7 +198,7 @@ def clear_alert(conn: Connection, ctx: ServiceContext, target: _Conn, rule: str,
 def record_signal(conn: Connection, ctx: ServiceContext, rule: str, connection_id: str, severity: str,
                   summary: str, cleared: bool) -> str | None:
     """alert_signals.emit's storage, in the caller's transaction."""
-    target = _connections(conn, connection_id).get(connection_id)
+    target = alert_targets(conn, connection_id).get(connection_id)
     if target is None:
         raise NotFound(f"no connection with id {connection_id!r} to raise alert {rule} on")
     configured = target.config.rule_for_signal(rule)
@@ -206,116 +208,6 @@ def record_signal(conn: Connection, ctx: ServiceContext, rule: str, connection_i
         return clear_alert(conn, ctx, target, rule, policy, f"cleared: {redact_text(summary)}")
     return raise_alert(conn, ctx, target, rule=rule, source="signal", severity=severity, summary=summary,
                        added=1, seen_at=ctx.clock(), policy=policy)
-
-
-# -- the rules over the failures table ---------------------------------------------------------
-
-
-@dataclass
-class EvaluationReport:
-    opened: int = 0
-    grown: int = 0
-    cleared: int = 0
-
-
-def _counts(conn: Connection, since: datetime, connection_id: str | None = None,
-            category: str | None = None) -> dict[tuple[str, str], tuple[int, datetime]]:
-    """(connection, category) -> (failures since `since`, the newest one's time)."""
-    query = (select(failures.c.connection_id, failures.c.category, func.count(), func.max(failures.c.created_at))
-             .where(failures.c.created_at > since, failures.c.connection_id.is_not(None))
-             .group_by(failures.c.connection_id, failures.c.category))
-    if connection_id is not None:
-        query = query.where(failures.c.connection_id == connection_id)
-    if category is not None and category != ANY:
-        query = query.where(failures.c.category == category)
-    return {(row[0], row[1]): (int(row[2]), row[3]) for row in conn.execute(query)}
-
-
-def _matching(counts: Mapping[tuple[str, str], tuple[int, datetime]], connection_id: str,
-              category: str) -> tuple[int, datetime | None]:
-    total, newest = 0, None
-    for (cid, cat), (n, at) in counts.items():
-        if cid == connection_id and (category == ANY or cat == category):
-            total += n
-            newest = at if newest is None or at > newest else newest
-    return total, newest
-
-
-def evaluate(ctx: ServiceContext) -> EvaluationReport:
-    """Evaluate every connection's failure rules once: open, grow or clear their alerts (one
-    transaction each). One grouped count per distinct window; a query more per open alert."""
-    now = ctx.clock()
-    report = EvaluationReport()
-    with reading(ctx.engine) as conn:
-        targets = _connections(conn)
-        windows = {rule.window_s for t in targets.values() for rule in t.config.rules if rule.category}
-        counts = {w: _counts(conn, now - timedelta(seconds=w)) for w in windows}
-        open_rows = {(row.rule, row.connection_id): row for row in conn.execute(
-            select(alerts).where(alerts.c.state.in_(OPEN_STATES), alerts.c.source == "rule"))}
-    for target in targets.values():
-        for rule in target.config.rules:
-            if rule.category is None:
-                continue
-            total, newest = _matching(counts[rule.window_s], target.id, rule.category)
-            existing = open_rows.pop((rule.name, target.id), None)
-            if total > rule.more_than and newest is not None:
-                report_key = _raise_for_rule(ctx, target, rule, existing, total, newest, now)
-                if report_key == "opened":
-                    report.opened += 1
-                elif report_key == "grown":
-                    report.grown += 1
-            elif existing is not None:
-                with writing(ctx.engine) as conn:
-                    clear_alert(conn, ctx, target, rule.name, Policy.of(rule),
-                                f"recovered: no longer {rule.describe()}")
-                report.cleared += 1
-    for (rule_name, connection_id), _row in open_rows.items():  # rules removed from the settings
-        gone = targets.get(connection_id)
-        if gone is not None:
-            with writing(ctx.engine) as conn:
-                clear_alert(conn, ctx, gone, rule_name, None, "the rule is no longer configured")
-            report.cleared += 1
-    return report
-
-
-def _raise_for_rule(ctx: ServiceContext, target: _Conn, rule: RuleConfig, existing: Any, total: int,
-                    newest: datetime, now: datetime) -> str | None:
-    with writing(ctx.engine) as conn:
-        if existing is None:
-            # After a person resolved it, only failures since then count towards a new one.
-            resolved_at = conn.execute(select(func.max(alerts.c.resolved_at)).where(
-                alerts.c.rule == rule.name, alerts.c.connection_id == target.id,
-                alerts.c.resolved_by.like("user:%"))).scalar()
-            if resolved_at is not None and resolved_at > now - timedelta(seconds=rule.window_s):
-                total, found = _matching(_counts(conn, resolved_at, target.id, rule.category), target.id,
-                                         rule.category or ANY)
-                if total <= rule.more_than or found is None:
-                    return None
-                newest = found
-            raise_alert(conn, ctx, target, rule=rule.name, source="rule", severity=rule.severity,
-                        summary=f"{total} {_what(rule)} in the last {_span(rule.window_s)} ({rule.describe()})",
-                        added=total, seen_at=newest, policy=Policy.of(rule))
-            return "opened"
-        added, found = _matching(_counts(conn, existing.last_seen_at, target.id, rule.category), target.id,
-                                 rule.category or ANY)
-        if added == 0 or found is None:
-            return None
-        raise_alert(conn, ctx, target, rule=rule.name, source="rule", severity=rule.severity,
-                    summary=f"{total} {_what(rule)} in the last {_span(rule.window_s)} ({rule.describe()})",
-                    added=added, seen_at=found, policy=Policy.of(rule))
-        return "grown"
-
-
-def _what(rule: RuleConfig) -> str:
-    return "failures" if rule.category == ANY else f"{rule.category} failures"
-
-
-def _span(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds}s"
 
 
 # -- for people --------------------------------------------------------------------------------
