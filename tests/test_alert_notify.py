@@ -180,3 +180,17 @@ def test_a_locked_vault_is_a_failing_notifier_not_a_crash(ctx: ServiceContext, e
         worker.close()
     [notice] = notices(ctx)
     assert notice.status == "pending" and "the sandbox vault is locked" in notice.last_error
+
+
+def test_one_engine_evaluates_the_rules_at_a_time(ctx: ServiceContext) -> None:
+    """Engines sharing a store take turns by the `alerts` lease: one alert per rule and
+    connection needs one evaluator; the other only delivers."""
+    first = alerting.AlertingJob(ctx, {}, lease_ttl_s=30)
+    second = alerting.AlertingJob(ctx, {}, lease_ttl_s=30)
+    try:
+        assert first.run("engine-a") is not None
+        assert second.run("engine-b") is None
+        assert first.run("engine-a") is not None  # renewed by its holder
+    finally:
+        first.close()
+        second.close()
