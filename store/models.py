@@ -244,6 +244,8 @@ class Failure:
         Index("ix_failures_fingerprint", "fingerprint"),
         Index("ix_failures_record", "record_id"),
         Index("ix_failures_delivery", "delivery_id"),
+        # Alert rules count recent failures by time (services/alerts, every few seconds).
+        Index("ix_failures_created", "created_at"),
     )
 
 
@@ -439,4 +441,73 @@ class RecoveryItem:
         Column("state", String(20), nullable=False),  # pending | done | skipped | cancelled
         Column("message", Text, nullable=True),
         Index("ix_recovery_items_state", "recovery_id", "state"),
+    )
+
+
+class Alert:
+    """A condition people are told about: a rule's failure condition holding on a connection,
+    or a signal the engine raised (breaker opened, secret expiring). At most one alert per rule
+    and connection is open or acknowledged (the partial unique index): a condition that keeps
+    holding grows its `count`; resolved ones stay as history. `notified_count`: the count the
+    last notice reported (a repeat is sent only when it grew)."""
+    __table__ = Table(
+        "alerts", metadata,
+        Column("id", ID, primary_key=True),
+        Column("rule", String(100), nullable=False),
+        Column("connection_id", ForeignKey("connections.id"), nullable=False),
+        Column("source", String(20), nullable=False),  # rule | signal
+        Column("severity", String(20), nullable=False),  # info | warning | critical
+        Column("state", String(20), nullable=False),  # open | acknowledged | resolved
+        Column("summary", Text, nullable=False),
+        Column("count", Integer, nullable=False),
+        Column("first_seen_at", UTCDateTime, nullable=False),
+        Column("last_seen_at", UTCDateTime, nullable=False),
+        Column("last_notified_at", UTCDateTime, nullable=True),
+        Column("notified_count", Integer, default=0, nullable=False),
+        Column("acknowledged_by", String(200), nullable=True),
+        Column("acknowledged_at", UTCDateTime, nullable=True),
+        Column("resolved_by", String(200), nullable=True),
+        Column("resolved_at", UTCDateTime, nullable=True),
+        Column("note", Text, nullable=True),
+        Index("uq_alerts_open", "rule", "connection_id", unique=True,
+              sqlite_where=text("state <> 'resolved'"), postgresql_where=text("state <> 'resolved'")),
+        Index("ix_alerts_state", "state", "connection_id"),
+    )
+
+
+class AlertNotification:
+    """The notifications outbox: one row per alert notice (opened, repeat, recovered) and
+    notifier, written in the alert's transaction and delivered later, outside any transaction,
+    by the engine's notification worker. `notifier`: the notifier's configuration as it was
+    (vault references, never a URL or other secret); `last_error`: why the last try failed."""
+    __table__ = Table(
+        "alert_notifications", metadata,
+        Column("id", ID, primary_key=True),
+        Column("alert_id", ForeignKey("alerts.id"), nullable=False),
+        Column("connection_id", ID, nullable=False),
+        Column("notifier_name", String(64), nullable=False),
+        Column("notifier", JSONText, nullable=False),
+        Column("kind", String(20), nullable=False),  # opened | repeat | recovered
+        Column("payload", JSONText, nullable=False),
+        Column("status", String(20), nullable=False),  # pending | sent | failed (gave up)
+        Column("attempts", Integer, default=0, nullable=False),
+        Column("next_attempt_at", UTCDateTime, nullable=False),
+        Column("last_error", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("sent_at", UTCDateTime, nullable=True),
+        Index("ix_alert_notifications_due", "status", "next_attempt_at"),
+        Index("ix_alert_notifications_notifier", "connection_id", "notifier_name", "created_at"),
+    )
+
+
+class StoreSetting:
+    """Store-wide settings, one row per key, each a validated JSON document: "alerts" holds the
+    alert rules and notifiers every connection gets unless it sets its own (services/alerts;
+    no row: the defaults in code). Changed through a use case, audited."""
+    __table__ = Table(
+        "store_settings", metadata,
+        Column("key", String(100), primary_key=True),
+        Column("value", JSONText, nullable=False),
+        Column("updated_by", String(200), nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
     )

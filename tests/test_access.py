@@ -25,6 +25,8 @@ from workbench.cli.main import cli
 from workbench.domain.failure_filter import FailureFilter
 from workbench.services import (
     access,
+    alert_signals,
+    alerts,
     audit,
     command_submit,
     connections,
@@ -96,8 +98,16 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "recover": lambda c: recovery.submit(c, recovery.plan(c, FailureFilter(connection="acme"))),
         "rewind": lambda c: rewind.apply_rewind(c, rewind.RewindPlan(
             "acme", connections.get_connection(admin, "acme").id, T0, None, None, None, 0)),
+        "alerts": lambda c: alerts.acknowledge(c, _open_alert(admin), "on it"),
     }
     return cases[action]
+
+
+def _open_alert(ctx: ServiceContext) -> str:
+    acme = connections.get_connection(ctx, "acme")
+    with writing(ctx.engine) as conn:
+        alert_signals.emit(conn, ctx, alert_signals.Signal("breaker.opened", acme.id, "critical", "calls failing"))
+    return str(alerts.list_alerts(ctx)[0]["id"])
 
 
 def _open_provider_client(ctx: ServiceContext) -> None:
@@ -136,7 +146,7 @@ def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
     assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile",
-                                 "recover", "rewind"}
+                                 "recover", "rewind", "alerts"}
     assert least("admin") == {"config", "vault", "access", "retention"}
 
 

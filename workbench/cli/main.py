@@ -14,6 +14,7 @@ import click
 
 from . import (
     access_commands,
+    alert_commands,
     command_commands,
     connection_commands,
     engine_commands,
@@ -61,7 +62,7 @@ def cli(click_ctx: click.Context, db: str | None, verbose: bool) -> None:
 for module in (store_commands, connection_commands, ingest_command, list_commands, failure_commands,
                history_commands, vault_commands, access_commands, retention_commands, sandbox_commands,
                listen_command, command_commands, engine_commands, reconcile_commands,
-               recover_commands):
+               recover_commands, alert_commands):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -7,7 +7,6 @@ at every level, so a typo is named instead of silently ignored. Pure: no I/O.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,7 +17,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainValidator,
     SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
@@ -27,25 +25,12 @@ from pydantic import (
     model_serializer,
 )
 
+from .alert_rules import AlertSettings
+from .config_types import Environment, Name, Positive, PositiveNumber
+
 KINDS = ("api_key", "webhook_secret")
 ENVIRONMENTS = ("sandbox", "live")
 Kind = Literal["api_key", "webhook_secret"]
-Environment = Literal["sandbox", "live"]
-# The vault's and the connections' own name rule: nothing a shell or a terminal reads.
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Positive = Annotated[StrictInt, Field(gt=0)]
-
-
-def _positive_number(value: object) -> int | float:
-    # One check instead of a union: a union's errors name its members (`per_second.int`).
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("Input should be a number")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError("Input should be a finite number greater than 0")
-    return value
-
-
-PositiveNumber = Annotated[int | float, PlainValidator(_positive_number)]
 
 
 MAX_URL_LENGTH = 2048
@@ -151,6 +136,7 @@ class Settings(_Strict):
     retention: RetentionSettings | None = None
     api: ApiSettings | None = None
     webhooks: WebhookSettings | None = None
+    alerts: AlertSettings | None = None  # rules and notifiers over alert_rules.DEFAULTS
 
     @field_validator("secrets")
     @classmethod

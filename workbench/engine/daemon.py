@@ -30,7 +30,18 @@ from apscheduler.executors.pool import ThreadPoolExecutor as JobThreads
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adapters.protocol import ProviderClient
-from workbench.services import access, dispatch, leases, polling, processes, provider_calls, recovery, retention, sync_state
+from workbench.services import (
+    access,
+    alerting,
+    dispatch,
+    leases,
+    polling,
+    processes,
+    provider_calls,
+    recovery,
+    retention,
+    sync_state,
+)
 from workbench.services.connections import ConnectionInfo
 from workbench.services.context import ServiceContext
 from workbench.services.payload_crypto import Vaults
@@ -57,6 +68,7 @@ class EngineOptions:
     batch: int = 64  # commands per claim
     parallel: int = 8  # calls in flight at once (a pause reaches the rest of a batch after them)
     call_timeout_s: float = 10.0
+    alerts_every_s: float = 2.0  # alert rules evaluated, notices handed to their worker
 
     @property
     def claim_s(self) -> float:
@@ -93,6 +105,7 @@ class Engine:
             timezone=UTC, executors={"default": JobThreads(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         self._sqlite = ctx.engine.dialect.name == "sqlite"
+        self._alerting = alerting.AlertingJob(ctx, vaults, lease_ttl_s=self.options.lease_ttl_s)
 
     # -- life -------------------------------------------------------------------------------
 
@@ -113,6 +126,7 @@ class Engine:
                                     id="retention")
             self._scheduler.add_job(self._guarded(self._recoveries), "interval", seconds=every.recovery_every_s,
                                     id="recoveries")
+            self._scheduler.add_job(self._guarded(self._alerts), "interval", seconds=every.alerts_every_s, id="alerts")
             self._scheduler.start()
             if started is not None:
                 started(self)
@@ -145,6 +159,7 @@ class Engine:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)  # running jobs finish: a dispatch releases its unsent claims
         self._senders.shutdown(wait=True)
+        self._alerting.close()  # a notice under way finishes within its notifier's timeout
         self._clients.close()
         self._poll_clients.close()
         self._reconcile_clients.close()
@@ -310,6 +325,9 @@ class Engine:
         claim = leases.acquire(self.ctx, "recovery", self.process_id, self.options.lease_ttl_s + 60)
         if claim.held:
             recovery.run_batch(self.ctx, self.vaults)
+    def _alerts(self) -> None:
+        if self.active:
+            self._alerting.run(self.process_id)
 
     def _open_client(self, info: ConnectionInfo) -> Any:
         return provider_calls.open_client(self.ctx, info.name, self.vaults, timeout_s=self.options.call_timeout_s)

@@ -70,6 +70,7 @@ LEAST_ROLE: dict[str, Role] = {
     "recover": Role.OPERATOR,  # recovery by filter: submit, cancel (workbench recover, failures retry --filter)
     "rewind": Role.OPERATOR,  # move a connection's polling cursor back (workbench connection rewind)
     "reconcile": Role.OPERATOR,  # compare records with the provider, resolve drift findings
+    "alerts": Role.OPERATOR,  # acknowledge, resolve and test alerts
     "reveal": Role.OPERATOR,  # vault reveal, a redacted payload value shown in the TUI
     "config": Role.ADMIN,  # connection add/set/import, secret references
     "vault": Role.ADMIN,  # vault init/set/rotate/remove/rekey

@@ -14,6 +14,7 @@ from typing import Literal
 
 from sqlalchemy import Connection
 
+from . import alerts
 from .context import ServiceContext
 
 Severity = Literal["info", "warning", "critical"]
@@ -31,6 +32,11 @@ class Signal:
 
 
 def emit(conn: Connection, ctx: ServiceContext, signal: Signal) -> None:
-    """Record `signal`. Until alert storage exists this writes the engine's log only."""
+    """Record `signal` in the caller's transaction: open the alert for (rule, connection) or
+    add to its count, or (cleared) resolve it; its notices go into the notifications outbox.
+    Which notifiers, how often again, and whether a recovery notice goes out: the connection's
+    rule whose `signal` matches signal.rule, else its `signal_notifiers` (default: the log)."""
     state = "cleared" if signal.cleared else signal.severity
-    log.warning("alert %s on %s (%s): %s", signal.rule, signal.connection_id, state, signal.summary)
+    log.info("alert %s on %s (%s): %s", signal.rule, signal.connection_id, state, signal.summary)
+    alerts.record_signal(conn, ctx, signal.rule, signal.connection_id, signal.severity, signal.summary,
+                         signal.cleared)

@@ -40,6 +40,7 @@ class ConnectionHealth:
     needs_review: int = 0
     # Capabilities, signature status and receiver URLs (provider_status), where asked for.
     status: ProviderStatus | None = None
+    open_alerts: int = 0  # open or acknowledged alerts (alerts.open_counts), where asked for
 
     @property
     def open_failure_total(self) -> int:

@@ -1,7 +1,7 @@
 """The workbench TUI: an App over a `ServiceContext`.
 
 Five top-level screens, each its own mode (its own stack, kept while you visit the others):
-Providers (home), Records, Error queue, Audit, Configuration, Drift. Timelines, payloads, diffs and failure lists
+Providers (home), Records, Error queue, Audit, Configuration, Drift, Alerts. Timelines, payloads, diffs and failure lists
 are pushed on top of the mode they were opened from; Escape pops back.
 
 A timer asks the visible screen to re-read the store every `refresh_interval` seconds; the
@@ -88,6 +88,12 @@ def _drift() -> Screen[Any]:
     return DriftScreen()
 
 
+def _alerts() -> Screen[Any]:
+    from .screens.alerts import AlertsScreen
+
+    return AlertsScreen()
+
+
 class WorkbenchApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "Integration Workbench"
@@ -95,10 +101,11 @@ class WorkbenchApp(App[None]):
     # order, so equal scores would list differently from one opening to the next.
     COMMANDS = {WorkbenchCommands}
     MODES = {"providers": ProvidersScreen, "records": _records, "errors": _errors, "audit": _audit,
-             "configuration": _configuration, "drift": _drift}
+             "configuration": _configuration, "drift": _drift, "alerts": _alerts}
     MODE_TITLES: ClassVar[dict[str, str]] = {"providers": "Providers", "records": "Records",
                                              "errors": "Error queue", "audit": "Audit",
-                                             "configuration": "Configuration", "drift": "Drift"}
+                                             "configuration": "Configuration", "drift": "Drift",
+                                             "alerts": "Alerts"}
     BINDINGS = [
         Binding("1", "go_to('providers')", "Providers", show=False),
         Binding("2", "go_to('records')", "Records", show=False),
@@ -107,6 +114,7 @@ class WorkbenchApp(App[None]):
         Binding("5", "open_vault", "Vault", show=False),
         Binding("6", "go_to('configuration')", "Configuration", show=False),
         Binding("7", "go_to('drift')", "Drift", show=False),
+        Binding("8", "go_to('alerts')", "Alerts", show=False),
     ]
 
     def __init__(self, ctx: ServiceContext, *, refresh_interval: float | None = DEFAULT_REFRESH_SECONDS,

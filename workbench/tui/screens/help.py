@@ -13,7 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
 GLOBAL_KEYS = [
-    ("1 2 3 4 6 7", "Providers, Records, Error queue, Audit, Configuration, Drift"),
+    ("1 2 3 4 6 7 8", "Providers, Records, Error queue, Audit, Configuration, Drift, Alerts"),
     ("5", "Vault: secrets, unlock, add, rotate, rekey"),
     ("ctrl+p", "command palette: every screen, action and theme"),
     ("?", "this help"),

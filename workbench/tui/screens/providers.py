@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from workbench.services import connections, health, provider_status
+from workbench.services import alerts, connections, health, provider_status
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
 from workbench.services.provider_status import EngineView, ProviderStatus, describe_capabilities
@@ -64,7 +64,8 @@ webhook secret, so its deliveries are stored unchecked; -: none checked yet.
 The panel below the table breaks the open failures down by category, says in plain words what
 the provider can do, names the active webhook secrets (never their values) with the newest
 verified and failed deliveries, and gives the URL each running receiver (`workbench listen`)
-takes this connection's webhooks at."""
+takes this connection's webhooks at; its first line counts the connection's open alerts, if any
+(the Alerts screen, key 8, lists them)."""
 
     BINDINGS = [
         Binding("enter", "records", "Records"),
@@ -79,8 +80,10 @@ takes this connection's webhooks at."""
     def load_health(ctx: ServiceContext, now: datetime) -> list[ConnectionHealth]:
         items = health.connection_health(ctx)
         statuses = provider_status.provider_status(ctx, now)
+        open_alerts = alerts.open_counts(ctx)
         for item in items:
             item.status = statuses.get(item.id)
+            item.open_alerts = open_alerts.get(item.id, 0)
         return items
 
     def fetch(self, request: object) -> list[ConnectionHealth]:
@@ -105,7 +108,9 @@ takes this connection's webhooks at."""
         table = self.table
         table.set_rows(rows)
         total = sum(item.open_failure_total for item in data)
-        self.status.set_info(f"{len(data)} connection(s) · {count(total)} open failure(s)")
+        alerting = sum(item.open_alerts for item in data)
+        self.status.set_info(f"{len(data)} connection(s) · {count(total)} open failure(s)"
+                             + (f" · {count(alerting)} open alert(s)" if alerting else ""))
         self._show_detail(table.current_row)
 
     def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
@@ -121,7 +126,8 @@ takes this connection's webhooks at."""
         last = (f"{short_time(item.last_event_at)} ({age(item.lag(self.wb.now()))} ago)"
                 if item.last_event_at else "no events yet")
         panel.update(
-            f"[b]{escape(item.name)}[/b]  {escape(item.provider)} · {escape(item.environment)} · {state}\n"
+            f"[b]{escape(item.name)}[/b]  {escape(item.provider)} · {escape(item.environment)} · {state}"
+            + (f" · [red]{count(item.open_alerts)} open alert(s)[/] (8: Alerts)" if item.open_alerts else "") + "\n"
             f"Last event {last} · {count(item.events_last_hour)} in the last hour\n"
             f"Open failures: {escape(by_category(item))}\n"
             f"Records needing review: {count(item.needs_review)}"
