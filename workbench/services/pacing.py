@@ -1,0 +1,38 @@
+"""Paced dispatch: a connection's outbound calls spread at its rate (services/pace.outbound_rate),
+shared by every engine on the store. The pace is a GCRA row per connection: taking n calls moves
+its theoretical arrival time `tat` to max(tat, now) + n / rate in one atomic UPDATE ... RETURNING,
+and the n calls go out at the slots that leaves them, one every 1 / rate seconds. Two engines
+taking calls at once queue on the row, so between them they keep the one rate; an idle
+connection earns no burst (the max with now)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, update
+
+from store.models import Pace
+
+from .leases import insert_ignoring_conflict
+
+pace = Pace.__table__
+
+
+def take(conn: Connection, connection_id: str, rate_per_s: float, n: int, now_s: float) -> list[float]:
+    """Reserve `n` calls for `connection_id` at `rate_per_s` in the caller's transaction; the
+    epoch seconds at which each may go (the first may be now, or later behind other calls)."""
+    if n <= 0:
+        return []
+    insert_ignoring_conflict(conn, pace, {"connection_id": connection_id, "tat": now_s})
+    later = func.greatest if conn.dialect.name == "postgresql" else func.max  # SQLite's two-argument max
+    step = 1.0 / rate_per_s
+    tat = float(conn.execute(update(pace).where(pace.c.connection_id == connection_id)
+                             .values(tat=later(pace.c.tat, now_s) + n * step)
+                             .returning(pace.c.tat)).scalar_one())
+    start = tat - n * step
+    return [start + i * step for i in range(n)]
+
+
+def drain_s(queued: int, rate_per_s: float | None) -> float | None:
+    """Seconds a backlog of `queued` commands takes at the connection's pace (None: no pace)."""
+    if rate_per_s is None or rate_per_s <= 0:
+        return None
+    return round(queued / rate_per_s, 1)
