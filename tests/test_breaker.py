@@ -160,7 +160,8 @@ def test_the_pace_is_shared_and_status_shows_the_drain_time(ctx: ServiceContext)
     with writing(ctx.engine) as conn:
         second = pacing.take(conn, info.id, 10.0, 2, 1000.05)
     assert [round(s, 3) for s in first + second] == [1000.0, 1000.1, 1000.2, 1000.3, 1000.4]
-    with writing(ctx.engine) as conn:  # idle for a while: no burst saved up
-        assert [round(s, 3) for s in pacing.take(conn, info.id, 10.0, 2, 2000.0)] == [2000.0, 2000.1]
+    with writing(ctx.engine) as conn:  # idle for a while: at most BURST_S (0.5 s) of slots made up at once
+        slots = [round(s, 3) for s in pacing.take(conn, info.id, 10.0, 8, 2000.0)]
+    assert slots == [1999.5, 1999.6, 1999.7, 1999.8, 1999.9, 2000.0, 2000.1, 2000.2]
     (row,) = engine_status.read_status(ctx).connections
     assert (row.rate_per_s, row.drain_s, row.breaker, row.pending_commands) == (10.0, 2.5, "closed", 25)

@@ -185,6 +185,11 @@ class CallGate:
 
     def observed(self, results: Sequence[tuple[ConnectionInfo, Category | None]]) -> None:
         """A batch's outcomes (None: success), counted into each connection's breaker."""
+        with writing(self.ctx.engine) as conn:
+            self.observed_in(conn, results)
+
+    def observed_in(self, conn: Connection, results: Sequence[tuple[ConnectionInfo, Category | None]]) -> None:
+        """`observed` in the caller's transaction (the one that records the batch's attempts)."""
         by_connection: dict[str, tuple[ConnectionInfo, list[str | None]]] = {}
         for connection, category in results:
             by_connection.setdefault(connection.id, (connection, []))[1].append(
@@ -192,19 +197,18 @@ class CallGate:
         if not by_connection:
             return
         now = self.ctx.clock()
-        with writing(self.ctx.engine) as conn:
-            for connection, outcomes in by_connection.values():
-                before = load(conn, connection.id, for_update=True)
-                policy = policy_for(connection)
-                after = observe(before, policy, now, outcomes)
-                if after.breaker == before:
-                    continue
-                _save(conn, connection.id, after.breaker, now)
-                if after.change is not None:
-                    _announce(conn, self.ctx, connection, after.change, before, after.breaker, policy)
-                if before.warned and after.breaker.failing_since is None:
-                    alert_signals.emit(conn, self.ctx, Signal(
-                        WARNING_RULE, connection.id, "info", f"{connection.name}: calls succeed again", cleared=True))
+        for connection, outcomes in by_connection.values():
+            before = load(conn, connection.id, for_update=True)
+            policy = policy_for(connection)
+            after = observe(before, policy, now, outcomes)
+            if after.breaker == before:
+                continue
+            _save(conn, connection.id, after.breaker, now)
+            if after.change is not None:
+                _announce(conn, self.ctx, connection, after.change, before, after.breaker, policy)
+            if before.warned and after.breaker.failing_since is None:
+                alert_signals.emit(conn, self.ctx, Signal(
+                    WARNING_RULE, connection.id, "info", f"{connection.name}: calls succeed again", cleared=True))
 
 
 def watch(ctx: ServiceContext, infos: dict[str, ConnectionInfo]) -> list[str]:

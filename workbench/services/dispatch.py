@@ -456,6 +456,7 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
                 written = record_in(conn, ctx, connection, item, result, tree)
                 if written is not None:
                     report.count(connection.name, written.outcome)
-        if gate is not None:  # after the batch's results: the breaker counts them
-            gate.observed([(entry[1], result.outcome.category) for entry, result in zip(ready, results, strict=True)])
+            if gate is not None:  # the step's results, counted by the breaker in the same commit
+                gate.observed_in(conn, [(entry[1], result.outcome.category)
+                                        for entry, result in zip(ready, results, strict=True)])
     return report
