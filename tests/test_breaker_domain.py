@@ -59,3 +59,25 @@ def test_auto_pause_steps_come_once_each_while_failing_without_a_break() -> None
     answered = observe(warned, POLICY, at(70), ["validation"]).breaker
     assert answered.failing_since is None and answered.warned == 0 and warning_due(answered, POLICY, at(500)) is None
     assert warning_due(failing, BreakerPolicy(), at(10_000)) is None  # auto-pause off by default
+
+
+def test_the_breaker_and_pace_settings_are_strict_and_round_trip() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from workbench.domain.connection_config import Settings, first_problem
+
+    given = {"rate_limit": {"per_minute": 600}, "breaker": {"min_calls": 5, "rates": {"timeout": 0.8}}}
+    stored = Settings.model_validate(given).as_settings()
+    assert stored == {"rate_limit": {"per_minute": 600},
+                      "breaker": {"window_s": 60, "min_calls": 5, "rates": {"provider_outage": 0.5, "timeout": 0.8},
+                                  "open_s": 30}}
+    assert Settings.model_validate(stored).as_settings() == stored  # what is stored imports back unchanged
+    for bad, words in (({"rate_limit": {}}, "settings.rate_limit: set one of per_second or per_minute"),
+                       ({"rate_limit": {"per_second": 1, "per_minute": 60}}, "set one of per_second or per_minute"),
+                       ({"breaker": {"rates": {"timeout": 1.5}}}, "breaker.rates.timeout: Input should be a share"),
+                       ({"breaker": {"open_s": "30"}}, "breaker.open_s: Input should be a valid integer"),
+                       ({"breaker": {"trip": 3}}, "breaker.trip: Extra inputs are not permitted")):
+        with pytest.raises(ValidationError) as caught:
+            Settings.model_validate(bad)
+        assert words in "settings." + first_problem(caught.value), first_problem(caught.value)

@@ -150,11 +150,11 @@ Rate = Annotated[float, PlainValidator(_share)]
 
 
 class BreakerRates(_Strict):
-    """The failure rate, per category, at which the breaker opens (absent: that category
-    never opens it)."""
+    """The share of a window's calls failing in a category at which the breaker opens (1:
+    only when every call fails)."""
 
-    provider_outage: Rate | None = 0.5
-    timeout: Rate | None = 0.5
+    provider_outage: Rate = 0.5
+    timeout: Rate = 0.5
 
 
 class BreakerSettings(_Strict):
@@ -165,6 +165,14 @@ class BreakerSettings(_Strict):
     rates: BreakerRates = Field(default_factory=BreakerRates)
     open_s: Positive = 30  # open this long, then one probe call (half-open)
     auto_pause_after_s: Positive | None = None  # failing this long without a break: paused (None: never)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_pause(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # No auto-pause: no key (TOML has no null), so an export imports back unchanged.
+        data: dict[str, Any] = handler(self)
+        if data.get("auto_pause_after_s") is None:
+            data.pop("auto_pause_after_s", None)
+        return data
 
 
 class PayloadSettings(_Strict):
