@@ -102,7 +102,8 @@ def states(ctx: ServiceContext) -> dict[str, Breaker]:
 
 def _announce(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, change: Change,
               before: Breaker, after: Breaker, policy: BreakerPolicy) -> None:
-    """The audit entry of a change of state, and its alert when it opens or closes."""
+    """The audit entry of a change of state, and its alert when it opens (again) or closes; the
+    half-open probe is audited only (the open alert stands until the probe closes it)."""
     audit.append(conn, ctx, f"engine.breaker_{change}", "connection", connection.id,
                  before={"state": str(before.state)}, after={"state": str(after.state), "reason": after.reason},
                  reason=after.reason or f"breaker {after.state}")
@@ -112,6 +113,10 @@ def _announce(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo,
             OPENED_RULE, connection.id, "critical",
             f"{connection.name}: circuit breaker opened ({after.reason}); calls stop for "
             f"{policy.open_s:g} s, then one probe"))
+    elif change == "reopened":  # the same alert, counted again (alerting keeps one open per rule)
+        alert_signals.emit(conn, ctx, Signal(
+            OPENED_RULE, connection.id, "critical",
+            f"{connection.name}: circuit breaker open again ({after.reason}); next probe in {policy.open_s:g} s"))
     elif change == "closed":
         alert_signals.emit(conn, ctx, Signal(
             OPENED_RULE, connection.id, "info", f"{connection.name}: circuit breaker closed: a probe call succeeded",
