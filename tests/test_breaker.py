@@ -156,12 +156,16 @@ def test_the_pace_is_shared_and_status_shows_the_drain_time(ctx: ServiceContext)
         command_submit.submit(ctx, "pay", "payroll_run.submit", {**RUN, "amount": 1000 + i})
     # Two engines taking calls: the second's slots follow the first's, 0.1 s apart (10/s).
     with writing(ctx.engine) as conn:
-        first = pacing.take(conn, info.id, 10.0, 3, 1000.0)
+        first, _ = pacing.take(conn, info.id, 10.0, 3, 1000.0)
     with writing(ctx.engine) as conn:
-        second = pacing.take(conn, info.id, 10.0, 2, 1000.05)
+        second, _ = pacing.take(conn, info.id, 10.0, 2, 1000.05)
     assert [round(s, 3) for s in first + second] == [1000.0, 1000.1, 1000.2, 1000.3, 1000.4]
     with writing(ctx.engine) as conn:  # idle for a while: at most BURST_S (0.5 s) of slots made up at once
-        slots = [round(s, 3) for s in pacing.take(conn, info.id, 10.0, 8, 2000.0)]
-    assert slots == [1999.5, 1999.6, 1999.7, 1999.8, 1999.9, 2000.0, 2000.1, 2000.2]
+        slots, _ = pacing.take(conn, info.id, 10.0, 8, 2000.0)
+    assert [round(s, 3) for s in slots] == [1999.5, 1999.6, 1999.7, 1999.8, 1999.9, 2000.0, 2000.1, 2000.2]
+    with writing(ctx.engine) as conn:  # no slot more than HORIZON_S (1 s) ahead: the rest wait their turn
+        slots, wait = pacing.take(conn, info.id, 10.0, 20, 2000.0)
+    assert [round(s, 3) for s in slots] == [2000.3, 2000.4, 2000.5, 2000.6, 2000.7, 2000.8, 2000.9, 2001.0]
+    assert round(wait, 3) == 1.1
     (row,) = engine_status.read_status(ctx).connections
     assert (row.rate_per_s, row.drain_s, row.breaker, row.pending_commands) == (10.0, 2.5, "closed", 25)

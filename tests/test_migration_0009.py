@@ -34,7 +34,7 @@ def test_0009_adds_and_removes_only_its_own_tables(db_url: str) -> None:
         ctx = make_context(engine)
         info = get_connection(ctx, "acme")
         with writing(ctx.engine) as conn:  # the upgraded tables take rows
-            assert pacing.take(conn, info.id, 2.0, 2, 100.0) == [100.0, 100.5]
+            assert pacing.take(conn, info.id, 2.0, 2, 100.0) == ([100.0, 100.5], 1.0)
         breaker.CallGate(ctx).observed([(info, None)])
         assert breaker.states(ctx)[info.id].calls == 1
     finally:

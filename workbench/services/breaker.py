@@ -152,11 +152,13 @@ class CallGate:
                 connection = chunk[positions[0]]
                 allowed = self._breaker_allows(conn, connection, len(positions), now)
                 rate = outbound_rate(connection, self.ctx.adapters)
-                slots = (pacing.take(conn, connection.id, rate, allowed, self._wall()) if rate
-                         else [0.0] * allowed)
+                slots, paced_wait_s = (pacing.take(conn, connection.id, rate, allowed, self._wall()) if rate
+                                       else ([0.0] * allowed, 0.0))
                 for number, index in enumerate(positions):
-                    if number < allowed:
+                    if number < len(slots):
                         answers[index] = Admit(slots[number])
+                    elif number < allowed:  # the breaker lets it go, the pace not yet
+                        answers[index] = Admit(None, paced_wait_s)
                     else:
                         answers[index] = Admit(None, self._waiting_s(conn, connection, now))
         return [answer if answer is not None else Admit(None, HALF_OPEN_WAIT_S) for answer in answers]
