@@ -90,8 +90,9 @@ def load(conn: Connection, connection_id: str, *, for_update: bool = False) -> B
 
 def _save(conn: Connection, connection_id: str, breaker: Breaker, now: datetime) -> None:
     values = _values(breaker, now)
-    if not insert_ignoring_conflict(conn, breakers, {"connection_id": connection_id, **values}):
-        conn.execute(update(breakers).where(breakers.c.connection_id == connection_id).values(**values))
+    if not conn.execute(update(breakers).where(breakers.c.connection_id == connection_id).values(**values)).rowcount:
+        if not insert_ignoring_conflict(conn, breakers, {"connection_id": connection_id, **values}):
+            conn.execute(update(breakers).where(breakers.c.connection_id == connection_id).values(**values))
 
 
 def states(ctx: ServiceContext) -> dict[str, Breaker]:

@@ -30,12 +30,15 @@ def take(conn: Connection, connection_id: str, rate_per_s: float, n: int, now_s:
     for the ones not reserved."""
     if n <= 0:
         return [], 0.0
-    insert_ignoring_conflict(conn, pace, {"connection_id": connection_id, "tat": now_s})  # no burst at first
     query = select(pace.c.tat).where(pace.c.connection_id == connection_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()  # engines taking slots at once queue here (SQLite: one writer)
+    tat_now = conn.execute(query).scalar()
+    if tat_now is None:  # the connection's first call: no burst at first
+        insert_ignoring_conflict(conn, pace, {"connection_id": connection_id, "tat": now_s})
+        tat_now = conn.execute(query).scalar_one()
     step = 1.0 / rate_per_s
-    start = max(float(conn.execute(query).scalar_one()), now_s - burst_s)
+    start = max(float(tat_now), now_s - burst_s)
     fits = max(0, min(n, math.floor((now_s + horizon_s - start) / step) + 1))
     tat = start + fits * step
     if fits:
