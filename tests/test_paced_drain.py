@@ -74,6 +74,8 @@ def test_two_engines_drain_a_backlog_at_the_shared_rate(ctx: ServiceContext, db_
         assert row["rate_per_s"] == RATE and row["breaker"] == "closed"
         assert row["drain_s"] == pytest.approx(row["pending_commands"] / RATE, abs=0.1)
         assert 0 < row["drain_s"] <= COUNT / RATE
+        wait_until(lambda: 'workbench_drain_seconds{connection="pay"}' in httpx.get(
+            f"http://127.0.0.1:{ports[0]}/metrics").text, 10)  # the gauge, at the engine's heartbeat
         wait_until(lambda: succeeded(ctx) == COUNT, 60, 0.5)
         wait_until(lambda: sum(dispatched_ok(port) for port in ports) >= COUNT, 10)
         shares = [dispatched_ok(port) for port in ports]
