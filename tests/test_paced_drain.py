@@ -1,5 +1,5 @@
 """Paced dispatch with two real engines on one PostgreSQL store: 1,000 queued commands drain at
-the connection's configured rate (40/s) within 10%, measured at the chaos sandbox's ledger, and
+the connection's configured rate (30/s) within 10%, measured at the chaos sandbox's ledger, and
 both engines take part (each one's metrics), so the limit is shared, not per engine. While
 they drain, `engine status --json` gives the backlog's expected drain time at that pace."""
 
@@ -29,7 +29,7 @@ __all__ = ["sandbox"]
 
 commands = Command.__table__
 
-RATE = 40.0  # per second: 1,000 commands in 25 s; the two engines must be able to go faster (~46/s at load 8 here)
+RATE = 30.0  # per second: 1,000 commands in 33 s; two engines reach only ~46/s unpaced here under load 8
 COUNT = 1000
 
 
