@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -356,6 +357,38 @@ class Lease:
         Column("acquired_at", UTCDateTime, nullable=False),
         Column("expires_at", UTCDateTime, nullable=False),
         Column("takeovers", Integer, default=0, nullable=False),
+    )
+
+
+class Breaker:
+    """A connection's circuit breaker, shared by every engine on the store: closed, open (no
+    calls until `probe_at`) or half_open (one probe in flight until `probe_at`); the calls and
+    tripping failures counted in the current window; how long the connection has been failing
+    without a break (`failing_since`) and the auto-pause warning given for it (`warned`, %)."""
+    __table__ = Table(
+        "breakers", metadata,
+        Column("connection_id", ForeignKey("connections.id"), primary_key=True),
+        Column("state", String(20), nullable=False),
+        Column("window_started_at", UTCDateTime, nullable=True),
+        Column("calls", Integer, nullable=False),
+        Column("failures", JSONText, nullable=False),  # category -> count in the window
+        Column("opened_at", UTCDateTime, nullable=True),
+        Column("probe_at", UTCDateTime, nullable=True),
+        Column("failing_since", UTCDateTime, nullable=True),
+        Column("warned", Integer, nullable=False),
+        Column("reason", Text, nullable=True),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+
+
+class Pace:
+    """A connection's outbound pace shared by every engine (GCRA): `tat`, the theoretical
+    arrival time (epoch seconds) of the next call; taking n calls moves it to
+    max(tat, now) + n / rate in one atomic UPDATE."""
+    __table__ = Table(
+        "pace", metadata,
+        Column("connection_id", ForeignKey("connections.id"), primary_key=True),
+        Column("tat", Double, nullable=False),
     )
 
 

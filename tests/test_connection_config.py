@@ -324,14 +324,14 @@ def on_a_terminal(args: list[str], *dialogue: tuple[bytes, bytes]) -> tuple[int,
 
 
 def test_import_without_yes_asks_on_a_terminal_and_refuses_without_one(store: str, tmp_path: Path) -> None:
-    path = edited(tmp_path, store, "per_second = 25", "per_second = 10")
+    path = edited(tmp_path, store, "interval_s = 300", "interval_s = 300\n\n[settings.rate_limit]\nper_second = 10")
     before = table_counts(store)
     one_line_error(wb(store, "connection", "import", str(path)), "needs a confirmation", "--yes")
     assert table_counts(store) == before
     # On a terminal it shows the diff and asks; "n" leaves everything as it was.
     args = ["--db", store, "connection", "import", str(path), "--reason", "slower"]
     code, seen = on_a_terminal(args, (b"Apply these changes?", b"n\n"))
-    assert code == 1 and "~ settings.rate_limit.per_second: 25 -> 10" in seen, seen
+    assert code == 1 and '+ settings.rate_limit: {"per_second":10}' in seen, seen
     assert "error: nothing was imported" in seen
     assert table_counts(store) == before
     code, seen = on_a_terminal(args, (b"Apply these changes?", b"y\n"))
@@ -353,14 +353,15 @@ def test_import_creates_a_connection_that_does_not_exist(store: str, tmp_path: P
     assert out.splitlines()[0] == "creates connection globex (stripe, sandbox)"
     assert out.splitlines()[-1] == f"created connection globex from {path} (version 1)"
     shown = js(wb(store, "connection", "show", "globex", "--history", "--json"))
-    assert shown["version"] == 1 and shown["settings"] == {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}}
+    assert shown["version"] == 1 and shown["settings"] == {"sync": {"interval_s": 300}}
     assert shown["history"][0]["reason"] == "imported"
 
 
 @pytest.mark.parametrize(("old", "new", "words"), [
     ("interval_s = 300", "interval_s = -5", ("settings.sync.interval_s: Input should be greater than 0",)),
     ("interval_s = 300", 'interval_s = "300"', ("settings.sync.interval_s: Input should be a valid integer",)),
-    ("per_second = 25", "per_second = 25\nburst = 3", ("settings.rate_limit.burst: Extra inputs are not permitted",)),
+    ("interval_s = 300", "interval_s = 300\n\n[settings.rate_limit]\nper_second = 25\nburst = 3",
+     ("settings.rate_limit.burst: Extra inputs are not permitted",)),
     ('kind = "api_key"', 'kind = "password"', ("settings.secrets.0.kind: Input should be 'api_key' or 'webhook_secret'",)),
     ('environment = "sandbox"\n\n', 'environment = "staging"\n\n', ("environment: Input should be 'sandbox' or 'live'",)),
     ('name = "acme"', 'name = "a b"', ("name: String should match pattern",)),

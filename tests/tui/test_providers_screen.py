@@ -150,3 +150,22 @@ async def test_the_panel_shows_the_engine_its_polling_and_stopped_calls(db_ctx: 
         await pilot.press("down")
         await settle(pilot)
         assert "Engine: 1 running" in panel(app) and "STOPPED" not in panel(app)  # globex
+
+
+@pytest.mark.asyncio
+async def test_the_panel_shows_the_pace_the_drain_time_and_an_open_breaker(db_ctx: ServiceContext) -> None:
+    from workbench.domain.taxonomy import Category
+    from workbench.services import breaker, command_submit, connections
+
+    processes.announce(replace(db_ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=4))), "engine", None)
+    for amount in range(100, 150):
+        command_submit.submit(db_ctx, "acme", "payment.create", {"amount": amount, "currency": "usd"})
+    acme = connections.get_connection(db_ctx, "acme")
+    breaker.CallGate(db_ctx).observed([(acme, Category.PROVIDER_OUTAGE)] * 20)
+    app = make_app(db_ctx)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await shown(pilot)
+        text = panel(app)  # acme: Stripe's declared 25/s, 50 queued
+        assert "50 command(s) queued, drains in ~2s · paced 25/s" in text
+        assert ("Circuit breaker OPEN: 20 of 20 calls failed as provider_outage within 60 s (trips at 50%) · "
+                "commands wait, nothing is dropped") in text

@@ -17,12 +17,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from .alert_rules import AlertSettings
@@ -106,7 +108,57 @@ class SyncSettings(_Strict):
 
 
 class RateLimitSettings(_Strict):
-    per_second: PositiveNumber
+    """The engine's outbound pace for the connection, shared by every engine on the store:
+    `per_second` or `per_minute` (one of them)."""
+
+    per_second: PositiveNumber | None = None
+    per_minute: PositiveNumber | None = None
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> RateLimitSettings:
+        if (self.per_second is None) == (self.per_minute is None):
+            raise ValueError("set one of per_second or per_minute")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_the_rate_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
+
+
+def _share(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError("Input should be a share between 0 (exclusive) and 1, e.g. 0.5")
+    return float(value)
+
+
+Rate = Annotated[float, PlainValidator(_share)]
+
+
+class BreakerRates(_Strict):
+    """The share of a window's calls failing in a category at which the breaker opens (1:
+    only when every call fails)."""
+
+    provider_outage: Rate = 0.5
+    timeout: Rate = 0.5
+
+
+class BreakerSettings(_Strict):
+    """The connection's circuit breaker and auto-pause (see workbench/domain/breaker.py)."""
+
+    window_s: Positive = 60  # failures are counted over this window...
+    min_calls: Positive = 20  # ...once it holds at least this many calls
+    rates: BreakerRates = Field(default_factory=BreakerRates)
+    open_s: Positive = 30  # open this long, then one probe call (half-open)
+    auto_pause_after_s: Positive | None = None  # failing this long without a break: paused (None: never)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_pause(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # No auto-pause: no key (TOML has no null), so an export imports back unchanged.
+        data: dict[str, Any] = handler(self)
+        if data.get("auto_pause_after_s") is None:
+            data.pop("auto_pause_after_s", None)
+        return data
 
 
 class PayloadSettings(_Strict):
@@ -131,6 +183,7 @@ class WebhookSettings(_Strict):
 class Settings(_Strict):
     sync: SyncSettings | None = None
     rate_limit: RateLimitSettings | None = None
+    breaker: BreakerSettings | None = None
     secrets: list[SecretRef] = Field(default_factory=list)
     payloads: PayloadSettings | None = None
     retention: RetentionSettings | None = None

@@ -33,6 +33,7 @@ from adapters.protocol import ProviderClient
 from workbench.services import (
     access,
     alerting,
+    breaker,
     dispatch,
     leases,
     polling,
@@ -81,6 +82,7 @@ class _Known:
     versions: dict[str, int] = field(default_factory=dict)
     infos: dict[str, ConnectionInfo] = field(default_factory=dict)
     held_back: set[str] = field(default_factory=set)  # paused or stopped: nothing is sent or polled
+    breaker_held: set[str] = field(default_factory=set)  # breaker open or probing: not polled
 
 
 class Engine:
@@ -100,6 +102,7 @@ class Engine:
         self._clients = dispatch.Clients(self._open_client)
         self._poll_clients = dispatch.Clients(self._open_client)  # polls run on their own threads
         self._reconcile_clients = dispatch.Clients(self._open_client)
+        self._gate = breaker.CallGate(ctx)  # circuit breaker and outbound pace, shared through the store
         self._senders = ThreadPoolExecutor(self.options.parallel, thread_name_prefix="engine-send")
         self._scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": JobThreads(4)},
@@ -215,10 +218,17 @@ class Engine:
                 held_back.add(info.id)
             elif state is not None and state.reconcile_requested_at is not None:
                 self._reconcile_requested(info, state.reconcile_requested_at)
+        if self.active:
+            try:  # auto-pause warnings and pauses; a pause made here is obeyed from the next look
+                for name in breaker.watch(self.ctx, infos):
+                    log.warning("connection %s auto-paused: failing too long", name)
+            except Exception as exc:  # e.g. no role to pause: said, and the rest of control goes on
+                log.warning("auto-pause watch failed: %s", exc)
+        breaker_held = breaker.calls_held(self.ctx)
         versions = {info.id: info.version for info in infos.values()}
         with self._lock:
             changed = versions != self._known.versions
-            self._known = _Known(versions, infos, held_back)
+            self._known = _Known(versions, infos, held_back, breaker_held)
         if changed:
             self._rebuild_polls(infos)
 
@@ -276,7 +286,8 @@ class Engine:
             report = dispatch.dispatch_once(self.ctx, self._clients, limit=self.options.batch, infos=known.infos,
                                             claim_s=self.options.claim_s, senders=self._senders,
                                             parallel=self.options.parallel,
-                                            stop=self.stopping.is_set, held_back=self._held_back)
+                                            stop=self.stopping.is_set, held_back=self._held_back,
+                                            gate=self._gate)
             self.metrics.dispatched(report)
             if report.claimed < self.options.batch:
                 return  # drained: the next run looks again
@@ -291,6 +302,8 @@ class Engine:
                 return
             with self._lock:
                 info = self._known.infos.get(connection_id)
+                if connection_id in self._known.breaker_held:
+                    return  # the breaker is open: the provider is left alone until a probe closes it
             if info is None:
                 return
             # Held from poll to poll (renewed by each): the other engines leave this connection

@@ -41,6 +41,10 @@ class EngineMetrics:
                                    "engine's last heartbeat", ["engine"], registry=r)
         self.stopped = Gauge("workbench_connection_calls_stopped", "1 while a connection's calls are stopped "
                              "(authentication)", ["connection"], registry=r)
+        self.breaker_open = Gauge("workbench_breaker_open", "1 while a connection's circuit breaker is open or "
+                                  "probing", ["connection"], registry=r)
+        self.drain = Gauge("workbench_drain_seconds", "Expected seconds to send a connection's queued commands "
+                           "at its pace", ["connection"], registry=r)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)
@@ -71,10 +75,15 @@ class EngineMetrics:
             self.pending.labels(name).set(count)
         self.lag.clear()
         self.stopped.clear()
+        self.breaker_open.clear()
+        self.drain.clear()
         for connection in status.connections:
             if connection.lag_s is not None:
                 self.lag.labels(connection.name).set(connection.lag_s)
             self.stopped.labels(connection.name).set(1 if connection.calls_stopped else 0)
+            self.breaker_open.labels(connection.name).set(0 if connection.breaker == "closed" else 1)
+            if connection.drain_s is not None:
+                self.drain.labels(connection.name).set(connection.drain_s)
         self.heartbeat_age.clear()
         for engine in status.engines:
             self.heartbeat_age.labels(engine.id).set(engine.heartbeat_age_s)

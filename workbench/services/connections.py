@@ -52,7 +52,9 @@ def _info(row: Any) -> ConnectionInfo:
     return ConnectionInfo(row.id, row.name, row.provider, row.environment, row.paused, row.version, row.settings)
 
 
-DEFAULT_SETTINGS: dict[str, Any] = {"sync": {"interval_s": 300}, "rate_limit": {"per_second": 25}}
+# No rate_limit: a new connection is paced at its adapter's declared rate (services/pace) until
+# someone sets one; a stored default would override what the adapter knows of its provider.
+DEFAULT_SETTINGS: dict[str, Any] = {"sync": {"interval_s": 300}}
 
 
 def add_connection(ctx: ServiceContext, name: str, provider: str, environment: str = "sandbox",

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, select, update
@@ -41,6 +41,9 @@ from .commands import record_attempt
 from .connections import ConnectionInfo
 from .context import ServiceContext
 from .sync_state import stop_calls
+
+if TYPE_CHECKING:
+    from .breaker import CallGate
 
 log = logging.getLogger(__name__)
 
@@ -382,13 +385,15 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
                   connection_ids: list[str] | None = None, stop: Callable[[], bool] = lambda: False,
                   infos: Mapping[str, ConnectionInfo] | None = None,
                   held_back: Callable[[str], bool] = lambda _connection_id: False,
-                  senders: ThreadPoolExecutor | None = None, parallel: int = 1) -> DispatchReport:
+                  senders: ThreadPoolExecutor | None = None, parallel: int = 1,
+                  gate: CallGate | None = None) -> DispatchReport:
     """Claim due commands and dispatch them, `parallel` at a time (their calls on `senders`'
     threads: a call mostly waits for the provider; the store is written here, one transaction
     per attempt). Between steps: `stop()` true: the rest are released unsent;
     `held_back(connection ID)` true (paused since the claim): that command is released. A
     connection whose client cannot be opened (no key, vault locked) has its commands released
-    for a while; the reason is logged."""
+    for a while; the reason is logged. `gate` (the engine's): the connection's circuit breaker
+    and outbound pace decide which commands go and when; the others are released unsent."""
     access.require(ctx, "call")
     report = DispatchReport()
     claimed = claim(ctx, limit=limit, claim_s=claim_s, connection_ids=connection_ids)
@@ -422,10 +427,24 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
                 release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
                 continue
             ready.append((item, connection, client, ctx.adapters.get(connection.provider).capabilities))
+        slots: list[float] = [0.0] * len(ready)
+        if gate is not None and ready:  # breaker and pace (services/breaker.CallGate): who goes now, when
+            admitted = gate.admit([entry[1] for entry in ready])
+            for entry, admit in zip(ready, admitted, strict=True):
+                if admit.at is None:
+                    release(ctx, [entry[0]], after_s=admit.wait_s)
+            slots = [admit.at for admit in admitted if admit.at is not None]
+            ready = [entry for entry, admit in zip(ready, admitted, strict=True) if admit.at is not None]
+
+        def paced(entry: tuple[Claimed, ConnectionInfo, ProviderClient, Capabilities], at: float) -> CallResult:
+            if gate is not None:
+                gate.wait_until(at)
+            return send(entry[2], entry[3], entry[0])
+
         if senders is not None and len(ready) > 1:
-            results = list(senders.map(lambda entry: send(entry[2], entry[3], entry[0]), ready))
+            results = list(senders.map(paced, ready, slots))
         else:
-            results = [send(client, capabilities, item) for item, _, client, capabilities in ready]
+            results = [paced(entry, at) for entry, at in zip(ready, slots, strict=True)]
         if not ready:
             continue
         with writing(ctx.engine) as conn:  # one commit for the step's attempts
@@ -437,4 +456,7 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
                 written = record_in(conn, ctx, connection, item, result, tree)
                 if written is not None:
                     report.count(connection.name, written.outcome)
+            if gate is not None:  # the step's results, counted by the breaker in the same commit
+                gate.observed_in(conn, [(entry[1], result.outcome.category)
+                                        for entry, result in zip(ready, results, strict=True)])
     return report

@@ -12,17 +12,21 @@ from typing import Any
 from sqlalchemy import func, select
 
 from store.database import reading
-from store.models import Command, Connection, Failure, Lease, SyncState
+from store.models import Breaker, Command, Connection, Failure, Lease, SyncState
 from workbench.domain.taxonomy import CLOSED_STATES
 
 from . import access, processes
+from .connections import _info
 from .context import ServiceContext
+from .pace import outbound_rate
+from .pacing import drain_s
 
 commands = Command.__table__
 connections = Connection.__table__
 failures = Failure.__table__
 leases_table = Lease.__table__
 sync_state = SyncState.__table__
+breakers_table = Breaker.__table__
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class ConnectionRow:
     lag_s: int | None
     pending_commands: int
     polled_by: str | None
+    # issue 12: the outbound pace (requests/s; None: unpaced), the backlog's expected drain
+    # time at it, the circuit breaker (closed, open, half_open) and why it opened
+    rate_per_s: float | None = None
+    drain_s: float | None = None
+    breaker: str = "closed"
+    breaker_reason: str | None = None
+    failing_since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,14 +102,20 @@ def read_status(ctx: ServiceContext) -> EngineStatus:
                                     .where(commands.c.status.in_(("pending", "dispatching")))
                                     .group_by(commands.c.connection_id)).all())
         states = {row.connection_id: row for row in conn.execute(select(sync_state))}
+        breakers = {row.connection_id: row for row in conn.execute(select(breakers_table))}
         for row in conn.execute(select(connections).order_by(connections.c.name)):
             state = states.get(row.id)
             stopped = state is not None and state.calls_stopped_at is not None
+            queued = int(pending.get(row.id, 0))
+            rate = outbound_rate(_info(row), ctx.adapters)
+            breaker = breakers.get(row.id)
             status.connections.append(ConnectionRow(
                 row.name, row.provider, row.paused, stopped, state.calls_stopped_reason if state else None,
                 state.stopped_key if state else None, state.cursor if state else None,
                 _iso(state.last_poll_at) if state else None, state.lag_s if state else None,
-                int(pending.get(row.id, 0)), pollers.get(row.id)))
+                queued, pollers.get(row.id), rate, drain_s(queued, rate),
+                breaker.state if breaker is not None else "closed", breaker.reason if breaker is not None else None,
+                _iso(breaker.failing_since) if breaker is not None else None))
         status.commands = {name: int(count) for name, count in conn.execute(
             select(commands.c.status, func.count()).group_by(commands.c.status)).all()}
         status.open_failures = {category: int(count) for category, count in conn.execute(

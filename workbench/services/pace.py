@@ -1,5 +1,5 @@
 """A connection's outbound pace: how many provider requests per second the engine may make for
-it (its `rate_limit.per_second` setting, else what its adapter declares, else no limit)."""
+it (its `rate_limit.per_second` or `per_minute` setting, else what its adapter declares, else no limit)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ def outbound_rate(connection: ConnectionInfo, adapters: AdapterRegistry) -> floa
     section = connection.settings.get("rate_limit")
     if isinstance(section, dict) and isinstance(section.get("per_second"), int | float):
         return float(section["per_second"])
+    if isinstance(section, dict) and isinstance(section.get("per_minute"), int | float):
+        return float(section["per_minute"]) / 60
     try:
         adapter = adapters.get(connection.provider)
     except UnknownProvider:

@@ -19,17 +19,20 @@ from sqlalchemy import Connection, func, literal_column, select
 from adapters.protocol import Capabilities, Pagination
 from adapters.registry import UnknownProvider
 from store.database import reading
-from store.models import Command, Delivery, Process, SyncState
+from store.models import Breaker, Command, Delivery, Process, SyncState
 
 from . import access, connections, processes, secret_refs
 from .context import ServiceContext
 from .errors import ServiceError
+from .pace import outbound_rate
+from .pacing import drain_s
 from .signatures import WEBHOOK_SECRET
 
 deliveries = Delivery.__table__
 process_table = Process.__table__
 sync_state = SyncState.__table__
 command_table = Command.__table__
+breaker_table = Breaker.__table__
 
 VERIFIED_WITHIN = 10_000  # newest deliveries searched for the last verified one
 
@@ -66,6 +69,10 @@ class EngineView:
     calls_stopped_reason: str | None = None
     stopped_key: str | None = None  # the api_key reference that failed
     queued: int = 0  # commands pending or being dispatched
+    rate_per_s: float | None = None  # the outbound pace (None: unpaced)
+    drain_s: float | None = None  # the queue's expected drain time at that pace
+    breaker: str = "closed"  # the circuit breaker: closed, open or half_open
+    breaker_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,7 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
         engine_ran = bool(heartbeats) or conn.execute(
             select(process_table.c.id).where(process_table.c.kind == "engine").limit(1)).first() is not None
         states = {row.connection_id: row for row in conn.execute(select(sync_state))}
+        breakers = {row.connection_id: row for row in conn.execute(select(breaker_table))}
         queued: dict[str, int] = dict(conn.execute(
             select(command_table.c.connection_id, func.count())
             .where(command_table.c.status.in_(("pending", "dispatching")))
@@ -135,7 +143,12 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
             state = states.get(info.id)
             engine = None
             if engine_ran or state is not None:
-                engine = EngineView(heartbeats, queued=int(queued.get(info.id, 0)))
+                waiting = int(queued.get(info.id, 0))
+                rate = outbound_rate(info, ctx.adapters)
+                breaker = breakers.get(info.id)
+                engine = EngineView(heartbeats, queued=waiting, rate_per_s=rate, drain_s=drain_s(waiting, rate),
+                                    breaker=breaker.state if breaker is not None else "closed",
+                                    breaker_reason=breaker.reason if breaker is not None else None)
                 if state is not None:
                     engine = replace(engine, last_poll_at=state.last_poll_at, lag_s=state.lag_s,
                                      calls_stopped_at=state.calls_stopped_at,

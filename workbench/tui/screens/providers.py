@@ -3,7 +3,7 @@ provider can do, how its webhook signatures stand and where a receiver takes its
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -197,7 +197,13 @@ def engine_lines(engine: EngineView | None, name: str, now: datetime) -> list[st
         running = "none running: start `workbench engine`"
     polled = f"last poll {age(now - engine.last_poll_at)} ago" if engine.last_poll_at else "not polled yet"
     lag = f" · lag {engine.lag_s}s" if engine.lag_s is not None else ""
-    lines = [f"Engine: {running} · {polled}{lag} · {count(engine.queued)} command(s) queued"]
+    pace = f" · paced {engine.rate_per_s:g}/s" if engine.rate_per_s is not None else ""
+    drain = f", drains in ~{age(timedelta(seconds=engine.drain_s))}" if engine.queued and engine.drain_s else ""
+    lines = [f"Engine: {running} · {polled}{lag} · {count(engine.queued)} command(s) queued{drain}{pace}"]
+    if engine.breaker != "closed":
+        state = "OPEN" if engine.breaker == "open" else "HALF-OPEN (probing)"
+        lines.append(f"Circuit breaker {state}: {engine.breaker_reason or 'the provider is failing'} · "
+                     "commands wait, nothing is dropped")
     if engine.calls_stopped_at is not None:
         lines.append(f"Calls STOPPED {age(now - engine.calls_stopped_at)} ago: {engine.calls_stopped_reason} · "
                      f"API key {engine.stopped_key or '-'} failed: rotate it (`workbench connection secret add "
