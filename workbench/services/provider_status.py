@@ -21,7 +21,7 @@ from adapters.registry import UnknownProvider
 from store.database import reading
 from store.models import Command, Delivery, Process, SyncState
 
-from . import access, connections, processes, secret_refs
+from . import access, connections, processes, secret_refs, sync_schedule
 from .context import ServiceContext
 from .errors import ServiceError
 from .signatures import WEBHOOK_SECRET
@@ -66,6 +66,12 @@ class EngineView:
     calls_stopped_reason: str | None = None
     stopped_key: str | None = None  # the api_key reference that failed
     queued: int = 0  # commands pending or being dispatched
+    # The schedule (services/sync_schedule); None: not polled / reconciled on demand only.
+    poll_interval_s: float | None = None
+    next_poll_at: datetime | None = None
+    reconcile_interval_s: float | None = None
+    last_reconcile_at: datetime | None = None
+    next_reconcile_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,7 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
         engine_ran = bool(heartbeats) or conn.execute(
             select(process_table.c.id).where(process_table.c.kind == "engine").limit(1)).first() is not None
         states = {row.connection_id: row for row in conn.execute(select(sync_state))}
+        reconciled = sync_schedule.last_full_runs_in(conn)
         queued: dict[str, int] = dict(conn.execute(
             select(command_table.c.connection_id, func.count())
             .where(command_table.c.status.in_(("pending", "dispatching")))
@@ -135,7 +142,15 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
             state = states.get(info.id)
             engine = None
             if engine_ran or state is not None:
-                engine = EngineView(heartbeats, queued=int(queued.get(info.id, 0)))
+                poll_every = (sync_schedule.poll_interval_s(info.settings)
+                              if capabilities is not None and capabilities.event_listing else 0.0)
+                reconcile_every = sync_schedule.reconcile_interval_s(info.settings)
+                last_poll = state.last_poll_at if state is not None else None
+                engine = EngineView(
+                    heartbeats, queued=int(queued.get(info.id, 0)), poll_interval_s=poll_every or None,
+                    next_poll_at=sync_schedule.next_due(last_poll, poll_every, now),
+                    reconcile_interval_s=reconcile_every or None, last_reconcile_at=reconciled.get(info.id),
+                    next_reconcile_at=sync_schedule.next_due(reconciled.get(info.id), reconcile_every, now))
                 if state is not None:
                     engine = replace(engine, last_poll_at=state.last_poll_at, lag_s=state.lag_s,
                                      calls_stopped_at=state.calls_stopped_at,

@@ -3,7 +3,7 @@ provider can do, how its webhook signatures stand and where a receiver takes its
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -191,12 +191,30 @@ def engine_lines(engine: EngineView | None, name: str, now: datetime) -> list[st
         running = "none running: start `workbench engine`"
     polled = f"last poll {age(now - engine.last_poll_at)} ago" if engine.last_poll_at else "not polled yet"
     lag = f" · lag {engine.lag_s}s" if engine.lag_s is not None else ""
-    lines = [f"Engine: {running} · {polled}{lag} · {count(engine.queued)} command(s) queued"]
+    lines = [f"Engine: {running} · {polled}{lag} · {count(engine.queued)} command(s) queued",
+             schedule_line(engine, now)]
     if engine.calls_stopped_at is not None:
         lines.append(f"Calls STOPPED {age(now - engine.calls_stopped_at)} ago: {engine.calls_stopped_reason} · "
                      f"API key {engine.stopped_key or '-'} failed: rotate it (`workbench connection secret add "
                      f"{name} --kind api_key`)")
     return lines
+
+
+def schedule_line(engine: EngineView, now: datetime) -> str:
+    """When the engines poll and reconcile the connection next (the store's view: the same
+    times `workbench engine status` shows)."""
+    def due(when: datetime | None) -> str:
+        return f"in {age(when - now)}" if when is not None and when > now else "due now"
+
+    poll = (f"next poll {due(engine.next_poll_at)} (every {age(timedelta(seconds=engine.poll_interval_s))})"
+            if engine.poll_interval_s else "not polled")
+    if engine.reconcile_interval_s:
+        last = f"last {age(now - engine.last_reconcile_at)} ago" if engine.last_reconcile_at else "never run"
+        reconcile = (f"next reconcile {due(engine.next_reconcile_at)} "
+                     f"(every {age(timedelta(seconds=engine.reconcile_interval_s))}, {last})")
+    else:
+        reconcile = "reconcile on demand only (r; sync.reconcile_interval_s schedules it)"
+    return f"Schedule: {poll} · {reconcile}"
 
 
 def signature_lines(status: ProviderStatus, now: datetime) -> list[str]:
