@@ -6,10 +6,14 @@ that has; stop() gives up its leases and marks it stopped."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from adapters.protocol import ProviderClient
@@ -17,6 +21,7 @@ from store.database import reading
 from store.models import AuditEntry, Lease, Process, ReconcileRun, SyncState
 from tests.engine_harness import wait_until
 from tests.engine_support import callable_connection, sandbox, vault
+from workbench.cli.main import cli
 from workbench.engine.daemon import Engine, EngineOptions
 from workbench.services import reconcile as reconcile_service, role_bindings, sync_state
 from workbench.services.connections import ConnectionInfo
@@ -31,11 +36,11 @@ def rows(ctx: ServiceContext, table: Any) -> list[Any]:
 
 
 class Running:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, active: bool = True) -> None:
         self.engine = engine
         self.thread = threading.Thread(target=engine.run, daemon=True)
         self.thread.start()
-        wait_until(lambda: engine.process_id != "" and engine.active)
+        wait_until(lambda: engine.process_id != "" and (engine.active or not active))
 
     def stop(self) -> None:
         self.engine.stop()
@@ -118,3 +123,49 @@ def test_reconcile_now_from_the_cli_is_carried_out_by_a_running_engine(ctx: Serv
     assert [r.id for r in rows(ctx, ReconcileRun.__table__)] == [run_id]  # carried out, no second run
     (state,) = rows(ctx, SyncState.__table__)
     assert state.reconcile_requested_at is None
+
+
+def full_runs(ctx: ServiceContext) -> list[Any]:
+    return sorted((r for r in rows(ctx, ReconcileRun.__table__) if r.record_id is None and not r.dry_run),
+                  key=lambda r: r.started_at)
+
+
+def test_reconciliation_on_a_schedule_one_at_a_time_paused_with_the_connection(
+        ctx: ServiceContext, db_url: str, sandbox: str, running: list[Running]) -> None:
+    """sync.reconcile_interval_s: two engines on one store run the real reconciler every
+    interval between them, never two runs of the connection at once nor closer than the
+    interval; a pause stops it; `engine status --json` says when the next one is due."""
+    role_bindings.grant(ctx, "system:engine", "operator", "tests")
+    callable_connection(ctx, "pay", "payroll", sandbox,
+                        settings={"sync": {"interval_s": 3600, "reconcile_interval_s": 1}})
+    engine_ctx = ctx.as_actor("system:engine")
+    for first in (True, False):  # on SQLite the second stands by; on PostgreSQL both work
+        running.append(Running(Engine(engine_ctx, {"sandbox": vault()}, EngineOptions(lease_ttl_s=2),
+                                      reconcile=reconcile_service.run_for_engine), active=first))
+    wait_until(lambda: len([r for r in full_runs(ctx) if r.status == "finished"]) >= 3, 10)
+    done = full_runs(ctx)
+    assert {r.status for r in done} <= {"running", "finished"}
+    for earlier, later in zip(done, done[1:], strict=False):
+        assert earlier.finished_at is not None and earlier.finished_at <= later.started_at  # one at a time
+        assert (later.started_at - earlier.started_at).total_seconds() >= 0.85  # the interval, less the slack
+
+    paused = cli_result(db_url, "connection", "pause", "pay", "--reason", "tests: hold on")
+    assert paused.exit_code == 0, paused.output
+    held_from = datetime.now(UTC) + timedelta(seconds=1.5)
+    time.sleep(2.5)
+    assert [r.id for r in full_runs(ctx) if r.started_at > held_from] == []
+
+    status = cli_result(db_url, "engine", "status", "--json")
+    assert status.exit_code == 0, status.output
+    (shown,) = orjson.loads(status.stdout)["connections"]
+    last = full_runs(ctx)[-1].started_at
+    assert shown["reconcile_interval_s"] == 1 and shown["poll_interval_s"] == 3600
+    assert datetime.fromisoformat(shown["last_reconcile_at"]) == last
+    assert datetime.fromisoformat(shown["next_reconcile_at"]) >= last + timedelta(seconds=1)
+    assert datetime.fromisoformat(shown["next_poll_at"]) > datetime.now(UTC) + timedelta(seconds=3000)
+    text = cli_result(db_url, "engine", "status").stdout
+    assert "NEXT RECONCILE" in text and "in 59m" in text  # the next poll, an hour after the first
+
+
+def cli_result(db_url: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--db", db_url, *args])

@@ -89,11 +89,16 @@ def engine_status_cmd(state: State, as_json: bool) -> None:
 
 
 def _when(due: str | None, now: datetime) -> str:
-    """A due time as "in 42s" ("due": now or overdue; "-": not scheduled)."""
+    """A due time as "in 42s", "in 7m", "in 3h" ("due": now or overdue; "-": not scheduled)."""
     if due is None:
         return "-"
-    seconds = (datetime.fromisoformat(due) - now).total_seconds()
-    return f"in {seconds:.0f}s" if seconds >= 1 else "due"
+    seconds = int((datetime.fromisoformat(due) - now).total_seconds())
+    if seconds < 1:
+        return "due"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"in {seconds // size}{unit}"
+    return f"in {seconds}s"
 
 
 COMMANDS = (engine,)
