@@ -5,7 +5,6 @@ that has; stop() gives up its leases and marks it stopped."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from sqlalchemy import select
 from adapters.protocol import ProviderClient
 from store.database import reading
 from store.models import AuditEntry, Lease, Process, ReconcileRun, SyncState
-from tests.engine_harness import wait_until
+from tests.engine_harness import EngineThread as Running, wait_until
 from tests.engine_support import callable_connection, sandbox, vault
 from workbench.cli.main import cli
 from workbench.engine.daemon import Engine, EngineOptions
@@ -33,19 +32,6 @@ __all__ = ["sandbox"]
 def rows(ctx: ServiceContext, table: Any) -> list[Any]:
     with reading(ctx.engine) as conn:
         return list(conn.execute(select(table)))
-
-
-class Running:
-    def __init__(self, engine: Engine, active: bool = True) -> None:
-        self.engine = engine
-        self.thread = threading.Thread(target=engine.run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: engine.process_id != "" and (engine.active or not active))
-
-    def stop(self) -> None:
-        self.engine.stop()
-        self.thread.join(20)
-        assert not self.thread.is_alive()
 
 
 @pytest.fixture
