@@ -17,12 +17,12 @@ from sqlalchemy import select
 
 from adapters.protocol import ProviderClient
 from store.database import reading
-from store.models import AuditEntry, Lease, Process, ReconcileRun, SyncState
+from store.models import AuditEntry, Delivery, Lease, Process, ReconcileRun, SyncState
 from tests.engine_harness import EngineThread as Running, wait_until
 from tests.engine_support import callable_connection, sandbox, vault
 from workbench.cli.main import cli
 from workbench.engine.daemon import Engine, EngineOptions
-from workbench.services import reconcile as reconcile_service, role_bindings, sync_state
+from workbench.services import connections, reconcile as reconcile_service, role_bindings, sync_state
 from workbench.services.connections import ConnectionInfo
 from workbench.services.context import ServiceContext
 
@@ -118,16 +118,20 @@ def full_runs(ctx: ServiceContext) -> list[Any]:
 
 def test_reconciliation_on_a_schedule_one_at_a_time_paused_with_the_connection(
         ctx: ServiceContext, db_url: str, sandbox: str, running: list[Running]) -> None:
-    """sync.reconcile_interval_s: two engines on one store run the real reconciler every
-    interval between them, never two runs of the connection at once nor closer than the
-    interval; a pause stops it; `engine status --json` says when the next one is due."""
+    """sync.reconcile_interval_s, set while two engines run on one store: between them they run
+    the real reconciler every interval, never two runs of the connection at once nor closer
+    than the interval; a pause stops it; `engine status --json` says when the next is due."""
     role_bindings.grant(ctx, "system:engine", "operator", "tests")
-    callable_connection(ctx, "pay", "payroll", sandbox,
-                        settings={"sync": {"interval_s": 3600, "reconcile_interval_s": 1}})
+    callable_connection(ctx, "pay", "payroll", sandbox, settings={"sync": {"interval_s": 3600}})
     engine_ctx = ctx.as_actor("system:engine")
     for first in (True, False):  # on SQLite the second stands by; on PostgreSQL both work
         running.append(Running(Engine(engine_ctx, {"sandbox": vault()}, EngineOptions(lease_ttl_s=2),
                                       reconcile=reconcile_service.run_for_engine), active=first))
+    wait_until(lambda: rows(ctx, SyncState.__table__))  # polled once: the engines have their jobs
+    assert full_runs(ctx) == []  # no schedule, no run
+    # Set on the running engines: they rebuild their jobs from the connection's new version.
+    connections.update_settings(ctx, "pay", lambda s: {**s, "sync": {**s["sync"], "reconcile_interval_s": 1}},
+                                "connection.set", "tests: reconcile every second")
     wait_until(lambda: len([r for r in full_runs(ctx) if r.status == "finished"]) >= 3, 10)
     done = full_runs(ctx)
     assert {r.status for r in done} <= {"running", "finished"}
@@ -155,3 +159,32 @@ def test_reconciliation_on_a_schedule_one_at_a_time_paused_with_the_connection(
 
 def cli_result(db_url: str, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--db", db_url, *args])
+
+
+def test_the_engine_runs_retention_only_when_bound_as_an_admin(ctx: ServiceContext, running: list[Running]) -> None:
+    """The hourly retention job (here every second): an operator engine leaves old bodies be,
+    an admin one purges those past the connection's raw_days, audited."""
+    from tests.support import capture, pi_event
+    from workbench.services.ingest import ingest
+    from workbench.services.payload_settings import PayloadChange, set_payload_settings
+
+    connections.add_connection(ctx, "acme", "stripe", "sandbox")
+    set_payload_settings(ctx, "acme", PayloadChange(raw_days=30), "policy")
+    now = ctx.clock()
+    ingest(ctx, "acme", [capture(pi_event("evt_old", "pi_1", "processing", 1), now - timedelta(days=35)),
+                         capture(pi_event("evt_new", "pi_1", "succeeded", 2), now - timedelta(days=1))])
+
+    def purged() -> list[str]:
+        return sorted(d.provider_event_id for d in rows(ctx, Delivery.__table__) if d.body_purged_at is not None)
+
+    options = EngineOptions(lease_ttl_s=2, retention_every_s=0.5)
+    role_bindings.grant(ctx, "system:engine", "operator", "tests")
+    operator = Running(Engine(ctx.as_actor("system:engine"), {}, options))
+    running.append(operator)
+    time.sleep(1.5)
+    operator.stop()
+    assert purged() == []
+    role_bindings.grant(ctx, "system:engine", "admin", "tests: retention too")
+    running.append(Running(Engine(ctx.as_actor("system:engine"), {}, options)))
+    wait_until(lambda: purged() == ["evt_old"], 10)
+    assert [e.action for e in rows(ctx, AuditEntry.__table__)].count("retention.purge") == 1
