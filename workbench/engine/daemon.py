@@ -4,11 +4,13 @@ APScheduler's job stores must not be shared by several schedulers, so each engin
 jobs in memory, derived from the connections in the store (rebuilt when a connection's version
 changes; the store is looked at every second), and which engine does which piece of work is
 decided in the store: commands are claimed row by row (services/dispatch), a connection's poll
-is done by the holder of its lease, and on SQLite only the holder of the store-wide lease
-works at all (a second engine stands by and takes over when the first stops renewing it).
+is done by the holder of its lease, so is its reconciliation (on request, or on a schedule
+due from the newest run in the store, whoever ran it), and on SQLite only the holder of the
+store-wide lease works at all (a second engine stands by and takes over when the first stops renewing it).
 
-Operators steer it through the store: a paused connection's dispatches and polls stop within
-a second or two; a stopped connection (authentication failure) waits for its key's rotation.
+Operators steer it through the store: a paused connection's dispatches, polls and scheduled
+reconciliations stop within a second or two; a stopped connection (authentication failure)
+waits for its key's rotation.
 SIGTERM (or Ctrl-C): in-flight attempts finish, claimed but unsent commands are released,
 leases are given up, the process is marked stopped, and it exits 0.
 """
@@ -54,7 +56,8 @@ STORE_LEASE = "engine:store"  # SQLite: the one active engine
 SCHEDULED_RECONCILE = "reconcile-every:"  # job ID prefix (the on-demand run's job is "reconcile:<id>")
 
 # Reconciliation of one connection (services/reconcile.run_for_engine, given by the CLI): the
-# engine calls it on request (`sync_state.request_reconcile`), holding lease reconcile:<id>.
+# engine calls it on request (`sync_state.request_reconcile`) and every sync.reconcile_interval_s
+# (services/sync_schedule), holding lease reconcile:<id> either way.
 Reconciler = Callable[[ServiceContext, ConnectionInfo, ProviderClient], object]
 
 
