@@ -8,12 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from tests.engine_support import PASS
+from workbench.engine.daemon import Engine
 
 WORKBENCH = str(Path(sys.executable).parent / "workbench")
 
@@ -78,3 +82,56 @@ class EngineProcess:
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
+
+
+class ListenProcess:
+    """`workbench listen` (the webhook receiver) on a free port beside the engine, on the same
+    store and vaults; started at once, ready (`wait_ready`) once it answers /healthz, so a test
+    can do other work while it starts."""
+
+    def __init__(self, db_url: str, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.output = tempfile.TemporaryFile()  # a file, not a pipe: nobody has to keep reading it
+        self.process = subprocess.Popen([WORKBENCH, "listen", "--port", str(port)], env=env_for(db_url),
+                                        stdout=self.output, stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the receiver exited with {self.process.returncode}: {self.log}")
+            try:
+                return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+        wait_until(ready, 30)
+
+    @property
+    def log(self) -> str:
+        self.output.seek(0)
+        return self.output.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.output.close()
+
+
+class EngineThread:
+    """The engine in this process, on a thread (no signal handlers touched); `active`: wait
+    until it works (False: until it runs at all, e.g. standing by on SQLite)."""
+
+    def __init__(self, engine: Engine, active: bool = True) -> None:
+        self.engine = engine
+        self.thread = threading.Thread(target=engine.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: engine.process_id != "" and (engine.active or not active))
+
+    def stop(self) -> None:
+        self.engine.stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive()

@@ -17,7 +17,7 @@ from store.database import reading
 from store.models import Attempt, Command, Failure, ProviderRef, Record, Transition
 from tests.engine_support import KEY, RUN, add_key, callable_connection, ledger, sandbox, set_chaos
 from tests.stripe_servers import API_KEY, card_payment_method, localstripe, localstripe_server, payment_intents
-from workbench.services import command_submit, dispatch, provider_calls, sync_state, timeline
+from workbench.services import command_submit, dispatch, provider_calls, reconcile, sync_state, timeline
 from workbench.services.connections import get_connection
 from workbench.services.context import ServiceContext
 from workbench.vault import UnlockedVault
@@ -191,7 +191,8 @@ def test_authentication_stops_the_connection_until_its_key_changes(ctx: ServiceC
     assert created_per_reference(sandbox)[command.operation_id] == 1
 
 
-def test_twenty_payment_creates_make_exactly_twenty_intents(ctx: ServiceContext, localstripe: str) -> None:
+def test_twenty_payment_creates_make_exactly_twenty_intents_and_reconcile_without_drift(
+        ctx: ServiceContext, localstripe: str) -> None:
     unlocked = callable_connection(ctx, "shop", "stripe", localstripe, key=API_KEY, settings=FAST)
     method = card_payment_method(localstripe)
     for i in range(20):
@@ -209,6 +210,9 @@ def test_twenty_payment_creates_make_exactly_twenty_intents(ctx: ServiceContext,
     assert {i["metadata"]["workbench_reference"] for i in intents} == ours
     assert {r.status for r in rows(ctx, Record.__table__)} == {"submitted"}
     assert len(rows(ctx, ProviderRef.__table__)) == 20
+    # What the commands left us believing is what Stripe holds: reconciliation finds no drift.
+    report = reconcile.reconcile(ctx, "shop", vaults={"sandbox": unlocked})
+    assert (report.status, report.records_checked, report.provider_objects, report.findings) == ("finished", 20, 20, 0)
 
 
 @pytest.fixture(autouse=True)

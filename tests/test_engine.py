@@ -23,7 +23,7 @@ from store.models import Attempt, Command, Delivery, Lease, Process, ProviderRef
 from tests.engine_harness import EngineProcess, cli, wait_until
 from tests.engine_support import RUN, callable_connection, ledger, one_live_record_per_command, sandbox, set_chaos
 from tests.stripe_servers import free_port
-from workbench.services import command_submit, role_bindings
+from workbench.services import command_submit, connections, role_bindings
 from workbench.services.context import ServiceContext
 
 __all__ = ["sandbox"]
@@ -167,3 +167,39 @@ def test_two_engines_share_the_store_and_a_killed_ones_work_is_taken_over(
     submit(ctx, 5)
     wait_until(lambda: statuses(ctx) == Counter({"succeeded": 35}), 30)
     assert survivor.terminate() == 0, survivor.log
+
+
+def test_a_killed_engines_claimed_commands_are_taken_over_by_the_other(
+        ctx: ServiceContext, db_url: str, sandbox: str, engines: list[EngineProcess]) -> None:
+    """Two engines; the commands are released at once (made while the connection is paused), so
+    one engine claims them all in one batch (on SQLite: the active one). It is killed after the
+    first succeeds; the other takes its expired claims over and finishes: each command still
+    made exactly one run. Which engine claimed: their claims last differently long
+    (--lease-ttl + 2 x --call-timeout: 6 s and 7 s), and a claim's deadline is in the store."""
+    set_up(ctx, sandbox)
+    set_chaos(sandbox, latency_ms=500)  # 24 commands, 8 at a time: about 1.5 s of calls
+    ports = [free_port(), free_port()]
+    claim_s = [6.0, 7.0]
+    for port, timeout in zip(ports, ("2", "2.5"), strict=True):
+        engines.append(EngineProcess(db_url, "--metrics-port", str(port), "--lease-ttl", "2", "--call-timeout",
+                                     timeout))
+    for engine in engines:
+        engine.wait_started()
+    connections.set_paused(ctx, "pay", True, "tests: let the commands gather")
+    submit(ctx, 24)
+    connections.set_paused(ctx, "pay", False, "tests: go")
+    wait_until(lambda: statuses(ctx)["succeeded"] >= 1, 30)
+    claims = {round((c.next_attempt_at - c.updated_at).total_seconds()) for c in rows(ctx, Command.__table__)
+              if c.status == "dispatching"}
+    assert len(claims) == 1  # one batch, one engine
+    claimer = claim_s.index(claims.pop())
+    engines[claimer].kill()
+    assert statuses(ctx)["dispatching"] >= 1  # the dead engine's claims: taken over, not lost
+    wait_until(lambda: statuses(ctx) == Counter({"succeeded": 24}), 60)
+    made = Counter(e["reference"] for e in ledger(sandbox, "run.created"))
+    assert all(made[c.operation_id] == 1 for c in rows(ctx, Command.__table__))
+    metrics = httpx.get(f"http://127.0.0.1:{ports[1 - claimer]}/metrics").text
+    taken = [line for line in metrics.splitlines() if line.startswith("workbench_command_takeovers_total")]
+    assert taken and float(taken[0].split()[-1]) >= 1, taken
+    assert engines[1 - claimer].terminate() == 0, engines[1 - claimer].log
+    assert rows(ctx, Lease.__table__) == []

@@ -283,6 +283,21 @@ def test_schema_drift_is_a_contract_mismatch_or_an_unknown_status(sandbox):
     assert unseen.provider_status == "ON_HOLD" and unseen.status is None
 
 
+def test_schema_drift_a_missing_field_is_refused_extra_ones_are_ignored(sandbox):
+    set_chaos(sandbox, drift="missing")
+    assert "currency" not in submit(sandbox, "op_drift_missing").body
+    set_chaos(sandbox, drift="extra")
+    extra = submit(sandbox, "op_drift_extra").body
+    assert extra["net_amount"] == 200_000 and extra["tax"] == {"withheld": 50_000, "year": 2026}
+    set_chaos(sandbox, drift=None)
+    mine = {orjson.loads(b)["run"]["reference"]: b for b in all_events(sandbox)}
+    with pytest.raises(Exception) as caught:
+        adapter.map(adapter.parse(mine["op_drift_missing"]))
+    assert caught.value.category is Category.VALIDATION and "currency" in str(caught.value)
+    mapped = adapter.map(adapter.parse(mine["op_drift_extra"]))
+    assert mapped.fields["amount"] == 250_000 and "net_amount" not in mapped.fields
+
+
 def test_admin_refuses_bad_knobs_in_one_line(sandbox):
     for knobs in ({"latency_ms": -1}, {"rate_limit": "3"}, {"drift": "total"}, {"no_such_knob": 1}):
         response = httpx.post(sandbox + "/_admin/chaos", json=knobs)

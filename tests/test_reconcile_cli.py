@@ -83,11 +83,16 @@ def test_now_records_a_request_and_usage_errors_are_one_line(db_url: str, shop: 
     for args, code in ((["reconcile", "nope"], 1), (["drift", "resolve", "drf_x", "--note", "n"], 2),
                        (["drift", "resolve", "--accept", "--note", "n"], 2),
                        (["drift", "resolve", "drf_x", "--accept", "--note", " "], 2),
-                       (["reconcile", "acme", "--record", "rec_nope"], 1)):
+                       (["reconcile", "acme", "--record", "rec_nope"], 1),
+                       # A filter naming no connection is a mistake, said as such, not an empty list.
+                       (["drift", "--connection", "nope"], 1), (["drift", "--runs", "--connection", "nope"], 1),
+                       (["drift", "resolve", "--all", "--accept", "--note", "n", "--connection", "nope", "--yes"], 1)):
         result = wb(db_url, *args)
         assert result.exit_code == code, (args, result.output)
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
         assert API_KEY not in result.output
+        if "nope" in args:
+            assert "unknown connection 'nope'" in result.stderr, args
 
 
 def test_a_locked_vault_is_one_line(db_url: str, shop: list[dict[str, Any]]) -> None:

@@ -38,3 +38,22 @@ def test_a_connections_schedule_is_strict_and_absent_by_default() -> None:
     for bad in ([], [-1], ["5"], [0] * 21, [8 * 86400]):
         with pytest.raises(ValidationError):
             Settings.model_validate({"sync": {"interval_s": 60, "retry_schedule_s": bad}})
+
+
+def test_a_reconciliation_interval_is_strict_and_absent_by_default() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from workbench.services.sync_schedule import next_due, poll_interval_s, reconcile_interval_s
+
+    settings = Settings.model_validate({"sync": {"interval_s": 60, "reconcile_interval_s": 3600}})
+    assert settings.as_settings() == {"sync": {"interval_s": 60, "reconcile_interval_s": 3600}}
+    assert (poll_interval_s(settings.as_settings()), reconcile_interval_s(settings.as_settings())) == (60, 3600)
+    assert reconcile_interval_s({"sync": {"interval_s": 60}}) == 0  # off: on demand only
+    for bad in (0, -5, "3600", 1.5, True):
+        with pytest.raises(ValidationError):
+            Settings.model_validate({"sync": {"interval_s": 60, "reconcile_interval_s": bad}})
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert next_due(None, 3600, now) == now  # never ran: due at once
+    assert next_due(now - timedelta(minutes=10), 3600, now) == now + timedelta(minutes=50)
+    assert next_due(now - timedelta(hours=2), 3600, now) == now  # overdue: due at once
+    assert next_due(now, 0, now) is None  # not scheduled

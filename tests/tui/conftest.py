@@ -4,10 +4,12 @@ waits until every worker has landed its result on screen."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,19 @@ async def settle(pilot: Pilot[Any]) -> None:
         if not loading and not any(worker.is_running for worker in app.workers):
             return
     raise AssertionError("the app did not settle")
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Settle until `condition` holds: an action's worker may start only after a dialog closed,
+    so one settle on a loaded machine can come back before it even began."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await settle(pilot)
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the app never got there")
+        await asyncio.sleep(0.02)
 
 
 def screen_text(app: WorkbenchApp) -> str:

@@ -169,3 +169,111 @@ async def test_the_panel_shows_the_pace_the_drain_time_and_an_open_breaker(db_ct
         assert "50 command(s) queued, drains in ~2s · paced 25/s" in text
         assert ("Circuit breaker OPEN: 20 of 20 calls failed as provider_outage within 60 s (trips at 50%) · "
                 "commands wait, nothing is dropped") in text
+
+
+def scheduled_acme(ctx: ServiceContext) -> None:
+    """acme polled every 5 min and reconciled every 6 h by one engine (heartbeat 3 s old); polled
+    2 min before the screen's now; its last full reconciliation started 2.5 h before (it failed:
+    the provider was down, which counts: the next one is due 6 h after it started)."""
+    from adapters.stripe.client import StripeClient
+    from workbench.services import connections, reconcile, sync_state
+
+    connections.update_settings(ctx, "acme", lambda s: {**s, "sync": {"interval_s": 300,
+                                                                      "reconcile_interval_s": 6 * 3600}},
+                                "connection.set", "tests: a schedule")
+    processes.announce(replace(ctx, clock=FixedClock(DISPLAY_NOW - timedelta(seconds=4))), "engine", None)
+    acme = connections.get_connection(ctx, "acme")
+    sync_state.save_poll(ctx, acme.id, "evt_9", newest_event_at=DISPLAY_NOW - timedelta(minutes=2, seconds=30),
+                         polled_at=DISPLAY_NOW - timedelta(minutes=2))
+    down = StripeClient(base_url="http://127.0.0.1:9", api_key="sk_test_down", timeout_s=2)
+    try:
+        with pytest.raises(reconcile.ReconcileFailed):
+            reconcile.reconcile(replace(ctx, clock=FixedClock(DISPLAY_NOW - timedelta(hours=2, minutes=30))), "acme",
+                                    client=down)
+    finally:
+        down.close()
+
+
+@pytest.mark.asyncio
+async def test_the_panel_says_when_the_engine_polls_and_reconciles_next(db_ctx: ServiceContext) -> None:
+    scheduled_acme(db_ctx)
+    app = make_app(db_ctx)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await shown(pilot)
+        assert ("Schedule: next poll in 3m (every 5m) · next reconcile in 3h (every 6h, last 2h ago)"
+                in panel(app))  # acme
+        await pilot.press("down")
+        await settle(pilot)
+        assert ("Schedule: next poll due now (every 5m) · reconcile on demand only (r; sync.reconcile_interval_s "
+                "schedules it)" in panel(app))  # globex: never polled, no reconciliation schedule
+
+
+@pytest.mark.asyncio
+async def test_pause_resume_and_reconcile_now_ask_why_and_are_audited(db_ctx: ServiceContext) -> None:
+    from sqlalchemy import select
+
+    from store.database import reading
+    from store.models import ReconcileRun, SyncState
+    from tests.tui.conftest import notices, type_text, until
+    from workbench.services import audit, connections
+
+    app = make_app(db_ctx)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await shown(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        assert "Pause acme" in screen_text(app) and "Reason (recorded in the audit trail)" in screen_text(app)
+        await type_text(pilot, "provider incident")
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(notices(app)))
+        assert connections.get_connection(db_ctx, "acme").paused
+        assert notices(app)[-1] == "acme paused"
+        assert table(app).rows[0].cells[6] == ("paused", "warn")
+
+        await pilot.press("r")
+        await settle(pilot)
+        assert "Reconcile acme now" in screen_text(app)
+        await pilot.press("escape")  # cancelled: nothing asked
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("enter")  # a reason is required
+        await settle(pilot)
+        assert "A value is required" in screen_text(app)
+        await type_text(pilot, "after the incident")
+        await pilot.press("enter")
+        await until(pilot, lambda: notices(app)[-1].startswith("acme: reconciliation"))
+        with reading(db_ctx.engine) as conn:
+            runs = list(conn.execute(select(ReconcileRun.__table__)))
+            (state,) = list(conn.execute(select(SyncState.__table__)))
+        (run,) = runs
+        assert (run.status, run.record_id, run.dry_run) == ("requested", None, False)
+        assert state.reconcile_requested_at is not None
+        assert notices(app)[-1] == f"acme: reconciliation {run.id} requested; a running engine carries it out"
+
+        await pilot.press("p")
+        await settle(pilot)
+        assert "Resume acme" in screen_text(app)
+        await type_text(pilot, "incident over")
+        await pilot.press("enter")
+        await until(pilot, lambda: notices(app)[-1] == "acme resumed")
+        assert not connections.get_connection(db_ctx, "acme").paused
+
+    reasons = {e["action"]: e["reason"] for e in audit.search(db_ctx, "connection.")}
+    assert reasons["connection.pause"] == "provider incident"
+    assert reasons["connection.resume"] == "incident over"
+    assert reasons["connection.reconcile_requested"] == f"after the incident (run {run.id})"
+
+
+@pytest.mark.parametrize("size", [(120, 40)], ids=["120x40"])
+def test_snapshot_engine_schedule_and_reconcile_prompt(size: tuple[int, int], store: ServiceContext,
+                                                       snap_compare: Any) -> None:
+    scheduled_acme(store)
+    app = make_app(store)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

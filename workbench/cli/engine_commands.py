@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import click
 
@@ -68,11 +69,14 @@ def engine_status_cmd(state: State, as_json: bool) -> None:
     for e in status.engines:
         role = "" if e.active is None else (" active" if e.active else " standing by")
         click.echo(f"engine {e.id} {e.host}:{e.pid}{role}, heartbeat {e.heartbeat_age_s:.0f}s ago")
+    at = datetime.fromisoformat(status.at)
     table(((c.name, c.provider, "paused" if c.paused else ("STOPPED" if c.calls_stopped else "active"),
             c.pending_commands, c.lag_s if c.lag_s is not None else "-", c.last_poll_at or "-",
-            c.stopped_reason or "") for c in status.connections),
-          ["connection", "provider", "calls", "queued", "lag s", "last poll", "why stopped"],
-          [20, 10, 8, 7, 6, 32, 50])
+            _when(c.next_poll_at, at), _when(c.next_reconcile_at, at), c.stopped_reason or "")
+           for c in status.connections),
+          ["connection", "provider", "calls", "queued", "lag s", "last poll", "next poll", "next reconcile",
+           "why stopped"],
+          [20, 10, 8, 7, 6, 32, 10, 14, 50])
     stopped = [c for c in status.connections if c.calls_stopped]
     for c in stopped:
         click.echo(f"{c.name}: calls stopped ({c.stopped_reason}); key {c.stopped_key} failed: rotate it with "
@@ -82,6 +86,19 @@ def engine_status_cmd(state: State, as_json: bool) -> None:
     click.echo(f"commands: {commands}")
     click.echo(f"open failures: {failures}")
     click.echo(f"lease takeovers: {status.lease_takeovers}")
+
+
+def _when(due: str | None, now: datetime) -> str:
+    """A due time as "in 42s", "in 7m", "in 3h" ("due": now or overdue; "-": not scheduled)."""
+    if due is None:
+        return "-"
+    seconds = int((datetime.fromisoformat(due) - now).total_seconds())
+    if seconds < 1:
+        return "due"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"in {seconds // size}{unit}"
+    return f"in {seconds}s"
 
 
 COMMANDS = (engine,)

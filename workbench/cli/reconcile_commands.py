@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from workbench.services import drift as drift_service, reconcile as reconcile_service, sync_state
+from workbench.services import drift as drift_service, reconcile as reconcile_service
 
 from .output import end_progress, json_array, json_value, progress_line, table
 from .support import EXIT_PARTIAL, EXIT_USAGE, State, fail, pass_state
@@ -25,9 +25,8 @@ def reconcile(state: State, connection: str, record_id: str | None, dry_run: boo
     """Compare CONNECTION's records with its provider now and record what differs (drift)."""
     ctx = state.ctx
     if later:
-        run_id = reconcile_service.request_run(ctx, connection, record_id=record_id, dry_run=dry_run)
-        # The mark running engines watch for (within a second): they carry out the requested run.
-        sync_state.request_reconcile(ctx, connection, f"workbench reconcile --now (run {run_id})")
+        # The run, and the mark running engines watch for (within a second): they carry it out.
+        run_id = reconcile_service.request_now(ctx, connection, record_id=record_id, dry_run=dry_run)
         if as_json:
             json_value({"run": run_id, "connection": connection, "status": "requested"})
         else:

@@ -47,8 +47,9 @@ def sandbox() -> None:
 @click.option("--duplicate-webhooks", type=int, default=0, metavar="N", help="Deliver each webhook N extra times.")
 @click.option("--reorder-webhooks", is_flag=True,
               help="Hold webhooks until POST /_admin/webhooks/flush, then send them newest first.")
-@click.option("--drift", type=click.Choice(["status", "field"]),
-              help="Schema drift: a status (ON_HOLD) or a field (gross_amount) the mapping never saw.")
+@click.option("--drift", type=click.Choice(["status", "field", "missing", "extra"]),
+              help="Schema drift: a status (ON_HOLD) or a field (gross_amount) the mapping never saw, "
+                   "a field gone (currency), or fields added (net_amount, tax).")
 def sandbox_payroll(host: str, port: int, api_key: str, read_only_key: str, webhook_url: str | None,
                     webhook_secret: str | None, **knobs: Any) -> None:
     """Run the payroll provider's sandbox until SIGTERM or ctrl+c."""

@@ -97,13 +97,18 @@ class SyncSettings(_Strict):
     # schedule in domain/retry_schedule.py); Retry-After is honoured on top of these.
     retry_schedule_s: Annotated[list[Annotated[StrictInt, Field(ge=0, le=7 * 86400)]],
                                 Field(min_length=1, max_length=20)] | None = None
+    # How often the engine reconciles the connection with its provider (a full run, as
+    # `workbench reconcile` does). Off by default: a full run reads every object the provider
+    # lists, a cost an operator should choose; `reconcile --now` works either way.
+    reconcile_interval_s: Positive | None = None
 
     @model_serializer(mode="wrap")
-    def _without_unset_schedule(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # No schedule: no key, so settings stored before it existed export and import unchanged.
+    def _without_unset_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An option not set: no key, so settings stored before it existed export and import unchanged.
         data: dict[str, Any] = handler(self)
-        if data.get("retry_schedule_s") is None:
-            data.pop("retry_schedule_s", None)
+        for key in ("retry_schedule_s", "reconcile_interval_s"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 

@@ -4,11 +4,13 @@ APScheduler's job stores must not be shared by several schedulers, so each engin
 jobs in memory, derived from the connections in the store (rebuilt when a connection's version
 changes; the store is looked at every second), and which engine does which piece of work is
 decided in the store: commands are claimed row by row (services/dispatch), a connection's poll
-is done by the holder of its lease, and on SQLite only the holder of the store-wide lease
-works at all (a second engine stands by and takes over when the first stops renewing it).
+is done by the holder of its lease, so is its reconciliation (on request, or on a schedule
+due from the newest run in the store, whoever ran it), and on SQLite only the holder of the
+store-wide lease works at all (a second engine stands by and takes over when the first stops renewing it).
 
-Operators steer it through the store: a paused connection's dispatches and polls stop within
-a second or two; a stopped connection (authentication failure) waits for its key's rotation.
+Operators steer it through the store: a paused connection's dispatches, polls and scheduled
+reconciliations stop within a second or two; a stopped connection (authentication failure)
+waits for its key's rotation.
 SIGTERM (or Ctrl-C): in-flight attempts finish, claimed but unsent commands are released,
 leases are given up, the process is marked stopped, and it exits 0.
 """
@@ -19,10 +21,11 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -41,6 +44,7 @@ from workbench.services import (
     provider_calls,
     recovery,
     retention,
+    sync_schedule,
     sync_state,
 )
 from workbench.services.connections import ConnectionInfo
@@ -52,9 +56,11 @@ from .metrics import EngineMetrics
 log = logging.getLogger(__name__)
 
 STORE_LEASE = "engine:store"  # SQLite: the one active engine
+SCHEDULED_RECONCILE = "reconcile-every:"  # job ID prefix (the on-demand run's job is "reconcile:<id>")
 
 # Reconciliation of one connection (services/reconcile.run_for_engine, given by the CLI): the
-# engine calls it on request (`sync_state.request_reconcile`), holding lease reconcile:<id>.
+# engine calls it on request (`sync_state.request_reconcile`) and every sync.reconcile_interval_s
+# (services/sync_schedule), holding lease reconcile:<id> either way.
 Reconciler = Callable[[ServiceContext, ConnectionInfo, ProviderClient], object]
 
 
@@ -99,6 +105,7 @@ class Engine:
         self._known = _Known()
         self._last_beat = 0.0
         self._lock = threading.Lock()
+        self._reconciling_now: set[str] = set()  # connections this process reconciles right now
         self._clients = dispatch.Clients(self._open_client)
         self._poll_clients = dispatch.Clients(self._open_client)  # polls run on their own threads
         self._reconcile_clients = dispatch.Clients(self._open_client)
@@ -233,49 +240,109 @@ class Engine:
             self._rebuild_polls(infos)
 
     def _rebuild_polls(self, infos: dict[str, ConnectionInfo]) -> None:
-        wanted: dict[str, float] = {}
+        """The per-connection jobs: a poll every sync.interval_s where the provider lists
+        events, a reconciliation every sync.reconcile_interval_s (each its own job ID prefix)."""
+        polls: dict[str, float] = {}
+        reconciles: dict[str, float] = {}
         for info in infos.values():
-            if self.ctx.adapters.get(info.provider).capabilities.event_listing and self._interval(info):
-                wanted[f"poll:{info.id}"] = self._interval(info)
+            interval = sync_schedule.poll_interval_s(info.settings)
+            if interval and self.ctx.adapters.get(info.provider).capabilities.event_listing:
+                polls[f"poll:{info.id}"] = interval
+            every = sync_schedule.reconcile_interval_s(info.settings)
+            if every and self.reconcile is not None:
+                reconciles[f"{SCHEDULED_RECONCILE}{info.id}"] = every
+        now = _utc_now()
+        self._sync_jobs("poll:", polls, self._poller, lambda _: now)  # the first poll is due at once
+        ids = [job_id.removeprefix(SCHEDULED_RECONCILE) for job_id in reconciles]
+        last = sync_schedule.last_full_runs(self.ctx, ids) if ids else {}
+
+        def first_reconcile(connection_id: str) -> datetime:
+            every = reconciles[SCHEDULED_RECONCILE + connection_id]
+            return sync_schedule.next_due(last.get(connection_id), every, now) or now
+        self._sync_jobs(SCHEDULED_RECONCILE, reconciles, self._scheduled_reconciler, first_reconcile)
+
+    def _sync_jobs(self, prefix: str, wanted: dict[str, float], job_for: Callable[[str], Callable[[], None]],
+                   first_run: Callable[[str], datetime]) -> None:
+        """Make the scheduler's `prefix` jobs exactly `wanted` (job ID: seconds between runs)."""
         for job in self._scheduler.get_jobs():
-            if job.id.startswith("poll:") and job.id not in wanted:
+            if job.id.startswith(prefix) and job.id not in wanted:
                 job.remove()
         for job_id, interval in wanted.items():
-            connection_id = job_id.removeprefix("poll:")
+            connection_id = job_id.removeprefix(prefix)
             existing = self._scheduler.get_job(job_id)
             if existing is not None and existing.trigger.interval.total_seconds() == interval:
                 continue
-            poll = self._guarded(self._poller(connection_id))
-            # replace_existing: a changed interval reschedules; the first poll is due at once.
-            self._scheduler.add_job(poll, "interval", seconds=interval, id=job_id, replace_existing=True,
-                                    next_run_time=_utc_now())
+            # replace_existing: a changed interval reschedules from when the work is due.
+            self._scheduler.add_job(self._guarded(job_for(connection_id)), "interval", seconds=interval, id=job_id,
+                                    replace_existing=True, next_run_time=first_run(connection_id))
 
     # -- work ---------------------------------------------------------------------------------
 
     def _reconcile_requested(self, info: ConnectionInfo, requested_at: datetime) -> None:
         if not self.active or self.reconcile is None:
             return  # left in the store for an engine that can reconcile
+        with self._lock:
+            if info.id in self._reconciling_now:
+                return  # a scheduled run is under way here: the request waits for the next look
         if not sync_state.take_reconcile_request(self.ctx, info.id, requested_at):
             return  # another engine took it
         reconcile = self.reconcile
 
         def run() -> None:
-            claim = leases.acquire(self.ctx, f"reconcile:{info.id}", self.process_id, 3600)
-            if not claim.held:
-                return
-            try:
-                reconcile(self.ctx, info, self._reconcile_clients.get(info))
-            finally:
-                leases.release(self.ctx, self.process_id, f"reconcile:{info.id}")
+            with self._reconciling(info.id) as mine:
+                if mine:
+                    reconcile(self.ctx, info, self._reconcile_clients.get(info))
         run.__name__ = f"reconcile_{info.id}"
         self._scheduler.add_job(self._guarded(run), id=f"reconcile:{info.id}", replace_existing=True)
 
-    @staticmethod
-    def _interval(info: ConnectionInfo) -> float:
-        """Seconds between polls (settings sync.interval_s; 0: not polled)."""
-        sync = info.settings.get("sync")
-        interval = sync.get("interval_s") if isinstance(sync, dict) else None
-        return float(interval) if isinstance(interval, int) and interval > 0 else 0.0
+    @contextmanager
+    def _reconciling(self, connection_id: str) -> Iterator[bool]:
+        """Whether this engine may reconcile the connection now: none of its own threads does
+        (the lease alone would let them both: a holder renews its own) and it holds the lease
+        reconcile:<id> (no other engine does); both given up afterwards."""
+        with self._lock:
+            busy = connection_id in self._reconciling_now
+            self._reconciling_now.add(connection_id)
+        if busy:
+            yield False
+            return
+        resource = f"reconcile:{connection_id}"
+        try:
+            held = leases.acquire(self.ctx, resource, self.process_id, 3600).held
+            try:
+                yield held
+            finally:
+                if held:
+                    leases.release(self.ctx, self.process_id, resource)
+        finally:
+            with self._lock:
+                self._reconciling_now.discard(connection_id)
+
+    def _scheduled_reconciler(self, connection_id: str) -> Callable[[], None]:
+        def reconcile_on_schedule() -> None:
+            with self._lock:
+                info = self._known.infos.get(connection_id)
+            reconcile = self.reconcile
+            if not self.active or reconcile is None or info is None or self._held_back(connection_id):
+                return
+            interval = sync_schedule.reconcile_interval_s(info.settings)
+            with self._reconciling(connection_id) as mine:
+                if not mine:
+                    return
+                last = sync_schedule.last_full_runs(self.ctx, [connection_id]).get(connection_id)
+                now = self.ctx.clock()
+                # A full run since (another engine's, or an operator's): due again from that one.
+                # The slack: this job fires `interval` after the run it started, which began a
+                # moment after the job fired.
+                slack = min(5.0, interval / 10)
+                if last is not None and (now - last).total_seconds() < interval - slack:
+                    self._scheduler.modify_job(SCHEDULED_RECONCILE + connection_id,
+                                               next_run_time=last + timedelta(seconds=interval))
+                    return
+                log.info("reconciling %s (every %ss)", info.name, f"{interval:g}")
+                reconcile(self.ctx, info, self._reconcile_clients.get(info))
+        reconcile_on_schedule.__name__ = f"reconcile_on_schedule_{connection_id}"
+        return reconcile_on_schedule
 
     def _dispatch(self) -> None:
         if not self.active:
@@ -308,7 +375,7 @@ class Engine:
                 return
             # Held from poll to poll (renewed by each): the other engines leave this connection
             # alone until its holder misses a poll by lease_ttl_s, then one of them takes over.
-            ttl = self._interval(info) + self.options.lease_ttl_s
+            ttl = sync_schedule.poll_interval_s(info.settings) + self.options.lease_ttl_s
             claim = leases.acquire(self.ctx, f"poll:{connection_id}", self.process_id, ttl)
             if not claim.held:
                 return  # another engine polls this connection

@@ -35,6 +35,7 @@ from workbench.domain.taxonomy import Category
 from . import access, audit
 from .beliefs import BeliefBook
 from .commands import enqueue
+from .connections import _get as get_connection_in
 from .context import ServiceContext
 from .errors import InvalidArgument, NotFound, ServiceError
 
@@ -75,6 +76,12 @@ def _filtered(query: Any, connection: str | None, field_name: str | None, record
     return query
 
 
+def _known(conn: Connection, connection: str | None) -> None:
+    """A filter naming a connection that does not exist is a mistake, not "no findings"."""
+    if connection is not None:
+        get_connection_in(conn, connection)
+
+
 def list_findings(ctx: ServiceContext, *, connection: str | None = None, field_name: str | None = None,
                   record: str | None = None, state: str | None = "open", limit: int | None = None) -> list[dict[str, Any]]:
     """Findings (open ones by default), oldest first."""
@@ -87,6 +94,7 @@ def list_findings(ctx: ServiceContext, *, connection: str | None = None, field_n
     if limit is not None:
         query = query.limit(limit)
     with reading(ctx.engine) as conn:
+        _known(conn, connection)
         return [finding_dict(row, row.name) for row in conn.execute(query)]
 
 
@@ -97,6 +105,7 @@ def matching_ids(ctx: ServiceContext, *, connection: str | None = None, field_na
     query = select(findings.c.id).join(connections, connections.c.id == findings.c.connection_id)
     query = _filtered(query, connection, field_name, record, "open").order_by(findings.c.since, findings.c.id)
     with reading(ctx.engine) as conn:
+        _known(conn, connection)
         return list(conn.execute(query).scalars())
 
 

@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from adapters.registry import UnknownProvider
 from store.database import reading
 from store.models import Breaker, Command, Connection, Failure, Lease, SyncState
 from workbench.domain.taxonomy import CLOSED_STATES
 
-from . import access, processes
+from . import access, processes, sync_schedule
 from .connections import _info
 from .context import ServiceContext
 from .pace import outbound_rate
@@ -60,6 +61,13 @@ class ConnectionRow:
     breaker: str = "closed"
     breaker_reason: str | None = None
     failing_since: str | None = None
+    # The schedule (services/sync_schedule): None where the connection is not polled or not
+    # reconciled on a schedule; "due" times in the past mean as soon as an engine looks.
+    poll_interval_s: float | None = None
+    next_poll_at: str | None = None
+    reconcile_interval_s: float | None = None
+    last_reconcile_at: str | None = None
+    next_reconcile_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _lists_events(ctx: ServiceContext, provider: str) -> bool:
+    """Whether the engine polls this provider (an unknown provider: it does not)."""
+    try:
+        return ctx.adapters.get(provider).capabilities.event_listing
+    except UnknownProvider:
+        return False
+
+
 def read_status(ctx: ServiceContext) -> EngineStatus:
     access.require(ctx, "read")
     now = ctx.clock()
@@ -103,19 +119,26 @@ def read_status(ctx: ServiceContext) -> EngineStatus:
                                     .group_by(commands.c.connection_id)).all())
         states = {row.connection_id: row for row in conn.execute(select(sync_state))}
         breakers = {row.connection_id: row for row in conn.execute(select(breakers_table))}
+        reconciled = sync_schedule.last_full_runs_in(conn)
         for row in conn.execute(select(connections).order_by(connections.c.name)):
             state = states.get(row.id)
             stopped = state is not None and state.calls_stopped_at is not None
             queued = int(pending.get(row.id, 0))
             rate = outbound_rate(_info(row), ctx.adapters)
             breaker = breakers.get(row.id)
+            last_poll = state.last_poll_at if state else None
+            poll_every = sync_schedule.poll_interval_s(row.settings) if _lists_events(ctx, row.provider) else 0.0
+            reconcile_every = sync_schedule.reconcile_interval_s(row.settings)
             status.connections.append(ConnectionRow(
                 row.name, row.provider, row.paused, stopped, state.calls_stopped_reason if state else None,
                 state.stopped_key if state else None, state.cursor if state else None,
-                _iso(state.last_poll_at) if state else None, state.lag_s if state else None,
+                _iso(last_poll), state.lag_s if state else None,
                 queued, pollers.get(row.id), rate, drain_s(queued, rate),
                 breaker.state if breaker is not None else "closed", breaker.reason if breaker is not None else None,
-                _iso(breaker.failing_since) if breaker is not None else None))
+                _iso(breaker.failing_since) if breaker is not None else None,
+                poll_every or None, _iso(sync_schedule.next_due(last_poll, poll_every, now)),
+                reconcile_every or None, _iso(reconciled.get(row.id)),
+                _iso(sync_schedule.next_due(reconciled.get(row.id), reconcile_every, now))))
         status.commands = {name: int(count) for name, count in conn.execute(
             select(commands.c.status, func.count()).group_by(commands.c.status)).all()}
         status.open_failures = {category: int(count) for category, count in conn.execute(

@@ -21,7 +21,7 @@ from adapters.registry import UnknownProvider
 from store.database import reading
 from store.models import Breaker, Command, Delivery, Process, SyncState
 
-from . import access, connections, processes, secret_refs
+from . import access, connections, processes, secret_refs, sync_schedule
 from .context import ServiceContext
 from .errors import ServiceError
 from .pace import outbound_rate
@@ -73,6 +73,12 @@ class EngineView:
     drain_s: float | None = None  # the queue's expected drain time at that pace
     breaker: str = "closed"  # the circuit breaker: closed, open or half_open
     breaker_reason: str | None = None
+    # The schedule (services/sync_schedule); None: not polled / reconciled on demand only.
+    poll_interval_s: float | None = None
+    next_poll_at: datetime | None = None
+    reconcile_interval_s: float | None = None
+    last_reconcile_at: datetime | None = None
+    next_reconcile_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,7 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
             select(process_table.c.id).where(process_table.c.kind == "engine").limit(1)).first() is not None
         states = {row.connection_id: row for row in conn.execute(select(sync_state))}
         breakers = {row.connection_id: row for row in conn.execute(select(breaker_table))}
+        reconciled = sync_schedule.last_full_runs_in(conn)
         queued: dict[str, int] = dict(conn.execute(
             select(command_table.c.connection_id, func.count())
             .where(command_table.c.status.in_(("pending", "dispatching")))
@@ -146,9 +153,18 @@ def provider_status(ctx: ServiceContext, now: datetime) -> dict[str, ProviderSta
                 waiting = int(queued.get(info.id, 0))
                 rate = outbound_rate(info, ctx.adapters)
                 breaker = breakers.get(info.id)
-                engine = EngineView(heartbeats, queued=waiting, rate_per_s=rate, drain_s=drain_s(waiting, rate),
-                                    breaker=breaker.state if breaker is not None else "closed",
-                                    breaker_reason=breaker.reason if breaker is not None else None)
+                poll_every = (sync_schedule.poll_interval_s(info.settings)
+                              if capabilities is not None and capabilities.event_listing else 0.0)
+                reconcile_every = sync_schedule.reconcile_interval_s(info.settings)
+                last_poll = state.last_poll_at if state is not None else None
+                engine = EngineView(
+                    heartbeats, queued=waiting, rate_per_s=rate, drain_s=drain_s(waiting, rate),
+                    breaker=breaker.state if breaker is not None else "closed",
+                    breaker_reason=breaker.reason if breaker is not None else None,
+                    poll_interval_s=poll_every or None,
+                    next_poll_at=sync_schedule.next_due(last_poll, poll_every, now),
+                    reconcile_interval_s=reconcile_every or None, last_reconcile_at=reconciled.get(info.id),
+                    next_reconcile_at=sync_schedule.next_due(reconciled.get(info.id), reconcile_every, now))
                 if state is not None:
                     engine = replace(engine, last_poll_at=state.last_poll_at, lag_s=state.lag_s,
                                      calls_stopped_at=state.calls_stopped_at,

@@ -28,8 +28,8 @@ from store.models import Connection as ConnectionRow, DriftFinding, ProviderRef,
 from workbench.domain.drift import EXISTS, differences
 from workbench.domain.taxonomy import Category
 
-from . import access, audit
-from .connections import ConnectionInfo, get_connection
+from . import access, audit, sync_state
+from .connections import ConnectionInfo, _get as get_connection_in, get_connection
 from .context import ServiceContext
 from .errors import NotFound, ServiceError
 from .payload_crypto import NO_VAULTS, Vaults
@@ -96,6 +96,17 @@ def request_run(ctx: ServiceContext, connection_name: str, *, record_id: str | N
         run_id = _new_run(conn, ctx, info, record_id, dry_run, "requested")
         audit.append(conn, ctx, "reconcile.request", "connection", info.id,
                      after={"run": run_id, "record": record_id, "dry_run": dry_run})
+    return run_id
+
+
+def request_now(ctx: ServiceContext, connection_name: str, *, record_id: str | None = None,
+                dry_run: bool = False, reason: str | None = None) -> str:
+    """`reconcile --now` (and the Providers screen's `r`): record the run (`request_run`) and
+    mark the connection for the running engines, which carry it out within a second or two.
+    Returns the run's ID."""
+    run_id = request_run(ctx, connection_name, record_id=record_id, dry_run=dry_run)
+    why = f"{reason.strip()} (run {run_id})" if reason and reason.strip() else f"workbench reconcile --now (run {run_id})"
+    sync_state.request_reconcile(ctx, connection_name, why)
     return run_id
 
 
@@ -429,6 +440,8 @@ def latest_runs(ctx: ServiceContext, *, connection: str | None = None, limit: in
     if connection is not None:
         query = query.where(ConnectionTable.c.name == connection)
     with reading(ctx.engine) as conn:
+        if connection is not None:
+            get_connection_in(conn, connection)  # an unknown name is a mistake, not "no runs"
         return [{"id": row.id, "connection": row.name, "record": row.record_id, "dry_run": bool(row.dry_run),
                  "status": row.status, "requested_by": row.requested_by, "requested_at": _iso(row.requested_at),
                  "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),

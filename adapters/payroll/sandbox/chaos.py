@@ -26,4 +26,7 @@ class Chaos(BaseModel):
     webhook_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)] | None = None
     duplicate_webhooks: Annotated[StrictInt, Field(ge=0, le=100)] = 0  # extra copies of each delivery
     reorder_webhooks: StrictBool = False  # hold deliveries; POST /_admin/webhooks/flush sends them newest first
-    drift: Literal["status", "field"] | None = None  # an unseen status (SENT shown as ON_HOLD) or field (amount -> gross_amount)
+    # Schema drift in every answer and event: an unseen status (SENT shown as ON_HOLD), a renamed
+    # field (amount -> gross_amount), a missing one (no currency) or extra ones (net_amount, a
+    # nested tax object) a mapping must ignore.
+    drift: Literal["status", "field", "missing", "extra"] | None = None

@@ -153,6 +153,11 @@ class ProviderState:
             shown["status"] = "ON_HOLD"
         elif self.chaos.drift == "field":
             shown["gross_amount"] = shown.pop("amount")
+        elif self.chaos.drift == "missing":
+            del shown["currency"]
+        elif self.chaos.drift == "extra":
+            shown["net_amount"] = run.amount * 4 // 5
+            shown["tax"] = {"withheld": run.amount - run.amount * 4 // 5, "year": 2026}
         return shown
 
     def _event(self, run: Run) -> tuple[dict[str, Any], tuple[str, bytes]]:

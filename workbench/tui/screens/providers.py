@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
 
-from workbench.services import alerts, connections, health, provider_status
+from workbench.services import alerts, connections, health, provider_status, reconcile
 from workbench.services.context import ServiceContext
 from workbench.services.health import ConnectionHealth
 from workbench.services.provider_status import EngineView, ProviderStatus, describe_capabilities
@@ -52,8 +52,8 @@ class ProvidersScreen(TableScreen[list[ConnectionHealth]]):
     NAME = "providers"
     COLUMNS = COLUMNS
     EMPTY = "no connections yet: add one with `workbench connection add`"
-    WRITES = frozenset({"pause"})
-    NEEDS = {"pause": "pause"}
+    WRITES = frozenset({"pause", "reconcile_now"})
+    NEEDS = {"pause": "pause", "reconcile_now": "reconcile"}
     HELP = """Every connection with its health at a glance.
 
 Last event: when the newest delivery arrived (age). Ev/h: deliveries in the hour up to the
@@ -64,13 +64,21 @@ webhook secret, so its deliveries are stored unchecked; -: none checked yet.
 The panel below the table breaks the open failures down by category, says in plain words what
 the provider can do, names the active webhook secrets (never their values) with the newest
 verified and failed deliveries, and gives the URL each running receiver (`workbench listen`)
-takes this connection's webhooks at; its first line counts the connection's open alerts, if any
-(the Alerts screen, key 8, lists them)."""
+takes this connection's webhooks at, and what the sync engine (`workbench engine`) is doing for
+it: engines running and their heartbeats, the last poll and lag, queued commands (and how long
+they take to drain at the connection's pace), the circuit breaker when it is not closed, and
+when it polls and reconciles next. Its first line counts the connection's open alerts, if any
+(the Alerts screen, key 8, lists them).
+
+p pauses or resumes the connection (asks for a reason; audited). r asks the running engines to
+reconcile it now, as `workbench reconcile NAME --now` does (asks for a reason; audited); the
+run and its findings then show on the Drift screen (7)."""
 
     BINDINGS = [
         Binding("enter", "records", "Records"),
         Binding("f", "failures", "Failures"),
         Binding("p", "pause", "Pause/resume"),
+        Binding("r", "reconcile_now", "Reconcile now"),
     ]
 
     def compose_below(self) -> ComposeResult:
@@ -164,6 +172,33 @@ takes this connection's webhooks at; its first line counts the connection's open
         self.app.push_screen(PromptScreen(f"{verb} {item.name}", "Reason (recorded in the audit trail)",
                                           required=True), done)
 
+    def action_reconcile_now(self) -> None:
+        if self.refused("Reconcile now") or self.denied("reconcile"):
+            return
+        item = self.current(ConnectionHealth)
+        if item is None:
+            return
+
+        def done(reason: str | None) -> None:
+            if reason is None:
+                return
+            self.run_worker(lambda: self._request_reconcile(item.name, reason), thread=True, group="action",
+                            exit_on_error=False)
+
+        self.app.push_screen(PromptScreen(
+            f"Reconcile {item.name} now", "Reason (recorded in the audit trail)", required=True,
+            message="A running engine does it; findings show on Drift (7)."), done)
+
+    def _request_reconcile(self, name: str, reason: str) -> None:
+        try:
+            run_id = reconcile.request_now(self.ctx, name, reason=reason)
+        except Exception as exc:  # one line on screen; the app keeps running
+            self._post(self.notify, f"Reconcile {name} failed: {describe_error(exc)}", severity="error", markup=False)
+            return
+        self._post(self.notify, f"{name}: reconciliation {run_id} requested; a running engine carries it out",
+                   markup=False)
+        self._post(self.reload)
+
     def _set_paused(self, name: str, paused: bool, reason: str) -> None:
         try:
             # Resuming applies held deliveries: encrypted ones open with the app's unlocked vaults.
@@ -204,11 +239,29 @@ def engine_lines(engine: EngineView | None, name: str, now: datetime) -> list[st
         state = "OPEN" if engine.breaker == "open" else "HALF-OPEN (probing)"
         lines.append(f"Circuit breaker {state}: {engine.breaker_reason or 'the provider is failing'} · "
                      "commands wait, nothing is dropped")
+    lines.append(schedule_line(engine, now))
     if engine.calls_stopped_at is not None:
         lines.append(f"Calls STOPPED {age(now - engine.calls_stopped_at)} ago: {engine.calls_stopped_reason} · "
                      f"API key {engine.stopped_key or '-'} failed: rotate it (`workbench connection secret add "
                      f"{name} --kind api_key`)")
     return lines
+
+
+def schedule_line(engine: EngineView, now: datetime) -> str:
+    """When the engines poll and reconcile the connection next (the store's view: the same
+    times `workbench engine status` shows)."""
+    def due(when: datetime | None) -> str:
+        return f"in {age(when - now)}" if when is not None and when > now else "due now"
+
+    poll = (f"next poll {due(engine.next_poll_at)} (every {age(timedelta(seconds=engine.poll_interval_s))})"
+            if engine.poll_interval_s else "not polled")
+    if engine.reconcile_interval_s:
+        last = f"last {age(now - engine.last_reconcile_at)} ago" if engine.last_reconcile_at else "never run"
+        reconcile = (f"next reconcile {due(engine.next_reconcile_at)} "
+                     f"(every {age(timedelta(seconds=engine.reconcile_interval_s))}, {last})")
+    else:
+        reconcile = "reconcile on demand only (r; sync.reconcile_interval_s schedules it)"
+    return f"Schedule: {poll} · {reconcile}"
 
 
 def signature_lines(status: ProviderStatus, now: datetime) -> list[str]:
