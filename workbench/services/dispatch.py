@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -383,12 +383,12 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
                   infos: Mapping[str, ConnectionInfo] | None = None,
                   held_back: Callable[[str], bool] = lambda _connection_id: False,
                   senders: ThreadPoolExecutor | None = None, parallel: int = 1) -> DispatchReport:
-    """Claim due commands and dispatch them, `parallel` at a time (their calls on `senders`'
-    threads: a call mostly waits for the provider; the store is written here, one transaction
-    per attempt). Between steps: `stop()` true: the rest are released unsent;
-    `held_back(connection ID)` true (paused since the claim): that command is released. A
-    connection whose client cannot be opened (no key, vault locked) has its commands released
-    for a while; the reason is logged."""
+    """Claim due commands and dispatch them, `parallel` at a time on `senders`' threads (a call
+    mostly waits for the provider); this thread writes their answers, a group of them in one
+    transaction (services/dispatch_bulk). Just before its call, a command
+    is left unsent if `stop()` is true, or `held_back(connection ID)` (paused since the claim),
+    or its claim was lost; those are released at the end. A connection whose client cannot be
+    opened (no key, vault locked) has its commands released for a while; the reason is logged."""
     access.require(ctx, "call")
     report = DispatchReport()
     claimed = claim(ctx, limit=limit, claim_s=claim_s, connection_ids=connection_ids)
@@ -397,44 +397,114 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
     if not claimed:
         return report
     infos = infos if infos is not None else connection_infos(ctx)
-    paths: dict[str, PathTree] = {}
-    step = max(1, parallel if senders is not None else 1)
-    while claimed:
-        if stop():
-            release(ctx, claimed)
-            break
-        if (claimed[0].deadline - ctx.clock()).total_seconds() < claim_s / 2:
-            # A slow batch: the rest of it is claimed for longer, or another engine would
-            # take it over while it waits its turn here.
-            claimed = renew(ctx, claimed, claim_s)
+    run = _Run(ctx, report, claim_s, stop, held_back)
+    waiting: list[Claimed] = []
+    for item in claimed:
+        connection = infos.get(item.connection_id)
+        if connection is None or held_back(item.connection_id):
+            waiting.append(item)
             continue
-        chunk, claimed = claimed[:step], claimed[step:]
-        ready: list[tuple[Claimed, ConnectionInfo, ProviderClient, Capabilities]] = []
-        for item in chunk:
-            connection = infos.get(item.connection_id)
-            if connection is None or held_back(item.connection_id):
-                release(ctx, [item])
-                continue
-            try:
-                client = clients.get(connection)
-            except Exception as exc:  # one line, logged; the command waits for the connection to be callable
-                log.warning("cannot call %s: %s", connection.name, exc)
-                release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
-                continue
-            ready.append((item, connection, client, ctx.adapters.get(connection.provider).capabilities))
-        if senders is not None and len(ready) > 1:
-            results = list(senders.map(lambda entry: send(entry[2], entry[3], entry[0]), ready))
-        else:
-            results = [send(client, capabilities, item) for item, _, client, capabilities in ready]
-        if not ready:
+        try:
+            client = clients.get(connection)
+        except Exception as exc:  # one line, logged; the command waits for the connection to be callable
+            log.warning("cannot call %s: %s", connection.name, exc)
+            release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
             continue
-        with writing(ctx.engine) as conn:  # one commit for the step's attempts
-            for (item, connection, _, _), result in zip(ready, results, strict=True):
-                tree = paths.get(connection.provider)
-                if tree is None:
-                    tree = paths[connection.provider] = answer_paths(
-                        ctx.adapters.get(connection.provider).redacted_paths)
-                written = record_in(conn, ctx, connection, item, result, tree)
-                if written is not None:
-                    report.count(connection.name, written.outcome)
+        run.add(item, connection, client)
+    release(ctx, waiting)
+    if senders is None or parallel <= 1:
+        for entry in run.entries:
+            run.keep_claims()
+            run.write([(entry, run.call(entry))])
+    else:
+        run.pipelined(senders)
+    run.release_unsent()
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    id: str
+    connection: ConnectionInfo
+    client: ProviderClient
+    capabilities: Capabilities
+    paths: PathTree
+
+
+class _Run:
+    """One dispatch_once's claimed commands: their calls, the claims renewed while they wait,
+    the answers written as they come in, the unsent ones released."""
+
+    def __init__(self, ctx: ServiceContext, report: DispatchReport, claim_s: float, stop: Callable[[], bool],
+                 held_back: Callable[[str], bool]) -> None:
+        self.ctx, self.report, self.claim_s = ctx, report, claim_s
+        self.stop, self.held_back = stop, held_back
+        self.entries: list[_Entry] = []
+        self.current: dict[str, Claimed] = {}  # by command ID: the claim as it stands (renewed)
+        self.lost: set[str] = set()
+        self.unsent: list[str] = []
+        self._paths: dict[str, PathTree] = {}
+
+    def add(self, item: Claimed, connection: ConnectionInfo, client: ProviderClient) -> None:
+        adapter = self.ctx.adapters.get(connection.provider)
+        paths = self._paths.get(connection.provider)
+        if paths is None:
+            paths = self._paths[connection.provider] = answer_paths(adapter.redacted_paths)
+        self.current[item.id] = item
+        self.entries.append(_Entry(item.id, connection, client, adapter.capabilities, paths))
+
+    def call(self, entry: _Entry) -> CallResult | None:
+        """The command's attempt (on a sender thread), or None: not to be sent now."""
+        item = self.current.get(entry.id)
+        if item is None or self.stop() or entry.id in self.lost or self.held_back(entry.connection.id):
+            return None
+        return send(entry.client, entry.capabilities, item)
+
+    def keep_claims(self, waiting: list[str] | None = None) -> None:
+        """Past half its time, the claim of every command not yet written is renewed (a slow
+        batch: another engine would take the rest over while they wait their turn here)."""
+        ids = waiting if waiting is not None else list(self.current)
+        pending = [self.current[i] for i in ids if i in self.current]
+        if not pending or (min(item.deadline for item in pending) - self.ctx.clock()).total_seconds() >= self.claim_s / 2:
+            return
+        kept = renew(self.ctx, pending, self.claim_s)
+        self.current.update((item.id, item) for item in kept)
+        lost = {item.id for item in pending} - {item.id for item in kept}
+        self.lost |= lost
+        for command_id in lost:
+            del self.current[command_id]
+
+    def pipelined(self, senders: ThreadPoolExecutor) -> None:
+        """All calls queued on the senders; the answers written when all are in, or every half
+        second while they come in slowly. Not one write per answer: this thread would wait for
+        the interpreter lock behind the busy senders at every statement (each gives it up)."""
+        futures = {senders.submit(self.call, entry): entry for entry in self.entries}
+        outstanding: set[Future[CallResult | None]] = set(futures)
+        while outstanding:
+            done, outstanding = wait(outstanding, timeout=0.5)
+            self.keep_claims([futures[future].id for future in outstanding])
+            # An attempt's unexpected error propagates, as a failed write would: the claims
+            # expire and the next claim retries safely (lookup or key).
+            self.write([(futures[future], future.result()) for future in done])
+
+    def write(self, answered: list[tuple[_Entry, CallResult | None]]) -> None:
+        from .dispatch_bulk import Answer, record_many  # it builds on this module's record_in
+
+        answers: list[Answer] = []
+        for entry, result in answered:
+            if entry.id in self.lost:
+                continue  # another engine holds it now: its attempt counts
+            if result is None:
+                self.unsent.append(entry.id)
+                continue
+            answers.append(Answer(entry.connection, self.current.pop(entry.id), result, entry.paths))
+        if not answers:
+            return
+        with writing(self.ctx.engine) as conn:  # one commit for the group's attempts
+            outcomes = record_many(conn, self.ctx, answers)
+        for answer, written in zip(answers, outcomes, strict=True):
+            if written is not None:
+                self.report.count(answer.connection.name, written.outcome)
+
+    def release_unsent(self) -> None:
+        release(self.ctx, [self.current[i] for i in self.unsent if i in self.current])
