@@ -18,7 +18,7 @@ from workbench.domain.statuses import Status
 
 from . import access, audit
 from .commands import enqueue
-from .connections import get_connection
+from .connections import ConnectionInfo, get_connection
 from .context import ServiceContext
 from .errors import InvalidArgument, NotFound, ServiceError
 
@@ -59,16 +59,7 @@ def submit(ctx: ServiceContext, connection_name: str, intent: str, payload: dict
     the first command instead of queueing a second."""
     access.require(ctx, "command")
     info = get_connection(ctx, connection_name)
-    adapter = ctx.adapters.get(info.provider)
-    capabilities = adapter.capabilities
-    if not isinstance(adapter, Commanding) or not capabilities.intents or capabilities.record_kind is None:
-        raise ServiceError(f"the {info.provider} adapter takes no commands")
-    if intent not in capabilities.intents:
-        raise InvalidArgument(f"{info.provider} has no intent {intent[:60]!r}: "
-                              f"one of {', '.join(capabilities.intents)}")
-    problem = adapter.check_command(intent, payload)
-    if problem is not None:
-        raise InvalidArgument(f"--data: {problem}")
+    kind = _checked(ctx, info, intent, [payload])
     if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_KEY_LENGTH
                                             and idempotency_key.isprintable()):
         raise InvalidArgument(f"--idempotency-key: 1 to {MAX_KEY_LENGTH} printable characters")
@@ -89,10 +80,48 @@ def submit(ctx: ServiceContext, connection_name: str, intent: str, payload: dict
         command_id = enqueue(conn, ctx, connection_id=info.id, record_id=record_id, intent=intent,
                              payload=payload, idempotency_key=idempotency_key)
         if new_record:
-            _new_record(conn, ctx, info.id, record_id, capabilities.record_kind, intent, command_id)
+            _new_record(conn, ctx, info.id, record_id, kind, intent, command_id)
         audit.append(conn, ctx, "command.submit", "command", command_id,
                      after={"connection": info.name, "intent": intent, "record": record_id})
     return Submitted(command_id, record_id, created=True)
+
+
+def submit_many(ctx: ServiceContext, connection_name: str, intent: str,
+                payloads: list[dict[str, Any]]) -> list[Submitted]:
+    """`submit` of one command per payload, each with a new record, checked alike and written
+    in one transaction (one audit anchor for the lot, not one per command): a scripted load of
+    the outbox. Nothing is written if one payload is refused."""
+    access.require(ctx, "command")
+    info = get_connection(ctx, connection_name)
+    kind = _checked(ctx, info, intent, payloads)
+    out: list[Submitted] = []
+    with writing(ctx.engine) as conn:
+        for payload in payloads:
+            record_id = ctx.ids.new("rec")
+            command_id = enqueue(conn, ctx, connection_id=info.id, record_id=record_id, intent=intent,
+                                 payload=payload)
+            _new_record(conn, ctx, info.id, record_id, kind, intent, command_id)
+            audit.append(conn, ctx, "command.submit", "command", command_id,
+                         after={"connection": info.name, "intent": intent, "record": record_id})
+            out.append(Submitted(command_id, record_id, created=True))
+    return out
+
+
+def _checked(ctx: ServiceContext, info: ConnectionInfo, intent: str, payloads: list[dict[str, Any]]) -> str:
+    """The record kind for `intent`'s commands on this connection, once the adapter takes the
+    intent and every payload; else one line saying what is wrong."""
+    adapter = ctx.adapters.get(info.provider)
+    capabilities = adapter.capabilities
+    if not isinstance(adapter, Commanding) or not capabilities.intents or capabilities.record_kind is None:
+        raise ServiceError(f"the {info.provider} adapter takes no commands")
+    if intent not in capabilities.intents:
+        raise InvalidArgument(f"{info.provider} has no intent {intent[:60]!r}: "
+                              f"one of {', '.join(capabilities.intents)}")
+    for payload in payloads:
+        problem = adapter.check_command(intent, payload)
+        if problem is not None:
+            raise InvalidArgument(f"--data: {problem}")
+    return capabilities.record_kind
 
 
 def _check_record(conn: Connection, connection_id: str, record_id: str) -> None:
