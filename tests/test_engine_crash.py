@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -52,6 +52,12 @@ def succeeded(ctx: ServiceContext) -> int:
         return int(conn.execute(select(func.count()).where(commands.c.status == "succeeded")).scalar_one())
 
 
+def reached(ctx: ServiceContext, target: int) -> Callable[[], bool]:
+    def condition() -> bool:
+        return succeeded(ctx) >= target
+    return condition
+
+
 def unpolled(ctx: ServiceContext) -> int:
     """Commands whose record has no polled event yet (a lost event, if it stays so)."""
     polled = select(deliveries.c.record_id).where(deliveries.c.source == "poll", deliveries.c.record_id.is_not(None))
@@ -78,8 +84,7 @@ def test_sigkill_at_random_moments_ends_like_a_clean_run(ctx: ServiceContext, db
         engines.append(engine)
         engine.wait_started()
         before = succeeded(ctx)
-        target = before + int((COMMANDS - before) * rng.uniform(0.05, 0.3))
-        wait_until(lambda target=target: succeeded(ctx) >= target, 60)
+        wait_until(reached(ctx, before + int((COMMANDS - before) * rng.uniform(0.05, 0.3))), 60)
         time.sleep(rng.uniform(0, 0.3))
         engine.kill()
         print(f"kill {kill + 1} at {succeeded(ctx)} succeeded, {time.monotonic() - started:.1f} s")
