@@ -17,7 +17,7 @@ from store.database import reading
 from store.models import AuditEntry, Command, Record, Transition
 from tests.support import table_counts
 from workbench.cli.main import cli
-from workbench.services import command_submit, connections
+from workbench.services import audit, command_submit, connections
 from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument
 
@@ -115,6 +115,10 @@ def test_submit_many_writes_each_command_like_submit_or_nothing(ctx: ServiceCont
     assert sorted(r.status for r in _rows(ctx, Record.__table__)) == ["draft"] * 3
     audited = [e for e in _rows(ctx, AuditEntry.__table__) if e.action == "command.submit"]
     assert sorted(e.target_id for e in audited) == sorted(commands)
+    assert audit.verify(ctx).ok  # its checkpoint at the lot's last entry
+    connections.add_connection(ctx, "later", "stripe", "sandbox")  # one audited the usual way, after the lot
+    checked = audit.verify(ctx)  # the lot chained like entries appended one by one, its checkpoint the newest
+    assert checked.ok and checked.anchored and checked.checked == len(_rows(ctx, AuditEntry.__table__))
 
     with pytest.raises(InvalidArgument, match="--data"):
         command_submit.submit_many(ctx, "shop", "payment.create", [{"amount": 1, "currency": "usd"}, {"amount": -1}])

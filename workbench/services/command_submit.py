@@ -6,6 +6,7 @@ so a bad one is refused in one line before anything is written."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -94,16 +95,28 @@ def submit_many(ctx: ServiceContext, connection_name: str, intent: str,
     access.require(ctx, "command")
     info = get_connection(ctx, connection_name)
     kind = _checked(ctx, info, intent, payloads)
+    now = ctx.clock()
     out: list[Submitted] = []
+    command_rows: list[dict[str, Any]] = []
+    record_rows: list[dict[str, Any]] = []
+    transition_rows: list[dict[str, Any]] = []
+    for payload in payloads:
+        record_id, command_id = ctx.ids.new("rec"), ctx.ids.new("cmd")
+        command_rows.append(dict(
+            id=command_id, connection_id=info.id, record_id=record_id, operation_id=ctx.ids.new("op"),
+            idempotency_key=command_id, intent=intent, payload=payload, status="pending", attempts=0,
+            next_attempt_at=now, created_at=now, updated_at=now))
+        record_rows.append(_record_row(info.id, record_id, kind, now))
+        transition_rows.append(_transition_row(ctx, record_id, intent, command_id, now))
+        out.append(Submitted(command_id, record_id, created=True))
     with writing(ctx.engine) as conn:
-        for payload in payloads:
-            record_id = ctx.ids.new("rec")
-            command_id = enqueue(conn, ctx, connection_id=info.id, record_id=record_id, intent=intent,
-                                 payload=payload)
-            _new_record(conn, ctx, info.id, record_id, kind, intent, command_id)
-            audit.append(conn, ctx, "command.submit", "command", command_id,
-                         after={"connection": info.name, "intent": intent, "record": record_id})
-            out.append(Submitted(command_id, record_id, created=True))
+        if command_rows:
+            # Records first: a command and a transition name theirs.
+            conn.execute(records.insert(), record_rows)
+            conn.execute(commands.insert(), command_rows)
+            conn.execute(transitions.insert(), transition_rows)
+        audit.append_many(conn, ctx, "command.submit", "command", [
+            (made.command, {"connection": info.name, "intent": intent, "record": made.record}) for made in out])
     return out
 
 
@@ -133,11 +146,16 @@ def _check_record(conn: Connection, connection_id: str, record_id: str) -> None:
 def _new_record(conn: Connection, ctx: ServiceContext, connection_id: str, record_id: str, kind: str,
                 intent: str, command_id: str) -> None:
     now = ctx.clock()
-    conn.execute(records.insert().values(
-        id=record_id, connection_id=connection_id, kind=kind, status=str(Status.DRAFT), version=1, fields={},
-        last_occurred_at=None, last_rank=None, last_event_key=None, created_at=now, updated_at=now))
-    conn.execute(transitions.insert().values(
-        id=ctx.ids.new("trn"), record_id=record_id, version=1, from_status=None, to_status=str(Status.DRAFT),
-        cause="command", actor=ctx.actor, mapping_version=None, delivery_id=None, command_id=command_id,
-        reason=f"{intent} submitted", changed_fields=[], occurred_at=None, created_at=now))
+    conn.execute(records.insert().values(_record_row(connection_id, record_id, kind, now)))
+    conn.execute(transitions.insert().values(_transition_row(ctx, record_id, intent, command_id, now)))
 
+
+def _record_row(connection_id: str, record_id: str, kind: str, now: datetime) -> dict[str, Any]:
+    return dict(id=record_id, connection_id=connection_id, kind=kind, status=str(Status.DRAFT), version=1, fields={},
+                last_occurred_at=None, last_rank=None, last_event_key=None, created_at=now, updated_at=now)
+
+
+def _transition_row(ctx: ServiceContext, record_id: str, intent: str, command_id: str, now: datetime) -> dict[str, Any]:
+    return dict(id=ctx.ids.new("trn"), record_id=record_id, version=1, from_status=None, to_status=str(Status.DRAFT),
+                cause="command", actor=ctx.actor, mapping_version=None, delivery_id=None, command_id=command_id,
+                reason=f"{intent} submitted", changed_fields=[], occurred_at=None, created_at=now)
