@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
 from adapters.protocol import CallResult, Commanding
-from store.bulk import codec, row_insert, row_update
+from store.bulk import RowInsert, codec, row_insert, row_update
 from workbench.domain.redaction import PathTree, redact
 from workbench.domain.state_machine import can_transition
 from workbench.domain.statuses import Status
@@ -133,7 +133,7 @@ def _write_successes(conn: Connection, ctx: ServiceContext, successes: list[_Suc
         attempt_rows.append((new_id("att"), item.id, number, conversions.json(request), result.status_code, body,
                              result.latency_ms, "ok", stamp))
         command_rows.append(("succeeded", number, None, stamp, item.id))
-    row_insert(conn, attempts, ATTEMPT_COLUMNS).execute_as_one(conn, attempt_rows)
+    _insert(conn, row_insert(conn, attempts, ATTEMPT_COLUMNS), attempt_rows)
     row_update(conn, commands, ("status", "attempts", "next_attempt_at", "updated_at"), ("id",)).execute(
         conn, command_rows)
     retried = [s.answer.item.id for s in successes if s.answer.item.attempts > 0 or s.answer.item.taken_over]
@@ -187,6 +187,17 @@ def _move_records(conn: Connection, ctx: ServiceContext, successes: list[_Succes
             new_id("trn"), row.id, version, str(current), str(target), "command", ctx.actor,
             mapped.mapping_version if mapped is not None else None, None, item.id,
             f"{item.intent} succeeded ({answer.result.outcome.code})", conversions.json(changed), None, stamp))
-    row_insert(conn, refs, REF_COLUMNS).execute_as_one(conn, ref_rows)
+    _insert(conn, row_insert(conn, refs, REF_COLUMNS), ref_rows)
     row_update(conn, records, ("status", "version", "fields", "updated_at"), ("id", "version")).execute(conn, updates)
-    row_insert(conn, transitions, TRANSITION_COLUMNS).execute_as_one(conn, transition_rows)
+    _insert(conn, row_insert(conn, transitions, TRANSITION_COLUMNS), transition_rows)
+
+
+def _insert(conn: Connection, statement: RowInsert, rows: list[tuple[Any, ...]]) -> None:
+    """SQLite: one multi-row INSERT (an executemany gives up the interpreter lock at every row,
+    and waits for it behind the sender threads each time). PostgreSQL: an executemany, which
+    psycopg pipelines; it would parse a long multi-row INSERT anew each time (it caches only
+    short statements: 4 ms for 64 attempts here)."""
+    if conn.dialect.name == "sqlite":
+        statement.execute_as_one(conn, rows)
+    else:
+        statement.execute(conn, rows)
