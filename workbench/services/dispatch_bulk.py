@@ -53,7 +53,8 @@ TRANSITION_COLUMNS = ("id", "record_id", "version", "from_status", "to_status", 
 
 _held = (select(commands.c.id, commands.c.next_attempt_at)
          .where(commands.c.id.in_(bindparam("ids", expanding=True)), commands.c.status == "dispatching"))
-_records = select(records).where(records.c.id.in_(bindparam("ids", expanding=True)))
+_records = (select(records.c.id, records.c.status, records.c.version, records.c.fields)
+            .where(records.c.id.in_(bindparam("ids", expanding=True))))
 _links = (select(refs.c.connection_id, refs.c.kind, refs.c.external_id, refs.c.record_id)
           .where(refs.c.external_id.in_(bindparam("ids", expanding=True))))
 _close = (update(failures).where(failures.c.command_id.in_(bindparam("ids", expanding=True)),
@@ -88,6 +89,7 @@ def record_many(conn: Connection, ctx: ServiceContext, answers: list[Answer]) ->
     one_by_one: list[int] = []
     seen_records: set[str] = set()
     seen_objects: set[tuple[str, str, str]] = set()
+    commanding: dict[str, Commanding | None] = {}
     for index, answer in enumerate(answers):
         item = answer.item
         if held.get(item.id) != item.deadline:
@@ -95,9 +97,12 @@ def record_many(conn: Connection, ctx: ServiceContext, answers: list[Answer]) ->
         if answer.result.outcome.category is not None:
             one_by_one.append(index)
             continue
-        adapter = ctx.adapters.get(answer.connection.provider)
-        mapped = adapter.command_result(item.intent, answer.result.body or {}) \
-            if isinstance(adapter, Commanding) else None
+        provider = answer.connection.provider
+        if provider not in commanding:  # a runtime protocol check is slow: once per provider
+            found = ctx.adapters.get(provider)
+            commanding[provider] = found if isinstance(found, Commanding) else None
+        adapter = commanding[provider]
+        mapped = adapter.command_result(item.intent, answer.result.body or {}) if adapter is not None else None
         obj = (answer.connection.id, mapped.kind, mapped.external_id) if mapped is not None else None
         if (item.record_id is not None and item.record_id in seen_records) or (obj is not None and obj in seen_objects):
             one_by_one.append(index)  # after the bulk, so it sees the first one's writes
