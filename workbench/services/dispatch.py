@@ -90,7 +90,9 @@ def claim(ctx: ServiceContext, *, limit: int = 100, claim_s: float = CLAIM_S,
     (read in the same statement: a pause stops new dispatches at once), oldest due first."""
     now = ctx.clock()
     deadline = now + timedelta(seconds=claim_s)
-    query = (select(commands)
+    query = (select(commands.c.id, commands.c.connection_id, commands.c.record_id, commands.c.operation_id,
+                    commands.c.idempotency_key, commands.c.intent, commands.c.payload, commands.c.attempts,
+                    commands.c.status)
              .join(connections, connections.c.id == commands.c.connection_id)
              .outerjoin(sync_state, sync_state.c.connection_id == commands.c.connection_id)
              .where(commands.c.status.in_(("pending", "dispatching")), commands.c.next_attempt_at <= now,
