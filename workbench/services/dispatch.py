@@ -7,6 +7,10 @@ disjoint commands; a claim whose deadline passed (its engine died mid-call) is t
 the next claim, and that retry is made safe the same way as any other: the idempotency key
 where the provider honours keys, otherwise a lookup by our reference before sending again.
 
+A claim's calls go out on sender threads; their answers are written together once they are
+in (services/dispatch_bulk: a few statements for the group; each attempt written only while its
+claim still holds, redacted like any other).
+
 A success moves the command's record (cause `command`) and links it to the provider's object;
 a failure follows its category's policy: retryable ones come back on the retry schedule
 (Retry-After honoured) until it is used up, then need review; `authentication` stops the
@@ -482,12 +486,18 @@ class _Run:
         the interpreter lock behind the busy senders at every statement (each gives it up)."""
         futures = {senders.submit(self.call, entry): entry for entry in self.entries}
         outstanding: set[Future[CallResult | None]] = set(futures)
-        while outstanding:
-            done, outstanding = wait(outstanding, timeout=0.5)
-            self.keep_claims([futures[future].id for future in outstanding])
-            # An attempt's unexpected error propagates, as a failed write would: the claims
-            # expire and the next claim retries safely (lookup or key).
-            self.write([(futures[future], future.result()) for future in done])
+        try:
+            while outstanding:
+                done, outstanding = wait(outstanding, timeout=0.5)
+                self.keep_claims([futures[future].id for future in outstanding])
+                self.write([(futures[future], future.result()) for future in done])
+        except BaseException:
+            # An attempt's unexpected error, or a failed write: the calls not started yet are
+            # dropped (their claims expire and the next claim retries them safely, by lookup
+            # or key), so nothing more is sent whose answer nobody would write.
+            for future in outstanding:
+                future.cancel()
+            raise
 
     def write(self, answered: list[tuple[_Entry, CallResult | None]]) -> None:
         from .dispatch_bulk import Answer, record_many  # it builds on this module's record_in
