@@ -14,11 +14,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from store.database import reading
-from store.models import Command, Record, Transition
+from store.models import AuditEntry, Command, Record, Transition
 from tests.support import table_counts
 from workbench.cli.main import cli
-from workbench.services import connections
+from workbench.services import audit, command_submit, connections
 from workbench.services.context import ServiceContext
+from workbench.services.errors import InvalidArgument
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +103,23 @@ def test_bad_intents_and_payloads_are_refused_in_one_line_with_nothing_written(c
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert result.stdout == ""
     assert table_counts(db_url) == before
+
+
+def test_submit_many_writes_each_command_like_submit_or_nothing(ctx: ServiceContext) -> None:
+    connections.add_connection(ctx, "shop", "stripe", "sandbox")
+    made = command_submit.submit_many(ctx, "shop", "payment.create",
+                                      [{"amount": 100 + i, "currency": "usd"} for i in range(3)])
+    commands = {c.id: c for c in _rows(ctx, Command.__table__)}
+    assert sorted(commands) == sorted(m.command for m in made)
+    assert all(commands[m.command].record_id == m.record and commands[m.command].status == "pending" for m in made)
+    assert sorted(r.status for r in _rows(ctx, Record.__table__)) == ["draft"] * 3
+    audited = [e for e in _rows(ctx, AuditEntry.__table__) if e.action == "command.submit"]
+    assert sorted(e.target_id for e in audited) == sorted(commands)
+    assert audit.verify(ctx).ok  # its checkpoint at the lot's last entry
+    connections.add_connection(ctx, "later", "stripe", "sandbox")  # one audited the usual way, after the lot
+    checked = audit.verify(ctx)  # the lot chained like entries appended one by one, its checkpoint the newest
+    assert checked.ok and checked.anchored and checked.checked == len(_rows(ctx, AuditEntry.__table__))
+
+    with pytest.raises(InvalidArgument, match="--data"):
+        command_submit.submit_many(ctx, "shop", "payment.create", [{"amount": 1, "currency": "usd"}, {"amount": -1}])
+    assert len(_rows(ctx, Command.__table__)) == 3  # the good one was not written either

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from store.database import reading
+from store.database import reading, writing
 from store.models import Attempt, Command, Failure, ProviderRef, Record, Transition
 from tests.engine_support import KEY, RUN, add_key, callable_connection, ledger, sandbox, set_chaos
 from tests.stripe_servers import API_KEY, card_payment_method, localstripe, localstripe_server, payment_intents
 from workbench.services import command_submit, dispatch, provider_calls, reconcile, sync_state, timeline
 from workbench.services.connections import get_connection
 from workbench.services.context import ServiceContext
+from workbench.services.dispatch_bulk import Answer, record_many
 from workbench.vault import UnlockedVault
 
 __all__ = ["localstripe", "localstripe_server", "sandbox"]  # fixtures, imported to be found
@@ -86,6 +89,65 @@ def test_dispatch_records_attempts_moves_records_and_shows_in_the_timeline(ctx: 
         entries = timeline.load_timeline(ctx, item.record).entries
         kinds = [entry.kind for entry in entries]
         assert "attempt" in kinds and "command" in kinds and kinds.count("transition") == 2
+
+
+def test_a_groups_answers_are_written_together_like_one_by_one(ctx: ServiceContext, sandbox: str) -> None:
+    """record_many over one group: successes in bulk, a failure by its category's policy, a
+    claim lost meanwhile (another engine took it over) left to its new holder."""
+    set_chaos(sandbox, fail_5xx=1)  # the first call of the group fails
+    unlocked = callable_connection(ctx, "pay", "payroll", sandbox, settings=FAST)
+    submit_runs(ctx, "pay", 4)
+    claimed = dispatch.claim(ctx, limit=10)
+    pool = clients(ctx, unlocked)
+    try:
+        connection = get_connection(ctx, "pay")
+        paths = dispatch.answer_paths(ctx.adapters.get("payroll").redacted_paths)
+        capabilities = ctx.adapters.get("payroll").capabilities
+        answers = [Answer(connection, item, dispatch.send(pool.get(connection), capabilities, item), paths)
+                   for item in claimed]
+    finally:
+        pool.close()
+    lost = claimed[3]
+    with writing(ctx.engine) as conn:  # another engine's claim, after ours expired
+        conn.execute(update(Command.__table__).where(Command.__table__.c.id == lost.id)
+                     .values(next_attempt_at=lost.deadline + timedelta(minutes=1)))
+    with writing(ctx.engine) as conn:
+        outcomes = record_many(conn, ctx, answers)
+    assert [o.outcome if o else None for o in outcomes] == ["provider_outage", "ok", "ok", None]
+    commands = {c.id: c for c in rows(ctx, Command.__table__)}
+    assert [commands[i.id].status for i in claimed] == ["pending", "succeeded", "succeeded", "dispatching"]
+    assert [commands[i.id].attempts for i in claimed] == [1, 1, 1, 0]
+    assert sorted(a.command_id for a in rows(ctx, Attempt.__table__)) == sorted(i.id for i in claimed[:3])
+    (failure,) = rows(ctx, Failure.__table__)
+    assert (failure.command_id, failure.category, failure.state) == (claimed[0].id, "provider_outage", "retrying")
+    for item, answer in zip(claimed[1:3], answers[1:3], strict=True):
+        (record,) = rows(ctx, Record.__table__, id=item.record_id)
+        assert (record.status, record.version, record.fields["reference"]) == ("submitted", 2, item.operation_id)
+        (ref,) = rows(ctx, ProviderRef.__table__, record_id=item.record_id)
+        assert answer.result.body is not None and ref.external_id == answer.result.body["id"]
+        moved = [t for t in rows(ctx, Transition.__table__, record_id=item.record_id) if t.version == 2]
+        assert [(t.cause, t.command_id, t.to_status) for t in moved] == [("command", item.id, "submitted")]
+    assert [r.status for r in rows(ctx, Record.__table__, id=claimed[3].record_id)] == ["draft"]
+
+
+def test_a_batch_dispatched_in_parallel_ends_like_one_by_one(ctx: ServiceContext, sandbox: str) -> None:
+    set_chaos(sandbox, latency_ms=5)
+    unlocked = callable_connection(ctx, "pay", "payroll", sandbox, settings=FAST)
+    submit_runs(ctx, "pay", 40)
+    pool = clients(ctx, unlocked)
+    senders = ThreadPoolExecutor(8)
+    try:
+        report = dispatch.dispatch_once(ctx, pool, limit=64, senders=senders, parallel=8)
+    finally:
+        senders.shutdown()
+        pool.close()
+    set_chaos(sandbox)
+    assert report.claimed == 40 and report.outcomes == {("pay", "ok"): 40}
+    commands = rows(ctx, Command.__table__)
+    assert all(created_per_reference(sandbox)[c.operation_id] == 1 for c in commands)
+    assert Counter(a.command_id for a in rows(ctx, Attempt.__table__)) == Counter({c.id: 1 for c in commands})
+    assert Counter(r.status for r in rows(ctx, Record.__table__)) == Counter({"submitted": 40})
+    assert len(rows(ctx, ProviderRef.__table__)) == 40 and len(rows(ctx, Transition.__table__)) == 80
 
 
 def test_chaos_timeouts_429s_and_5xx_end_in_one_side_effect_per_command(ctx: ServiceContext, sandbox: str) -> None:

@@ -112,7 +112,7 @@ def test_the_engine_dispatches_polls_reports_and_stops_cleanly(ctx: ServiceConte
 def test_a_pause_in_another_process_is_obeyed_within_two_seconds(ctx: ServiceContext, db_url: str, sandbox: str,
                                                                   engines: list[EngineProcess]) -> None:
     set_up(ctx, sandbox)
-    set_chaos(sandbox, latency_ms=200)  # dispatching 80 runs, 8 at a time, takes several seconds
+    set_chaos(sandbox, latency_ms=500)  # dispatching 80 runs (a POST each), 8 at a time, takes 5 s
     engine = EngineProcess(db_url, *FAST)
     engines.append(engine)
     engine.wait_started()

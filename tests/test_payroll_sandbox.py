@@ -189,7 +189,7 @@ def test_missing_dependency_and_conflicts(sandbox):
     late = api.send("payroll_run.cancel", {"run_id": run_id}, reference="c", idempotency_key=None)
     assert (late.outcome.category, late.status_code) == (Category.BUSINESS_RULE_REJECTION, 409)
     api.close()
-    # The provider refuses a reference it has seen (the client never gets that far: it looks up first)
+    # The provider refuses a reference it has seen (the client then looks the run up: above)
     raw = httpx.post(sandbox + "/v1/payroll_runs", json={**RUN, "reference": "op_done"},
                      headers={"Authorization": f"Bearer {KEY}"})
     assert adapter.classify_response(raw.status_code, raw.json()).category is Category.DUPLICATE
@@ -223,7 +223,7 @@ def test_a_timeout_that_hid_a_success_is_found_by_reference_and_never_doubled(sa
     assert result.outcome.category is None and result.outcome.code == "found_after_timeout"
     assert [e["action"] for e in ledger(sandbox) if e.get("reference") == "op_hidden"] == ["run.created"]
     assert ledger(sandbox, "chaos.timeout_after_commit")
-    # A retry by the caller (a new send) looks up first and makes nothing new.
+    # A retry by the caller (a new send) is refused by reference, finds the run, makes nothing new.
     assert submit(sandbox, "op_hidden").outcome.code == "already_submitted"
     assert created(sandbox, "op_hidden") == 1
 

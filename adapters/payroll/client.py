@@ -1,9 +1,11 @@
 """The payroll API over HTTP (httpx): our intents as the provider's calls.
 
 The provider has no idempotency keys, so a submit is made safe by our reference instead: the
-client looks the run up by reference before it posts (a retry after a lost response finds the
-run instead of making a second one), and once more after an answer that leaves the outcome
-unknown (a timeout, a 5xx: "the timeout hid a success").
+provider refuses a second run with a reference it has seen (409 `duplicate_reference`), and
+after that refusal, or an answer that leaves the outcome unknown (a timeout, a 5xx: "the
+timeout hid a success"), the client looks the run up by reference and answers with it. A
+first submit is one POST; the dispatcher also looks the run up before any retry
+(services/dispatch.send: `lookup_by_reference`), as it does for every provider without keys.
 """
 
 from __future__ import annotations
@@ -160,15 +162,13 @@ class PayrollClient:
         self._http.close()
 
     def _submit(self, payload: Mapping[str, Any], reference: str) -> CallResult:
-        before = self.lookup(reference)
-        if before.outcome.category is None:
-            return _with_outcome(before, ClassifiedOutcome(None, "already_submitted", "found by our reference"))
-        if before.outcome.category is not Category.MISSING_DEPENDENCY:
-            return before  # cannot tell whether it exists: posting could make a second run
         posted = self._call("POST", "/v1/payroll_runs", json={**payload, "reference": reference}, expect_run=True)
-        if posted.outcome.category in _UNKNOWN_OUTCOME or posted.outcome.category is Category.DUPLICATE:
+        refused = posted.outcome.category is Category.DUPLICATE
+        if refused or posted.outcome.category in _UNKNOWN_OUTCOME:
             after = self.lookup(reference)
             if after.outcome.category is None:
+                if refused:  # sent before (a retry): the run it made
+                    return _with_outcome(after, ClassifiedOutcome(None, "already_submitted", "found by our reference"))
                 return _with_outcome(after, ClassifiedOutcome(
                     None, "found_after_" + str(posted.outcome.category), "the run was made; found by our reference"))
         return posted

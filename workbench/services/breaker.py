@@ -140,6 +140,9 @@ class CallGate:
         self.ctx = ctx
         self._wall = wall
         self._sleep = sleep
+        # Connections whose breaker this gate saw open since it last admitted their commands:
+        # the rest of a batch already admitted stays unsent (checked just before each call).
+        self._opened: set[str] = set()
 
     def admit(self, chunk: Sequence[ConnectionInfo]) -> list[Admit]:
         """For each command of a batch (given by its connection, in order): when it may go."""
@@ -152,6 +155,8 @@ class CallGate:
             for positions in by_connection.values():
                 connection = chunk[positions[0]]
                 allowed = self._breaker_allows(conn, connection, len(positions), now)
+                if allowed:
+                    self._opened.discard(connection.id)
                 rate = outbound_rate(connection, self.ctx.adapters)
                 slots, paced_wait_s = (pacing.take(conn, connection.id, rate, allowed, self._wall()) if rate
                                        else ([0.0] * allowed, 0.0))
@@ -185,6 +190,10 @@ class CallGate:
             return HALF_OPEN_WAIT_S
         return max(HALF_OPEN_WAIT_S, wait_s(breaker, now))
 
+    def holds(self, connection_id: str) -> bool:
+        """Whether the connection's breaker opened after its commands were admitted."""
+        return connection_id in self._opened
+
     def wait_until(self, at: float) -> None:
         """Hold a send until its paced slot (called on the sending thread)."""
         delay = at - self._wall()
@@ -212,6 +221,8 @@ class CallGate:
             if after.breaker == before:
                 continue
             _save(conn, connection.id, after.breaker, now)
+            if after.breaker.state is BreakerState.OPEN:
+                self._opened.add(connection.id)
             if after.change is not None:
                 _announce(conn, self.ctx, connection, after.change, before, after.breaker, policy)
             if before.warned and after.breaker.failing_since is None:

@@ -7,6 +7,10 @@ disjoint commands; a claim whose deadline passed (its engine died mid-call) is t
 the next claim, and that retry is made safe the same way as any other: the idempotency key
 where the provider honours keys, otherwise a lookup by our reference before sending again.
 
+A claim's calls go out on sender threads; their answers are written together once they are
+in (services/dispatch_bulk: a few statements for the group; each attempt written only while its
+claim still holds, redacted like any other).
+
 A success moves the command's record (cause `command`) and links it to the provider's object;
 a failure follows its category's policy: retryable ones come back on the retry schedule
 (Retry-After honoured) until it is used up, then need review; `authentication` stops the
@@ -19,7 +23,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -93,7 +97,9 @@ def claim(ctx: ServiceContext, *, limit: int = 100, claim_s: float = CLAIM_S,
     (read in the same statement: a pause stops new dispatches at once), oldest due first."""
     now = ctx.clock()
     deadline = now + timedelta(seconds=claim_s)
-    query = (select(commands)
+    query = (select(commands.c.id, commands.c.connection_id, commands.c.record_id, commands.c.operation_id,
+                    commands.c.idempotency_key, commands.c.intent, commands.c.payload, commands.c.attempts,
+                    commands.c.status)
              .join(connections, connections.c.id == commands.c.connection_id)
              .outerjoin(sync_state, sync_state.c.connection_id == commands.c.connection_id)
              .where(commands.c.status.in_(("pending", "dispatching")), commands.c.next_attempt_at <= now,
@@ -387,13 +393,15 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
                   held_back: Callable[[str], bool] = lambda _connection_id: False,
                   senders: ThreadPoolExecutor | None = None, parallel: int = 1,
                   gate: CallGate | None = None) -> DispatchReport:
-    """Claim due commands and dispatch them, `parallel` at a time (their calls on `senders`'
-    threads: a call mostly waits for the provider; the store is written here, one transaction
-    per attempt). Between steps: `stop()` true: the rest are released unsent;
-    `held_back(connection ID)` true (paused since the claim): that command is released. A
-    connection whose client cannot be opened (no key, vault locked) has its commands released
-    for a while; the reason is logged. `gate` (the engine's): the connection's circuit breaker
-    and outbound pace decide which commands go and when; the others are released unsent."""
+    """Claim due commands and dispatch them, `parallel` at a time on `senders`' threads (a call
+    mostly waits for the provider); this thread writes their answers, a group of them in one
+    transaction (services/dispatch_bulk). Just before its call, a command
+    is left unsent if `stop()` is true, or `held_back(connection ID)` (paused since the claim),
+    or its claim was lost; those are released at the end. A connection whose client cannot be
+    opened (no key, vault locked) has its commands released for a while; the reason is logged.
+    `gate` (the engine's): the connection's circuit breaker and outbound pace decide which
+    commands go and when; the others are released unsent, and the breaker counts the answers in
+    the transaction that writes them."""
     access.require(ctx, "call")
     report = DispatchReport()
     claimed = claim(ctx, limit=limit, claim_s=claim_s, connection_ids=connection_ids)
@@ -402,61 +410,143 @@ def dispatch_once(ctx: ServiceContext, clients: Clients, *, limit: int = 100, cl
     if not claimed:
         return report
     infos = infos if infos is not None else connection_infos(ctx)
-    paths: dict[str, PathTree] = {}
-    step = max(1, parallel if senders is not None else 1)
-    while claimed:
-        if stop():
-            release(ctx, claimed)
-            break
-        if (claimed[0].deadline - ctx.clock()).total_seconds() < claim_s / 2:
-            # A slow batch: the rest of it is claimed for longer, or another engine would
-            # take it over while it waits its turn here.
-            claimed = renew(ctx, claimed, claim_s)
+    run = _Run(ctx, report, claim_s, stop, held_back, gate)
+    waiting: list[Claimed] = []
+    for item in claimed:
+        connection = infos.get(item.connection_id)
+        if connection is None or held_back(item.connection_id):
+            waiting.append(item)
             continue
-        chunk, claimed = claimed[:step], claimed[step:]
-        ready: list[tuple[Claimed, ConnectionInfo, ProviderClient, Capabilities]] = []
-        for item in chunk:
-            connection = infos.get(item.connection_id)
-            if connection is None or held_back(item.connection_id):
-                release(ctx, [item])
-                continue
-            try:
-                client = clients.get(connection)
-            except Exception as exc:  # one line, logged; the command waits for the connection to be callable
-                log.warning("cannot call %s: %s", connection.name, exc)
-                release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
-                continue
-            ready.append((item, connection, client, ctx.adapters.get(connection.provider).capabilities))
-        slots: list[float] = [0.0] * len(ready)
-        if gate is not None and ready:  # breaker and pace (services/breaker.CallGate): who goes now, when
-            admitted = gate.admit([entry[1] for entry in ready])
-            for entry, admit in zip(ready, admitted, strict=True):
-                if admit.at is None:
-                    release(ctx, [entry[0]], after_s=admit.wait_s)
-            slots = [admit.at for admit in admitted if admit.at is not None]
-            ready = [entry for entry, admit in zip(ready, admitted, strict=True) if admit.at is not None]
-
-        def paced(entry: tuple[Claimed, ConnectionInfo, ProviderClient, Capabilities], at: float) -> CallResult:
-            if gate is not None:
-                gate.wait_until(at)
-            return send(entry[2], entry[3], entry[0])
-
-        if senders is not None and len(ready) > 1:
-            results = list(senders.map(paced, ready, slots))
-        else:
-            results = [paced(entry, at) for entry, at in zip(ready, slots, strict=True)]
-        if not ready:
+        try:
+            client = clients.get(connection)
+        except Exception as exc:  # one line, logged; the command waits for the connection to be callable
+            log.warning("cannot call %s: %s", connection.name, exc)
+            release(ctx, [item], after_s=UNCALLABLE_WAIT_S)
             continue
-        with writing(ctx.engine) as conn:  # one commit for the step's attempts
-            for (item, connection, _, _), result in zip(ready, results, strict=True):
-                tree = paths.get(connection.provider)
-                if tree is None:
-                    tree = paths[connection.provider] = answer_paths(
-                        ctx.adapters.get(connection.provider).redacted_paths)
-                written = record_in(conn, ctx, connection, item, result, tree)
-                if written is not None:
-                    report.count(connection.name, written.outcome)
-            if gate is not None:  # the step's results, counted by the breaker in the same commit
-                gate.observed_in(conn, [(entry[1], result.outcome.category)
-                                        for entry, result in zip(ready, results, strict=True)])
+        run.add(item, connection, client)
+    release(ctx, waiting)
+    if gate is not None and run.entries:  # breaker and pace (services/breaker.CallGate): who goes now, when
+        run.admit(gate)
+    if senders is None or parallel <= 1:
+        for entry in run.entries:
+            run.keep_claims()
+            run.write([(entry, run.call(entry))])
+    else:
+        run.pipelined(senders)
+    run.release_unsent()
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    id: str
+    connection: ConnectionInfo
+    client: ProviderClient
+    capabilities: Capabilities
+    paths: PathTree
+    at: float = 0.0  # epoch seconds when its pace lets it go (0: at once)
+
+
+class _Run:
+    """One dispatch_once's claimed commands: their calls, the claims renewed while they wait,
+    the answers written as they come in, the unsent ones released."""
+
+    def __init__(self, ctx: ServiceContext, report: DispatchReport, claim_s: float, stop: Callable[[], bool],
+                 held_back: Callable[[str], bool], gate: CallGate | None = None) -> None:
+        self.ctx, self.report, self.claim_s = ctx, report, claim_s
+        self.stop, self.held_back, self.gate = stop, held_back, gate
+        self.entries: list[_Entry] = []
+        self.current: dict[str, Claimed] = {}  # by command ID: the claim as it stands (renewed)
+        self.lost: set[str] = set()
+        self.unsent: list[str] = []
+        self._paths: dict[str, PathTree] = {}
+
+    def add(self, item: Claimed, connection: ConnectionInfo, client: ProviderClient) -> None:
+        adapter = self.ctx.adapters.get(connection.provider)
+        paths = self._paths.get(connection.provider)
+        if paths is None:
+            paths = self._paths[connection.provider] = answer_paths(adapter.redacted_paths)
+        self.current[item.id] = item
+        self.entries.append(_Entry(item.id, connection, client, adapter.capabilities, paths))
+
+    def admit(self, gate: CallGate) -> None:
+        """Only the commands the breaker lets through now, each with its slot in the pace; the
+        others go back to the outbox for as long as the gate says."""
+        admitted = gate.admit([entry.connection for entry in self.entries])
+        kept: list[_Entry] = []
+        for entry, verdict in zip(self.entries, admitted, strict=True):
+            if verdict.at is None:
+                release(self.ctx, [self.current.pop(entry.id)], after_s=verdict.wait_s)
+            else:
+                kept.append(replace(entry, at=verdict.at))
+        self.entries = kept
+
+    def call(self, entry: _Entry) -> CallResult | None:
+        """The command's attempt (on a sender thread), or None: not to be sent now."""
+        if self.gate is not None:
+            if entry.at:
+                self.gate.wait_until(entry.at)  # its slot in the connection's pace
+            if self.gate.holds(entry.connection.id):
+                return None  # its breaker opened on an earlier answer of this batch
+        item = self.current.get(entry.id)
+        if item is None or self.stop() or entry.id in self.lost or self.held_back(entry.connection.id):
+            return None
+        return send(entry.client, entry.capabilities, item)
+
+    def keep_claims(self, waiting: list[str] | None = None) -> None:
+        """Past half its time, the claim of every command not yet written is renewed (a slow
+        batch: another engine would take the rest over while they wait their turn here)."""
+        ids = waiting if waiting is not None else list(self.current)
+        pending = [self.current[i] for i in ids if i in self.current]
+        if not pending or (min(item.deadline for item in pending) - self.ctx.clock()).total_seconds() >= self.claim_s / 2:
+            return
+        kept = renew(self.ctx, pending, self.claim_s)
+        self.current.update((item.id, item) for item in kept)
+        lost = {item.id for item in pending} - {item.id for item in kept}
+        self.lost |= lost
+        for command_id in lost:
+            del self.current[command_id]
+
+    def pipelined(self, senders: ThreadPoolExecutor) -> None:
+        """All calls queued on the senders; the answers written when all are in, or every half
+        second while they come in slowly. Not one write per answer: this thread would wait for
+        the interpreter lock behind the busy senders at every statement (each gives it up)."""
+        futures = {senders.submit(self.call, entry): entry for entry in self.entries}
+        outstanding: set[Future[CallResult | None]] = set(futures)
+        try:
+            while outstanding:
+                done, outstanding = wait(outstanding, timeout=0.5)
+                self.keep_claims([futures[future].id for future in outstanding])
+                self.write([(futures[future], future.result()) for future in done])
+        except BaseException:
+            # An attempt's unexpected error, or a failed write: the calls not started yet are
+            # dropped (their claims expire and the next claim retries them safely, by lookup
+            # or key), so nothing more is sent whose answer nobody would write.
+            for future in outstanding:
+                future.cancel()
+            raise
+
+    def write(self, answered: list[tuple[_Entry, CallResult | None]]) -> None:
+        from .dispatch_bulk import Answer, record_many  # it builds on this module's record_in
+
+        answers: list[Answer] = []
+        for entry, result in answered:
+            if entry.id in self.lost:
+                continue  # another engine holds it now: its attempt counts
+            if result is None:
+                self.unsent.append(entry.id)
+                continue
+            answers.append(Answer(entry.connection, self.current.pop(entry.id), result, entry.paths))
+        if not answers:
+            return
+        with writing(self.ctx.engine) as conn:  # one commit for the group's attempts
+            outcomes = record_many(conn, self.ctx, answers)
+            if self.gate is not None:  # the answers, counted by the breaker in the same commit
+                self.gate.observed_in(conn, [(answer.connection, answer.result.outcome.category)
+                                             for answer in answers])
+        for answer, written in zip(answers, outcomes, strict=True):
+            if written is not None:
+                self.report.count(answer.connection.name, written.outcome)
+
+    def release_unsent(self) -> None:
+        release(self.ctx, [self.current[i] for i in self.unsent if i in self.current])
