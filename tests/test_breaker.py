@@ -1,9 +1,9 @@
 """The circuit breaker and the auto-pause in the store, on both backends: against the chaos
 sandbox a 5xx burst opens the breaker (the sandbox sees no more calls), a half-open probe
 closes it once the sandbox recovers, the alert and its recovery are emitted once each and
-nothing is dropped; a connection failing too long is warned about at 50% and 90% and then
-paused (audited), each step by one engine only; `engine status` shows the breaker and the
-backlog's drain time at the connection's pace."""
+reach a local notifier endpoint once each, and nothing is dropped; a connection failing too
+long is warned about at 50% and 90% and then paused (audited), each step by one engine only;
+`engine status` shows the breaker and the backlog's drain time at the connection's pace."""
 
 from __future__ import annotations
 
@@ -20,9 +20,21 @@ from sqlalchemy import Connection, select
 
 from store.database import reading, writing
 from store.models import AuditEntry, Command
+from tests.engine_harness import wait_until
 from tests.engine_support import RUN, callable_connection, ledger, sandbox, set_chaos
+from tests.notifier_server import NotifierEndpoint, notifier_endpoint
 from workbench.domain.taxonomy import Category
-from workbench.services import alert_signals, breaker, command_submit, dispatch, engine_status, pacing, provider_calls
+from workbench.services import (
+    alert_notify,
+    alert_signals,
+    breaker,
+    command_submit,
+    dispatch,
+    engine_status,
+    pacing,
+    provider_calls,
+    vault as vault_service,
+)
 from workbench.services.alert_signals import Signal
 from workbench.services.connections import get_connection
 from workbench.services.context import ServiceContext
@@ -70,9 +82,21 @@ def command_statuses(ctx: ServiceContext) -> Counter[str]:
         return Counter(conn.execute(select(Command.__table__.c.status)).scalars())
 
 
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[NotifierEndpoint]:
+    with notifier_endpoint() as served:
+        yield served
+
+
 def test_a_5xx_burst_opens_the_breaker_and_a_probe_closes_it(ctx: ServiceContext, sandbox: str,
-                                                             emitted: list[Signal]) -> None:
-    unlocked = callable_connection(ctx, "pay", "payroll", sandbox, settings=BREAKER)
+                                                             emitted: list[Signal], endpoint: NotifierEndpoint) -> None:
+    # Its alerts go to a webhook (the local endpoint; its URL a vault secret) besides the log.
+    alerting = {"alerts": {"notifiers": [{"name": "oncall", "kind": "webhook", "format": "json",
+                                          "url_secret": {"name": "oncall-url"}}],
+                           "signal_notifiers": ["oncall"]}}
+    unlocked = callable_connection(ctx, "pay", "payroll", sandbox, settings={**BREAKER, **alerting})
+    vault_service.set_secret(ctx, unlocked, "oncall-url", endpoint.url("/breaker"))
+    endpoint.clear()
     references = {command_submit.submit(ctx, "pay", "payroll_run.submit", {**RUN, "amount": 1000 + i}).command
                   for i in range(12)}
     set_chaos(sandbox, fail_5xx=BURST)
@@ -112,6 +136,17 @@ def test_a_5xx_burst_opens_the_breaker_and_a_probe_closes_it(ctx: ServiceContext
     assert actions(ctx, "engine.breaker_") == Counter({"engine.breaker_opened": 1, "engine.breaker_half_opened": 1,
                                                        "engine.breaker_closed": 1})
     assert breaker.calls_held(ctx) == set()
+    # The notices, delivered as the engine's notification worker delivers them: the alert and its
+    # recovery reach the endpoint once each, however many rounds the worker makes.
+    worker = alert_notify.NotificationWorker(ctx, {"sandbox": unlocked})
+    try:
+        for _ in range(3):  # in order: the recovery waits for the opening's delivery
+            worker.pump()
+            wait_until(lambda: worker.busy == 0, 10)
+    finally:
+        worker.close()
+    received = [(body["rule"], body["connection"], body["event"]) for body in endpoint.bodies("/breaker")]
+    assert received == [("breaker.opened", "pay", "opened"), ("breaker.opened", "pay", "recovered")]
 
 
 def test_a_connection_failing_too_long_is_warned_about_then_paused(engine: Any, emitted: list[Signal]) -> None:

@@ -165,12 +165,19 @@ class Claimed:
 
 
 def claim_due(ctx: ServiceContext, limit: int) -> list[Claimed]:
-    """Take up to `limit` due notices: each row's next try moves past its delivery's timeout,
-    so no other worker takes it meanwhile (compare-and-set on next_attempt_at, any backend)."""
+    """Take up to `limit` due notices, each after every earlier notice of its alert to the same
+    notifier: each row's next try moves past its delivery's timeout, so no other worker takes
+    it meanwhile (compare-and-set on next_attempt_at, any backend)."""
     now = ctx.clock()
+    # One alert's notices reach a notifier in order: a recovery notice never overtakes the
+    # notice of its opening (still pending, or being delivered) on another thread.
+    earlier = notifications.alias("earlier")
+    overtaking = select(earlier.c.id).where(
+        earlier.c.alert_id == notifications.c.alert_id, earlier.c.notifier_name == notifications.c.notifier_name,
+        earlier.c.status == "pending", earlier.c.id < notifications.c.id).exists()
     with reading(ctx.engine) as conn:
         rows = conn.execute(select(notifications).where(notifications.c.status == "pending",
-                                                        notifications.c.next_attempt_at <= now)
+                                                        notifications.c.next_attempt_at <= now, ~overtaking)
                             .order_by(notifications.c.next_attempt_at, notifications.c.id).limit(limit)).all()
     taken = []
     for row in rows:
