@@ -103,8 +103,10 @@ def states(ctx: ServiceContext) -> dict[str, Breaker]:
 
 def _announce(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, change: Change,
               before: Breaker, after: Breaker, policy: BreakerPolicy) -> None:
-    """The audit entry of a change of state, and its alert when it opens (again) or closes; the
-    half-open probe is audited only (the open alert stands until the probe closes it)."""
+    """The audit entry of a change of state, and its alert: opening raises `breaker.opened`, a
+    half-open probe and a reopening count on that same alert (alerting keeps one open per rule
+    and connection, and repeats a notice no more often than the rule's interval), closing
+    clears it with a recovery notice."""
     audit.append(conn, ctx, f"engine.breaker_{change}", "connection", connection.id,
                  before={"state": str(before.state)}, after={"state": str(after.state), "reason": after.reason},
                  reason=after.reason or f"breaker {after.state}")
@@ -114,6 +116,10 @@ def _announce(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo,
             OPENED_RULE, connection.id, "critical",
             f"{connection.name}: circuit breaker opened ({after.reason}); calls stop for "
             f"{policy.open_s:g} s, then one probe"))
+    elif change == "half_opened":
+        alert_signals.emit(conn, ctx, Signal(
+            OPENED_RULE, connection.id, "critical",
+            f"{connection.name}: circuit breaker half-open: one probe call decides whether it closes"))
     elif change == "reopened":  # the same alert, counted again (alerting keeps one open per rule)
         alert_signals.emit(conn, ctx, Signal(
             OPENED_RULE, connection.id, "critical",
