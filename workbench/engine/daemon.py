@@ -73,7 +73,9 @@ class EngineOptions:
     retention_every_s: float = 3600.0
     recovery_every_s: float = 1.0  # one batch of a running recovery by filter per run
     batch: int = 64  # commands per claim
-    parallel: int = 8  # calls in flight at once (a pause reaches the rest of a batch after them)
+    # Calls in flight at once (a pause, a stop or an opened breaker reaches the rest of a batch
+    # before their calls).
+    parallel: int = 8
     call_timeout_s: float = 10.0
     alerts_every_s: float = 2.0  # alert rules evaluated, notices handed to their worker
 
