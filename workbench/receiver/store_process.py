@@ -47,7 +47,8 @@ STOP = b"stop"
 READY = b"ready"
 IDLE_WAIT_S = 0.25  # how long the child waits for a batch when nothing is due
 QUIET_S = 0.002  # no batch for this long: the receiver is not busy, apply a step
-MAX_WAIT_S = 1.0  # a delivery waiting this long to be applied gets a step, busy or not
+# Applied within a second (issue 10): from this wait on, a step between every two batches.
+BEHIND_S = 0.5
 START_TIMEOUT_S = 60
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
 _spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
@@ -195,14 +196,15 @@ def _child(url: str, actor: str, vaults: Vaults, requests: Pipe, replies: Pipe) 
 
 
 def _serve_batches(store: _BatchStore, follower: Follower, requests: Pipe, replies: Pipe) -> None:
-    """Batches first. A step of applying when no batch has come for QUIET_S (the receiver is
-    not busy), or when a delivery has waited MAX_WAIT_S to be applied (it is busy, and applying
-    takes its turn between batches)."""
+    """Batches first, and a step of applying when no batch has come for QUIET_S (the receiver
+    is not busy). Once a delivery has waited BEHIND_S to be applied, steps and batches take
+    turns until it is caught up: under a load the steps alone cannot keep up with, batches
+    then wait for steps (the receiver answers more slowly) rather than the applying falling
+    ever further behind."""
     while True:
-        if follower.ready():
-            wait = 0.0 if follower.waited() >= MAX_WAIT_S else QUIET_S
-        else:
-            wait = IDLE_WAIT_S
+        if follower.ready() and follower.waited() >= BEHIND_S:
+            follower.step()
+        wait = QUIET_S if follower.ready() else IDLE_WAIT_S
         if not requests.poll(wait):
             if follower.ready():
                 follower.step()
