@@ -35,7 +35,7 @@ deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
 RETRY_S = 0.5  # a step that failed is tried again after this long
 FIRST_STEP = 32  # deliveries in the first step; later ones sized to take about STEP_BUDGET_S
-MIN_STEP, MAX_STEP = 8, 1000  # MAX_STEP: held.PAGE, one query's IN list
+MIN_STEP, MAX_STEP = 32, 1000  # MIN_STEP: below it the fixed cost is most of a step; MAX_STEP: held.PAGE
 STEP_BUDGET_S = 0.006
 
 
