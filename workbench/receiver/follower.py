@@ -59,10 +59,14 @@ class Follower:
 
     def sweep(self) -> None:
         """Add every held delivery of an active connection: what a receiver killed before
-        applying left behind."""
+        applying left behind. Their adapters are loaded now: importing one in the first step
+        held a batch of requests for tens of milliseconds."""
         with self._ctx.engine.connect() as conn:
-            active = conn.execute(select(connections.c.id).where(connections.c.paused.is_(False))).scalars().all()
-            for connection_id in active:
+            active = conn.execute(select(connections.c.id, connections.c.provider)
+                                  .where(connections.c.paused.is_(False))).all()
+            for provider in {row.provider for row in active} & set(self._ctx.adapters.names()):
+                self._ctx.adapters.get(provider)
+            for connection_id, _ in active:
                 ids = conn.execute(select(deliveries.c.id).where(deliveries.c.connection_id == connection_id,
                                                                  deliveries.c.verdict == str(HELD))
                                    .order_by(deliveries.c.id)).scalars().all()
