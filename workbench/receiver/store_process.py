@@ -1,8 +1,8 @@
 """The receiver's store process: the one process of a receiver that writes to the store.
 
 It commits the batches of deliveries the request path sends it (those waiting in the pipe
-together in one transaction, one sync of the WAL), answering each batch once it is committed; between batches it applies held deliveries a step at
-a time (follower.py). Why a process of its own: in the receiver's process every call into the
+together in one transaction, one sync of the WAL), answering each batch once it is committed;
+between batches it applies held deliveries a step at a time (follower.py). Why a process of its own: in the receiver's process every call into the
 database driver gives up the GIL and then waits for the busy event loop to hand it back, which
 made a commit of a few rows take milliseconds; and applying deliveries is Python work that
 would take the request path's core. Here neither waits on the other, and the request path keeps
