@@ -2,12 +2,12 @@
 
 It commits the batches of deliveries the request path sends it (those waiting in the pipe
 together in one transaction, one sync of the WAL), answering each batch once it is committed;
-between batches it applies held deliveries a step at a time (follower.py). Why a process of its own: in the receiver's process every call into the
-database driver gives up the GIL and then waits for the busy event loop to hand it back, which
-made a commit of a few rows take milliseconds; and applying deliveries is Python work that
-would take the request path's core. Here neither waits on the other, and the request path keeps
-a core to itself. One writer also means the batches and the applying never wait on each other
-for SQLite's write lock.
+between batches it applies held deliveries a step at a time (follower.py). Why a process of
+its own: in the receiver's process every call into the database driver gives up the GIL and
+then waits for the busy event loop to hand it back, which made a commit of a few rows take
+milliseconds; and applying deliveries is Python work that would take the request path's core.
+Here neither waits on the other, and the request path keeps a core to itself. One writer also
+means the batches and the applying never wait on each other for SQLite's write lock.
 
 Messages are pickled tuples over two pipes (requests in, replies out): a batch
 `(seq, rows, problems, held)`, answered `(seq, error)` (error None once committed), and STOP.
