@@ -202,17 +202,34 @@ class RowUpdate(_DriverStatement):
 class InLookup:
     """A SELECT whose WHERE has `key IN (...)`, run over any number of keys in chunks of
     `size`: `build(in_params)` returns the statement, given the bind parameters to put in the IN
-    list; other bind parameters are named and passed to `rows()`. The last chunk is padded with
-    its last key (harmless in IN), so one compiled statement serves every batch. Rows come
-    back as the driver gives them: convert with `Codec.read_*`."""
+    list; other bind parameters are named and passed to `rows()`. A chunk is padded with its
+    last key (harmless in IN) up to a power of two (at least MIN_IN, at most `size`), so a few
+    compiled statements serve every batch and a handful of keys is not looked up with
+    hundreds of parameters. Rows come back as the driver gives them: convert with
+    `Codec.read_*`."""
+
+    MIN_IN = 8
 
     def __init__(self, dialect: Dialect, build: Callable[[list[BindParameter[Any]]], Any], size: int) -> None:
         self.size = size
-        in_names = [f"in_{i}" for i in range(size)]
-        compiled = build([bindparam(name) for name in in_names]).compile(dialect=dialect)
-        self.sql = str(compiled)
-        self._positions: list[str] | None = list(compiled.positiontup) if compiled.positional else None
-        self._in_names = in_names
+        self._dialect, self._build = dialect, build
+        # By IN-list length: the SQL, its parameter order (positional drivers), the IN names.
+        self._by_length: dict[int, tuple[str, list[str] | None, list[str]]] = {}
+
+    def _statement(self, length: int) -> tuple[str, list[str] | None, list[str]]:
+        found = self._by_length.get(length)
+        if found is None:
+            in_names = [f"in_{i}" for i in range(length)]
+            compiled = self._build([bindparam(name) for name in in_names]).compile(dialect=self._dialect)
+            positions = list(compiled.positiontup) if compiled.positional else None
+            found = self._by_length[length] = (str(compiled), positions, in_names)
+        return found
+
+    def _length(self, count: int) -> int:
+        length = self.MIN_IN
+        while length < count:
+            length *= 2
+        return min(length, self.size)
 
     def rows(self, conn: Connection, keys: Iterable[Any], **params: Any) -> list[Any]:
         keys = list(keys)
@@ -220,11 +237,12 @@ class InLookup:
         out: list[Any] = []
         for start in range(0, len(keys), size):
             chunk = keys[start:start + size]
-            chunk += [chunk[-1]] * (size - len(chunk))
+            sql, positions, in_names = self._statement(self._length(len(chunk)))
+            chunk += [chunk[-1]] * (len(in_names) - len(chunk))
             values = dict(params)
-            values.update(zip(self._in_names, chunk))
-            args: Any = tuple(values[name] for name in self._positions) if self._positions is not None else values
-            out.extend(conn.exec_driver_sql(self.sql, args).fetchall())
+            values.update(zip(in_names, chunk))
+            args: Any = tuple(values[name] for name in positions) if positions is not None else values
+            out.extend(conn.exec_driver_sql(sql, args).fetchall())
         return out
 
 

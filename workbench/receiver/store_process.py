@@ -1,13 +1,13 @@
 """The receiver's store process: the one process of a receiver that writes to the store.
 
-It commits the batches of deliveries the request path sends it, one transaction per batch,
-answering each batch once it is committed; between batches it applies held deliveries a step at
-a time (follower.py). Why a process of its own: in the receiver's process every call into the
-database driver gives up the GIL and then waits for the busy event loop to hand it back, which
-made a commit of a few rows take milliseconds; and applying deliveries is Python work that
-would take the request path's core. Here neither waits on the other, and the request path keeps
-a core to itself. One writer also means the batches and the applying never wait on each other
-for SQLite's write lock.
+It commits the batches of deliveries the request path sends it (those waiting in the pipe
+together in one transaction, one sync of the WAL), answering each batch once it is committed;
+between batches it applies held deliveries a step at a time (follower.py). Why a process of
+its own: in the receiver's process every call into the database driver gives up the GIL and
+then waits for the busy event loop to hand it back, which made a commit of a few rows take
+milliseconds; and applying deliveries is Python work that would take the request path's core.
+Here neither waits on the other, and the request path keeps a core to itself. One writer also
+means the batches and the applying never wait on each other for SQLite's write lock.
 
 Messages are pickled tuples over two pipes (requests in, replies out): a batch
 `(seq, rows, problems, held)`, answered `(seq, error)` (error None once committed), and STOP.
@@ -47,8 +47,10 @@ STOP = b"stop"
 READY = b"ready"
 IDLE_WAIT_S = 0.25  # how long the child waits for a batch when nothing is due
 QUIET_S = 0.002  # no batch for this long: the receiver is not busy, apply a step
-MAX_WAIT_S = 1.0  # a delivery waiting this long to be applied gets a step, busy or not
+# Applied within a second (issue 10): from this wait on, a step between every two batches.
+BEHIND_S = 0.5
 START_TIMEOUT_S = 60
+MERGED_BATCHES = 8  # batches at most in one transaction
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
 _spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
 
@@ -195,31 +197,53 @@ def _child(url: str, actor: str, vaults: Vaults, requests: Pipe, replies: Pipe) 
 
 
 def _serve_batches(store: _BatchStore, follower: Follower, requests: Pipe, replies: Pipe) -> None:
-    """Batches first. A step of applying when no batch has come for QUIET_S (the receiver is
-    not busy), or when a delivery has waited MAX_WAIT_S to be applied (it is busy, and applying
-    takes its turn between batches)."""
+    """Batches first, and a step of applying when no batch has come for QUIET_S (the receiver
+    is not busy). Once a delivery has waited BEHIND_S to be applied, steps and batches take
+    turns until it is caught up: under a load the steps alone cannot keep up with, batches
+    then wait for steps (the receiver answers more slowly) rather than the applying falling
+    ever further behind."""
     while True:
-        if follower.ready():
-            wait = 0.0 if follower.waited() >= MAX_WAIT_S else QUIET_S
-        else:
-            wait = IDLE_WAIT_S
+        if follower.ready() and follower.waited() >= BEHIND_S:
+            follower.step()
+        wait = QUIET_S if follower.ready() else IDLE_WAIT_S
         if not requests.poll(wait):
             if follower.ready():
                 follower.step()
             continue
+        messages, ending = _waiting_batches(requests)
+        if messages:
+            _store_batches(store, follower, [pickle.loads(message) for message in messages], replies)
+        if ending:
+            return
+
+
+def _waiting_batches(requests: Pipe) -> tuple[list[bytes], bool]:
+    """Every batch already in the pipe (several have come while a step ran), and whether the
+    receiver is gone or asked to stop after them."""
+    messages: list[bytes] = []
+    while True:
         try:
             message = requests.recv_bytes()
         except EOFError:
-            return  # the receiver is gone
+            return messages, True  # the receiver is gone
         if message == STOP:
-            return
-        seq, rows, problems, held = pickle.loads(message)
-        try:
-            store.write(rows, problems)
-            error = None
-        except Exception as exc:  # answered 503: nothing was stored, the sender retries
-            error = one_line(exc)
-            log.error("receiver: could not store %d deliveries: %s", len(rows), error)
-            held = {}
+            return messages, True
+        messages.append(message)
+        if len(messages) >= MERGED_BATCHES or not requests.poll(0):
+            return messages, False
+
+
+def _store_batches(store: _BatchStore, follower: Follower, batches: list[Any], replies: Pipe) -> None:
+    """The batches in one transaction (one sync of the WAL for all of them), each answered."""
+    rows = [row for _, batch_rows, _, _ in batches for row in batch_rows]
+    problems = [problem for _, _, batch_problems, _ in batches for problem in batch_problems]
+    try:
+        store.write(rows, problems)
+        error = None
+    except Exception as exc:  # answered 503: nothing was stored, the sender retries
+        error = one_line(exc)
+        log.error("receiver: could not store %d deliveries: %s", len(rows), error)
+    for seq, _, _, held in batches:
         replies.send_bytes(pickle.dumps((seq, error)))
-        follower.add(held)
+        if error is None:
+            follower.add(held)

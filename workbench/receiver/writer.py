@@ -43,10 +43,11 @@ from .store_process import Problem, StoreLink
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # deliveries per transaction
-# Batches sent and not yet answered: the next waits in the store process's pipe while one
-# commits, so the store process never idles between them.
-IN_FLIGHT = 2
-MAX_BATCH_BYTES = 256 << 10  # and bytes of body: two batches in flight fit the pipe (store_process.PIPE_BYTES)
+# Batches sent and not yet answered: the next wait in the store process's pipe while one
+# commits (or a step of applying runs), so the store process never idles between them and
+# commits what has come in one transaction.
+IN_FLIGHT = 4
+MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (store_process.PIPE_BYTES)
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)

@@ -33,15 +33,18 @@ PAGE = 1000  # held deliveries applied at a time (bounds memory and the IN list 
 
 
 def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo,
-               vaults: Vaults = NO_VAULTS, only: Sequence[str] | None = None) -> Counter[str]:
+               vaults: Vaults = NO_VAULTS, only: Sequence[str] | None = None,
+               mac_key: bytes | None = None) -> Counter[str]:
     """Apply a connection's held deliveries in `conn`'s transaction; counts per verdict.
     Encrypted ones need the connection's vault in `vaults` (PayloadLocked otherwise).
     `only`: just these deliveries (those still held), found by primary key: the webhook
-    receiver's follower knows what it stored and must not scan for it."""
+    receiver's follower knows what it stored and must not scan for it. `mac_key`: the store's
+    header MAC key when the caller holds it already (reading it costs a file read and a key
+    derivation: a large part of a small step's cost)."""
     assert not connection.paused, "held deliveries are applied on an active connection"
     adapter = ctx.adapters.get(connection.provider)
     conversions = codec(conn.dialect)
-    mac_key = header_key(ctx.engine)
+    mac_key = header_key(ctx.engine) if mac_key is None else mac_key
     reader = BodyReader(vaults)
     counts: Counter[str] = Counter()
     held_rows = (select(deliveries.c.id, deliveries.c.connection_id, deliveries.c.source, deliveries.c.received_at,

@@ -333,7 +333,9 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
             row[COL_ID] = delivery_id
     already_stored = 0
     if replay_of is None:
-        kept = _drop_already_stored(conn, connection_id, rows)
+        # Held rows being applied need no look: they were stored under these capture keys
+        # (unique per connection) and have just been deleted to be stored again.
+        kept = _drop_already_stored(conn, connection_id, rows) if ids is None else range(len(rows))
         if len(kept) < len(rows):
             already_stored = len(rows) - len(kept)
             rows, prepared = [rows[i] for i in kept], [prepared[i] for i in kept]
