@@ -56,6 +56,19 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     run = event.payload.get("run")
     if not isinstance(run, dict):
         raise BoundaryProblem(Category.CONTRACT_MISMATCH, "event_missing_run", "event has no `run` object")
+    run_id, shown_status, status, fields = _read_run(run)
+    return MappedEvent(KIND, run_id, shown_status, status, fields, MAPPING_VERSION)
+
+
+def current_object(run: dict[str, Any]) -> CurrentObject:
+    """A run as the API shows it now, in our terms (the same rules as its events)."""
+    run_id, shown_status, status, fields = _read_run(run)
+    return CurrentObject(KIND, run_id, fields["reference"], shown_status, status, dict(fields), MAPPING_VERSION)
+
+
+def _read_run(run: dict[str, Any]) -> tuple[str, str, Status | None, dict[str, Any]]:
+    """A run object's ID, its status as the provider shows it, ours (None: an ERROR whose code
+    we do not know) and its canonical fields: the same rules for events and current views."""
     run_id = run.get("id")
     if not isinstance(run_id, str) or not run_id:
         raise BoundaryProblem(Category.CONTRACT_MISMATCH, "run_missing_id", "payroll run has no `id`")
@@ -66,22 +79,7 @@ def map_event(event: ParsedEvent) -> MappedEvent | NotCovered:
     status = internal_status(provider_status, error_code if isinstance(error_code, str) else None)
     # An ERROR is recorded with its code, so an unknown code opens its own failure group.
     shown_status = f"ERROR:{error_code}" if provider_status == "ERROR" and status is None else provider_status
-    return MappedEvent(KIND, run_id, shown_status, status, _canonical_fields(run, provider_status), MAPPING_VERSION)
-
-
-def current_object(run: dict[str, Any]) -> CurrentObject:
-    """A run as the API shows it now, in our terms (the same rules as its events)."""
-    run_id = run.get("id")
-    if not isinstance(run_id, str) or not run_id:
-        raise BoundaryProblem(Category.CONTRACT_MISMATCH, "run_missing_id", "payroll run has no `id`")
-    provider_status = run.get("status")
-    if not isinstance(provider_status, str):
-        raise BoundaryProblem(Category.CONTRACT_MISMATCH, "run_missing_status", "payroll run has no `status`")
-    error_code = run.get("error_code")
-    status = internal_status(provider_status, error_code if isinstance(error_code, str) else None)
-    shown_status = f"ERROR:{error_code}" if provider_status == "ERROR" and status is None else provider_status
-    fields = _canonical_fields(run, provider_status)
-    return CurrentObject(KIND, run_id, fields["reference"], shown_status, status, dict(fields), MAPPING_VERSION)
+    return run_id, shown_status, status, _canonical_fields(run, provider_status)
 
 
 def internal_status(provider_status: str, error_code: str | None) -> Status | None:
