@@ -6,14 +6,16 @@ bar under the table. One run at a time per screen."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.notifications import SeverityLevel
-from textual.widgets import Label, ProgressBar
+from textual.widgets import Label, ProgressBar, Static
 
 from ..errors import describe_error
+from ..widgets import Row, VirtualTable
 from .base import Data
 from .dialogs import ConfirmScreen
 from .table_screen import TableScreen
@@ -30,8 +32,37 @@ class BulkTableScreen(TableScreen[Data]):
             yield Label("", id="action-label")
             yield ProgressBar(show_eta=False, id="action-bar")
 
+    # The detail panel under the table, and what Enter on a row opens: each screen names its
+    # panel, says what it shows for a row, and which key of a row holds its record's ID.
+    detail_panel_id = ""
+    record_key = "record_id"
+    no_record_message = "This row names no record"
+
+    def detail_text(self, data: dict[str, Any]) -> str:
+        """The detail panel's text (markup escaped by the caller) for a row's data."""
+        return ""
+
+    def _show_detail(self, row: Row | None) -> None:
+        panel = self.query_one(f"#{self.detail_panel_id}", Static)
+        data = row.data if row is not None else None
+        panel.update(escape(self.detail_text(data)) if isinstance(data, dict) else "")
+
+    def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
+        self._show_detail(event.row)
+
+    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
+        data = event.row.data
+        if isinstance(data, dict) and data.get(self.record_key):
+            self.wb.open_timeline(data[self.record_key])
+        else:
+            self.notify(self.no_record_message, severity="warning")
+
     def marks_changed(self) -> None:
-        """The marks changed: subclasses update what the status line says about them."""
+        """The marks changed: what the status line says about them."""
+        self._update_info()
+
+    def _update_info(self) -> None:
+        """The status line's count of rows shown and marked (each screen words its own)."""
 
     def action_mark(self) -> None:
         table = self.table

@@ -22,7 +22,7 @@ from workbench.services import drift, reconcile
 from workbench.services.drift import ResolveResult
 
 from ..formatting import count
-from ..widgets import Column, Row, VirtualTable
+from ..widgets import Column, Row
 from .base import FILTER_BINDING
 from .bulk_table_screen import BulkTableScreen
 from .dialogs import PromptScreen
@@ -164,32 +164,15 @@ Every resolution is written to the audit trail. Enter opens the record's timelin
     def filter_changed(self) -> None:
         self._render_rows()  # the findings are all here: no need to ask the store again
 
-    def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
-        self._show_detail(event.row)
+    detail_panel_id = "drift-detail"
+    record_key = "record"
+    no_record_message = "We have no record of this provider object: accept it to make one"
 
-    def _show_detail(self, row: Row | None) -> None:
-        panel = self.query_one("#drift-detail", Static)
-        if row is None:
-            panel.update("")
-            return
-        f = row.data
-        assert isinstance(f, dict)
-        record = f["record"] or "no record of ours"
-        panel.update(escape(f"{f['field']} · {f['kind']} {f['provider_id'] or '-'} · {record} · since {f['since'][:19]}\n"
-                            f"ours:   {shown_value(f['ours'])}\n"
-                            f"theirs: {shown_value(f['theirs'])}"))
-
-    # ----------------------------------------------------------------- marks and navigation
-
-    def marks_changed(self) -> None:
-        self._update_info()
-
-    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
-        finding = event.row.data
-        if isinstance(finding, dict) and finding.get("record"):
-            self.wb.open_timeline(finding["record"])
-        else:
-            self.notify("We have no record of this provider object: accept it to make one", severity="warning")
+    def detail_text(self, data: dict[str, Any]) -> str:
+        record = data["record"] or "no record of ours"
+        return (f"{data['field']} · {data['kind']} {data['provider_id'] or '-'} · {record} · since {data['since'][:19]}\n"
+                f"ours:   {shown_value(data['ours'])}\n"
+                f"theirs: {shown_value(data['theirs'])}")
 
     # ----------------------------------------------------------------- resolutions
 

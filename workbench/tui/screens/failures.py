@@ -25,7 +25,7 @@ from workbench.services.triage import FailureGroup, Progress, TriageResult
 
 from ..formatting import count
 from ..vaults import unlocked_vaults
-from ..widgets import Column, Row, VirtualTable
+from ..widgets import Column, Row
 from .bulk_table_screen import BulkTableScreen
 from .dialogs import PromptScreen
 
@@ -156,30 +156,12 @@ Enter opens the record's timeline; o shows the failure with its policy and notes
                  else count(len(table.rows)))
         self.status.set_info(f"{shown} open" + (f" · {marked} marked" if marked else ""))
 
-    def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:
-        self._show_detail(event.row)
+    detail_panel_id = "failure-detail"
+    no_record_message = "This failure names no record"
 
-    def _show_detail(self, row: Row | None) -> None:
-        panel = self.query_one("#failure-detail", Static)
-        if row is None:
-            panel.update("")
-            return
-        f = row.data
-        assert isinstance(f, dict)
-        panel.update(escape(f"{f['id']} · record {f['record_id'] or '-'} · assignee {f['assignee'] or '-'}\n"
-                            f"{f['message']}"))
-
-    # ----------------------------------------------------------------- marks and navigation
-
-    def marks_changed(self) -> None:
-        self._update_info()
-
-    def on_virtual_table_selected(self, event: VirtualTable.Selected) -> None:
-        failure = event.row.data
-        if isinstance(failure, dict) and failure.get("record_id"):
-            self.wb.open_timeline(failure["record_id"])
-        else:
-            self.notify("This failure names no record", severity="warning")
+    def detail_text(self, data: dict[str, Any]) -> str:
+        return (f"{data['id']} · record {data['record_id'] or '-'} · assignee {data['assignee'] or '-'}\n"
+                f"{data['message']}")
 
     def action_detail(self) -> None:
         failure = self.current(dict)
