@@ -124,11 +124,15 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str
     return {"requests": requests, "rate": rate, "non2xx": int(non2xx.group(1)) if non2xx else 0, "p99_ms": p99_ms}
 
 
-def held_now(db: Path) -> int:
-    """Deliveries stored but not yet applied (read while the receiver still runs)."""
+def held_now(db: Path, base: str) -> int:
+    """Deliveries stored but not yet applied, read while the receiver still runs: those still
+    in its spool (its /healthz says) and any held in the store."""
+    import httpx
+
+    spooled: int = httpx.get(f"{base}/healthz", timeout=10).json()["spooled"]
     with sqlite3.connect(db) as conn:
-        count: int = conn.execute("select count(*) from deliveries where verdict = 'held'").fetchone()[0]
-    return count
+        held: int = conn.execute("select count(*) from deliveries where verdict = 'held'").fetchone()[0]
+    return spooled + held
 
 
 def main() -> None:
@@ -165,7 +169,7 @@ def main() -> None:
             wait_ready(url, server)
             results[side] = run_wrk(url, script, args.connections, args.duration)
             if side == "receiver":  # what the load left unapplied (the follower's lag), before the stop applies it
-                results[side]["held"] = held_now(db)
+                results[side]["held"] = held_now(db, f"http://127.0.0.1:{port}")
         finally:
             server.terminate()
             server.wait(timeout=60)

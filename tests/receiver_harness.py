@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ class Receiver:
     def create(cls, url: str, home: Path) -> Receiver:
         env = {**os.environ, "WORKBENCH_DB": url, "WORKBENCH_VAULT_DIR": str(home / "vault"),
                "WORKBENCH_AUDIT_KEY_FILE": str(home / "audit" / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": PASSPHRASE,
+               "WORKBENCH_SPOOL_DIR": str(home / "spool"),
                "PYTHONUNBUFFERED": "1"}
         env.pop("WORKBENCH_DEBUG", None)
         receiver = cls(url, home, env)
@@ -107,7 +109,41 @@ class Receiver:
         self.log.close()
         return code
 
+    def kill_all(self) -> None:
+        """SIGKILL the receiver and its child processes (spool writer, applier) at once: nothing
+        it was doing is finished, not even by its children."""
+        assert self.process is not None
+        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+        for pid in [self.process.pid, *map(int, children)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(timeout=30)
+        self.log.close()
+
+    def spooled(self) -> set[str]:
+        """The IDs of the deliveries in the receivers' spool files (stored, not yet moved)."""
+        ids: set[str] = set()
+        for path in (self.home / "spool").glob("*.spool"):
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                ids.update(row[0] for row in conn.execute("SELECT id FROM spool"))
+        return ids
+
+    def moved(self, timeout: float = 10.0) -> None:
+        """Wait until a running receiver has moved everything it spooled into the store."""
+        deadline = time.monotonic() + timeout
+        while self.process is not None and self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=2).json().get("spooled") == 0:
+                    return
+            except httpx.TransportError:
+                return
+            time.sleep(0.02)
+
     def deliveries(self) -> list[Any]:
+        """Every delivery in the store (a running receiver's spool moved there first)."""
+        self.moved()
         engine = open_store(self.url)
         try:
             with reading(engine) as conn:
@@ -125,7 +161,7 @@ class Receiver:
             engine.dispose()
 
     def delivery(self, delivery_id: str, *, settled: bool = True, timeout: float = 3.0) -> Any:
-        """The stored delivery; with `settled`, once the follower has applied it (not held)."""
+        """The stored delivery; with `settled`, once it is applied (not held)."""
         deadline = time.monotonic() + timeout
         while True:
             found = {row.id: row for row in self.deliveries()}.get(delivery_id)

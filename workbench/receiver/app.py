@@ -21,7 +21,9 @@ from workbench.services.captures import Headers
 from workbench.services.ingest_prepare import signature_problem
 from workbench.services.signatures import UNCHECKED
 
+from .applier import ApplierLink
 from .directory import Directory
+from .spool import waiting_in
 from .writer import GroupWriter, Pending
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ async def _read_limited(receive: Receive, declared: str | None, limit: int) -> b
 HOOKS = "/hooks/"
 
 
-def build_app(directory: Directory, writer: GroupWriter) -> ASGIApp:
+def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -> ASGIApp:
     """`POST /hooks/{connection}` straight on ASGI: it is the one hot path, and Starlette's
     request, response and middleware objects cost about a fifth of the receiver's time per
     delivery (measured: docs/benchmarks.md). Everything else (health, 404s, 405s) is Starlette."""
@@ -127,8 +129,17 @@ def build_app(directory: Directory, writer: GroupWriter) -> ASGIApp:
         await _answer(send, status, content)
 
     async def healthz(request: Request) -> Response:
-        ready = writer.alive and directory.refreshed.is_set()
-        return _json(200 if ready else 503, {"ready": ready, "connections": len(directory.entries)})
+        """Ready, and how far the applying is behind: `spooled` deliveries received on this
+        machine and not yet in the store (in the spools of its receivers on the store, and of
+        killed ones being taken over); `stuck` ones the store refused (kept, see the log)."""
+        ready = writer.alive and applier.alive() and directory.refreshed.is_set()
+        try:
+            spooled, stuck = await asyncio.to_thread(waiting_in, writer.spool.parent)
+        except Exception as exc:
+            log.warning("receiver: could not read the spool: %s", type(exc).__name__)
+            spooled = stuck = -1
+        return _json(200 if ready else 503, {"ready": ready, "connections": len(directory.entries),
+                                             "spooled": spooled, "stuck": stuck})
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("receiver: %s on %s", type(exc).__name__, request.url.path[:100])

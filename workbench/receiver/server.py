@@ -1,7 +1,7 @@
-"""Running the receiver: the directory and the group-commit writer (with its store process,
-which also applies what was stored) around a uvicorn server. SIGTERM or SIGINT stop it
-cleanly: uvicorn stops taking requests and answers those under way, the writer stores what is
-queued, the store process applies what was stored."""
+"""Running the receiver: the directory, the group-commit writer (with its spool writer) and
+the applier around a uvicorn server. SIGTERM or SIGINT stop it cleanly: uvicorn stops taking
+requests and answers those under way, the writer spools what is queued, the applier moves and
+applies everything spooled, and the spool (then empty) is removed."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from workbench.services.context import ServiceContext
 from workbench.services.payload_crypto import Vaults
 
 from .app import build_app
+from .applier import ApplierLink
 from .directory import Directory
 from .presence import Presence, bound_port
+from .spool import SpoolClaim, spool_dir, waiting
 from .writer import GroupWriter
 
 
@@ -51,11 +53,14 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     directory = Directory(ctx, vaults)
     directory.start()
     presence = Presence(ctx, threading.Lock())
+    claim = SpoolClaim.new(spool_dir(ctx.engine.url.render_as_string(hide_password=False)))
+    applier = ApplierLink(ctx, vaults, claim.spool)
 
     async def run() -> None:
-        writer = GroupWriter(ctx, vaults)
-        await writer.start()  # the store process: it also applies what was left held
-        config = uvicorn.Config(build_app(directory, writer), host=host, port=port, log_level="warning",
+        writer = GroupWriter(ctx, claim.spool)
+        await writer.start()  # the spool writer: the spool exists once it is ready
+        await asyncio.to_thread(applier.start)  # it also takes over what killed receivers left
+        config = uvicorn.Config(build_app(directory, writer, applier), host=host, port=port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False, date_header=False)
         server = _Server(config)
 
@@ -76,6 +81,8 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     try:
         _event_loop_runner()(run())
     finally:
+        applier.stop()  # moves what the spool holds first
+        claim.release(remove=waiting(claim.spool) == (0, 0))
         presence.stop()
         directory.stop()
 

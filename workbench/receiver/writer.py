@@ -1,14 +1,14 @@
-"""Group commit, on the event loop: requests waiting to be stored go to the store process
-(store_process.py) as one batch, one transaction; each is answered only once its batch is
+"""Group commit, on the event loop: requests waiting to be stored go to the spool writer
+(spool_writer.py) as one batch, one transaction; each is answered only once its batch is
 committed. While a batch is being committed the next one gathers, so a busy receiver commits
 large batches and a quiet one commits each delivery at once. One commit per request would cap
 near 4,000/s on SQLite; one per batch keeps 2xx meaning "on disk" at several times that.
 
 Rows are built here, straight from the raw request (hash, stored headers, capture key, the body
-sealed when the connection encrypts); parsing and mapping happen later, in the follower. A
-delivery is stored `held` (applied by the follower once its connection is active) or, when its
-signature failed or it could not be kept whole, `rejected` with its reason (and, for a
-signature, an authentication failure opened with it)."""
+sealed when the connection encrypts); parsing and mapping happen later, in the applier. A
+delivery is spooled `held` (applied as it is moved into the store, once its connection is
+active) or, when its signature failed or it could not be kept whole, `rejected` with its
+reason (and, for a signature, the authentication failure the move opens with it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from adapters.protocol import SignatureCheck
@@ -27,35 +28,28 @@ from workbench.services.captures import Headers
 from workbench.services.context import ServiceContext
 from workbench.services.header_mac import header_key
 from workbench.services.ingest import HELD_REASON
-from workbench.services.ingest_prepare import (
-    COL_BODY,
-    COL_ID,
-    COL_KEY_VERSION,
-    _any_sensitive as any_sensitive,
-    signature_problem,
-    stored_headers,
-)
-from workbench.services.payload_crypto import Vaults
+from workbench.services.ingest_prepare import _any_sensitive as any_sensitive, signature_problem, stored_headers
 
 from .directory import Entry
-from .store_process import Problem, StoreLink
+from .spool_writer import SpoolLink
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # deliveries per transaction
-# Batches sent and not yet answered: the next wait in the store process's pipe while one
-# commits (or a step of applying runs), so the store process never idles between them and
-# commits what has come in one transaction.
+# Batches sent and not yet answered: the next wait in the spool writer's pipe while one
+# commits, so it never idles between them and commits what has come in one transaction.
 IN_FLIGHT = 4
-MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (store_process.PIPE_BYTES)
+MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (spool_writer.PIPE_BYTES)
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# Where the sealed body and its key version sit in a spool row (spool.COLUMNS).
+_ID, _BODY, _KEY_VERSION = 0, 4, 10
 
 
 class StoreUnavailable(Exception):
-    """The store process could not store a batch (it says why in the log)."""
+    """The spool writer could not store a batch (it says why in the log)."""
 
 
 @dataclass(slots=True)
@@ -76,11 +70,11 @@ class Pending:
 class GroupWriter:
     """`submit` from request handlers; everything runs on the event loop's thread."""
 
-    def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
+    def __init__(self, ctx: ServiceContext, spool: Path) -> None:
         self._ctx = ctx
-        self._link = StoreLink(ctx, vaults)
+        self._link = SpoolLink(spool)
         self._key = header_key(ctx.engine)
-        self._codec = codec(ctx.engine.dialect)
+        self._json = codec(ctx.engine.dialect).json
         self._last = datetime.min.replace(tzinfo=UTC)
         self._waiting: list[Pending] = []
         self._in_flight: deque[list[Pending]] = deque()  # sent, oldest first; answered in order
@@ -89,6 +83,10 @@ class GroupWriter:
         self._idle = asyncio.Event()
         self._restarting = False
         self.alive = False
+
+    @property
+    def spool(self) -> Path:
+        return self._link.spool
 
     async def start(self) -> None:
         await asyncio.to_thread(self._link.start)
@@ -111,7 +109,7 @@ class GroupWriter:
             asyncio.get_running_loop().call_soon(self._flush)  # after the requests already readable
 
     async def stop(self) -> None:
-        """Store what is waiting, then stop the store process (it applies what it holds)."""
+        """Store what is waiting, then stop the spool writer."""
         try:
             await asyncio.wait_for(self._drained(), STOP_TIMEOUT_S)
         except TimeoutError:
@@ -140,21 +138,20 @@ class GroupWriter:
         del self._waiting[:len(batch)]
         self._seq += 1
         try:
-            rows, problems, held = self._rows(batch)
-            self._link.send(self._seq, rows, problems, held)
+            self._link.send(self._seq, self._rows(batch))
             self._in_flight.append(batch)
         except Exception as exc:
-            log.error("receiver: could not hand %d deliveries to the store process: %s", len(batch), type(exc).__name__)
-            _resolve(batch, StoreUnavailable("the store process is not running"))
+            log.error("receiver: could not hand %d deliveries to the spool writer: %s", len(batch), type(exc).__name__)
+            _resolve(batch, StoreUnavailable("the spool writer is not running"))
             self._restart()
 
     def _on_reply(self) -> None:
         try:
             _, error = self._link.reply()
         except (EOFError, OSError):
-            log.error("receiver: the store process ended; starting another")
+            log.error("receiver: the spool writer ended; starting another")
             while self._in_flight:  # never committed: 503, and the sender sends them again
-                _resolve(self._in_flight.popleft(), StoreUnavailable("the store process ended"))
+                _resolve(self._in_flight.popleft(), StoreUnavailable("the spool writer ended"))
             self._restart()
             return
         _resolve(self._in_flight.popleft(), None if error is None else StoreUnavailable(error))
@@ -175,8 +172,8 @@ class GroupWriter:
                 await asyncio.to_thread(self._link.stop, 5)
                 await asyncio.to_thread(self._link.start)
             except Exception as exc:
-                log.error("receiver: the store process could not be started again: %s", type(exc).__name__)
-                _resolve(self._waiting, StoreUnavailable("no store process"))
+                log.error("receiver: the spool writer could not be started again: %s", type(exc).__name__)
+                _resolve(self._waiting, StoreUnavailable("no spool writer"))
                 self._waiting.clear()
                 self._idle.set()
                 await asyncio.sleep(1)
@@ -189,41 +186,37 @@ class GroupWriter:
 
         loop.create_task(again())
 
-    def _rows(self, batch: list[Pending]) -> tuple[list[tuple[Any, ...]], list[Problem], dict[str, list[str]]]:
-        """The batch as delivery rows in driver form, the signature failures to open, and the
-        held deliveries' IDs by connection ID."""
-        to_datetime, to_json = self._codec.datetime, self._codec.json
-        key, new_id = self._key, self._ctx.ids.new
+    def _rows(self, batch: list[Pending]) -> list[tuple[Any, ...]]:
+        """The batch as spool rows (spool.COLUMNS)."""
+        to_json, key, new_id = self._json, self._key, self._ctx.ids.new
         sha256, blake2b = hashlib.sha256, hashlib.blake2b
         rows: list[tuple[Any, ...]] = []
-        problems: list[Problem] = []
-        held: dict[str, list[str]] = {}
         for pending in batch:
-            entry, body, headers = pending.entry, pending.body, pending.headers
+            entry, body, headers, received_at = pending.entry, pending.body, pending.headers, pending.received_at
             info = entry.info
             delivery_id = pending.delivery_id = new_id("dlv")
             payload_hash = sha256(body).hexdigest()
             sensitive = type(headers) is not dict or any_sensitive(tuple(headers))
             headers_text = to_json(stored_headers(headers, key) if sensitive else headers)
-            capture_key = f"{(pending.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
+            capture_key = f"{(received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
                 f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
             check = pending.check
+            problem: tuple[str | None, str | None, str | None] = (None, None, None)
             if pending.refusal is not None:
                 verdict, reason = Verdict.REJECTED, pending.refusal
             elif check.verdict == "failed":
-                problem = signature_problem(check)
-                verdict, reason = Verdict.REJECTED, problem.message
-                problems.append((info.id, info.provider, delivery_id, problem.category, problem.code, problem.message))
+                found = signature_problem(check)
+                verdict, reason = Verdict.REJECTED, found.message
+                problem = (str(found.category), found.code, found.message)
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
-                held.setdefault(info.id, []).append(delivery_id)
-            row = [delivery_id, info.id, "webhook", to_datetime(pending.received_at), headers_text, body, payload_hash,
-                   None, None, None, None, capture_key, check.verdict, str(verdict), reason,
-                   None, None, None, None, None, check.secret]
+            # The receipt time in SQLite's text form whatever the store (the mover converts it).
+            row = [delivery_id, info.id, received_at.isoformat(" ", "microseconds")[:26], headers_text, body,
+                   payload_hash, capture_key, check.verdict, str(verdict), reason, None, check.secret, *problem]
             if entry.sealer is not None:
-                entry.sealer.seal_rows([row], COL_ID, COL_BODY, COL_KEY_VERSION)
+                entry.sealer.seal_rows([row], _ID, _BODY, _KEY_VERSION)
             rows.append(tuple(row))
-        return rows, problems, held
+        return rows
 
 
 def _resolve(batch: list[Pending], error: BaseException | None) -> None:

@@ -1,0 +1,226 @@
+"""The applier: the receiver's process that moves its spooled deliveries into the store and
+applies them (mover.py), off the request path and out of the spool writer's way.
+
+It moves again at once after a full move (MOVE_ROWS: more is waiting), else after POLL_S, so
+a busy receiver's deliveries go in a few hundred at a time (one transaction, one sync of the
+store for all of them) and each is applied well within a second while the machine keeps up. Before its own spool
+it takes over any spool a killed receiver left in the same folder (spool.abandoned), and it
+applies any delivery left held by an active connection (a receiver of an earlier version
+killed between storing and applying). Its store connections sync at every commit (FULL): a
+delivery leaves the spool only once the store has it on disk.
+
+Stopped (STOP on its pipe, or the receiver gone), it moves everything its spool holds, then
+ends. Killed, it loses nothing: what it had not moved is still in the spool.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sqlite3
+import time
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+
+from store.database import writing
+from store.models import Connection as ConnectionRow, Delivery
+from workbench.services.connections import _info as connection_info
+from workbench.services.context import ServiceContext, open_context
+from workbench.services.held import apply_held
+from workbench.services.ingest import HELD
+from workbench.services.ingest_run import one_line
+from workbench.services.payload_crypto import Vaults
+
+from .mover import MOVE_ROWS, Mover
+from .spool import SpoolClaim, abandoned, open_spool
+
+log = logging.getLogger(__name__)
+
+deliveries = Delivery.__table__
+connections = ConnectionRow.__table__
+STOP = b"stop"
+READY = b"ready"
+POLL_S = 0.05
+RETRY_S = 0.5  # after the store refused a move
+CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
+START_TIMEOUT_S = 60
+_spawn = multiprocessing.get_context("spawn")
+
+
+class ApplierLink:
+    """The receiver's end: starts the applier and stops it (both blocking: off the event loop)."""
+
+    def __init__(self, ctx: ServiceContext, vaults: Vaults, spool: Path) -> None:
+        self._url = ctx.engine.url.render_as_string(hide_password=False)
+        self._actor, self._vaults, self._spool = ctx.actor, vaults, spool
+        self._process: Any = None
+        self._control: Pipe | None = None
+
+    def start(self) -> None:
+        ours, theirs = _spawn.Pipe()
+        process = _spawn.Process(target=_child, name="receiver-applier", daemon=True,
+                                 args=(self._url, self._actor, self._vaults, str(self._spool), theirs))
+        process.start()
+        theirs.close()
+        if not _ready(ours):
+            process.kill()
+            raise RuntimeError("the receiver's applier did not start")
+        self._process, self._control = process, ours
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def stop(self, timeout_s: float = 120) -> None:
+        """The applier moves what the spool holds, then ends."""
+        control, self._control = self._control, None
+        if control is not None:
+            try:
+                control.send_bytes(STOP)
+            except OSError:
+                pass
+        if self._process is not None:
+            self._process.join(timeout=timeout_s)
+            if self._process.is_alive():
+                log.warning("receiver: the applier did not end in %d s; what it had not moved stays in the spool",
+                            timeout_s)
+                self._process.kill()
+                self._process.join()
+        if control is not None:
+            control.close()
+
+
+def _ready(pipe: Pipe) -> bool:
+    try:
+        return pipe.poll(START_TIMEOUT_S) and pipe.recv_bytes() == READY
+    except (EOFError, OSError):  # it ended first
+        return False
+
+
+def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # in this child only: the receiver stops it
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    ctx = open_context(url, actor=actor)
+    if ctx.engine.dialect.name == "sqlite":  # a delivery leaves the spool only once it is synced here
+        event.listen(ctx.engine, "connect", _sync_full)
+        ctx.engine.dispose()
+    own = Path(spool)
+    claim = SpoolClaim.share(own)  # in use while this lives, even after a killed receiver
+    if claim is None:
+        return  # being taken over: not ours any more (the receiver reports it did not start)
+    mover = Mover(ctx, vaults)
+    _load_adapters(ctx)
+    control.send_bytes(READY)
+    try:
+        _apply_left_held(ctx, vaults)
+        for path in abandoned(own.parent):
+            if path != own:
+                _take_over(mover, path)
+        _follow(mover, own, control)
+    finally:
+        claim.release()
+        ctx.engine.dispose()
+
+
+def _sync_full(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+
+def _load_adapters(ctx: ServiceContext) -> None:
+    """Imported now: importing one in the first move held it for tens of milliseconds."""
+    with ctx.engine.connect() as conn:
+        providers = set(conn.execute(select(connections.c.provider).distinct()).scalars())
+    for provider in providers & set(ctx.adapters.names()):
+        ctx.adapters.get(provider)
+
+
+def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
+    """Move until told to stop (or the receiver is gone), then move what is left."""
+    conn = open_spool(spool)
+    checkpointed = time.monotonic()
+    try:
+        while True:
+            moved = _move_once(mover, conn)
+            if moved and time.monotonic() - checkpointed >= CHECKPOINT_S:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a commit that answers requests
+                checkpointed = time.monotonic()
+            # A full move: more is waiting. Otherwise let a few hundred gather (one transaction
+            # for them all), or wait out a store that refused them.
+            wait = 0 if moved >= MOVE_ROWS else RETRY_S if moved < 0 else POLL_S
+            if control.poll(wait) and _stopping(control):
+                _drain(mover, conn)
+                return
+    finally:
+        conn.close()
+
+
+def _stopping(control: Pipe) -> bool:
+    try:
+        return control.recv_bytes() == STOP
+    except EOFError:  # the receiver is gone
+        return True
+
+
+def _move_once(mover: Mover, conn: sqlite3.Connection) -> int:
+    """Rows moved; -1 when the store refused them (they are then tried one by one)."""
+    try:
+        return mover.move(conn)
+    except Exception as exc:
+        log.warning("receiver: moving spooled deliveries into the store failed (%s); trying them one by one",
+                    one_line(exc))
+        try:
+            mover.move_one_by_one(conn, MOVE_ROWS)
+        except Exception as again:  # the store itself is away: everything waits in the spool
+            log.warning("receiver: the store is not taking deliveries (%s); will retry", one_line(again))
+        return -1
+
+
+def _drain(mover: Mover, conn: sqlite3.Connection) -> None:
+    failures = 0
+    while (moved := _move_once(mover, conn)) != 0:
+        if moved < 0:
+            failures += 1
+            if failures > 5:
+                log.error("receiver: stopping with deliveries still in the spool %s; the next receiver moves them",
+                          conn.execute("PRAGMA database_list").fetchone()[2])
+                return
+            time.sleep(RETRY_S)
+
+
+def _take_over(mover: Mover, spool: Path) -> None:
+    """A spool nobody holds: its receiver was killed. Move all of it, then remove it."""
+    claim = SpoolClaim.take(spool)
+    if claim is None:
+        return  # its receiver runs (or another is taking it over)
+    log.warning("receiver: moving the deliveries a stopped receiver left in %s", spool.name)
+    conn = open_spool(spool)
+    try:
+        _drain(mover, conn)
+        empty = conn.execute("SELECT count(*) FROM spool").fetchone()[0] == 0
+    finally:
+        conn.close()
+    claim.release(remove=empty)
+
+
+def _apply_left_held(ctx: ServiceContext, vaults: Vaults) -> None:
+    """Held deliveries of active connections: left by a receiver that stored before it
+    applied (this version moves and applies in one transaction)."""
+    try:
+        with ctx.engine.connect() as conn:
+            active = [connection_info(row) for row in conn.execute(
+                select(connections).where(connections.c.paused.is_(False)))]
+            waiting = {connection_id for connection_id in conn.execute(
+                select(deliveries.c.connection_id).where(deliveries.c.verdict == str(HELD)).distinct()).scalars()}
+        for info in active:
+            if info.id not in waiting:
+                continue
+            with writing(ctx.engine) as conn:  # locked as resuming locks it: a pause meanwhile holds
+                locked = connection_info(conn.execute(select(connections).where(connections.c.id == info.id)
+                                                      .with_for_update()).one())
+                if not locked.paused:
+                    apply_held(conn, ctx, locked, vaults)
+    except Exception as exc:
+        log.warning("receiver: could not apply the held deliveries left by an earlier receiver (%s)", one_line(exc))

@@ -1,0 +1,166 @@
+"""The mover: deliveries from a receiver's spool into the store, applied on the way.
+
+The oldest spooled deliveries, up to MOVE_ROWS at a time, in one store transaction: a delivery
+whose connection is active goes through the ingest pipeline under the ID it was answered with
+(services/held.apply_rows: dedupe, mapping, state, its verdict), one rejected on receipt (a
+failed signature, a body over the limit, a locked vault) is stored as it is (a failed
+signature opens its authentication failure), and one whose connection is paused is stored held
+(resuming applies it). Only then are the rows deleted from the spool: a mover killed between
+the two finds them again and skips what the store already has (by delivery ID). Each
+connection's row is locked first (as resuming does), so several receivers sharing a PostgreSQL
+store apply each connection's deliveries one at a time, and a pause made meanwhile holds.
+
+A row that cannot be moved (the store refuses it) must not stop the rest behind it: after a
+failed attempt the same rows are tried again one by one, and one that still fails alone is
+marked stuck in the spool with the reason: kept, logged, never moved again by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from store.bulk import codec, row_insert
+from store.database import writing
+from store.models import Connection as ConnectionRow, Delivery
+from workbench.domain.taxonomy import Category
+from workbench.services.beliefs import BeliefBook
+from workbench.services.connections import ConnectionInfo, _info as connection_info
+from workbench.services.context import ServiceContext
+from workbench.services.header_mac import header_key
+from workbench.services.held import apply_rows
+from workbench.services.ingest import HELD, HELD_REASON
+from workbench.services.ingest_prepare import DELIVERY_COLUMNS
+from workbench.services.ingest_run import one_line
+from workbench.services.payload_crypto import BodyReader, Vaults, encrypts, sealer_for
+
+from .spool import COLUMNS
+
+log = logging.getLogger(__name__)
+
+deliveries = Delivery.__table__
+connections = ConnectionRow.__table__
+MOVE_ROWS = 1000  # deliveries per store transaction
+_SELECT = f"SELECT seq, {', '.join(COLUMNS)} FROM spool WHERE stuck IS NULL ORDER BY seq LIMIT ?"
+_HELD = str(HELD)
+
+
+class Spooled:
+    """One spool row, shaped as held.apply_rows and BodyReader read a delivery."""
+
+    __slots__ = ("seq", "id", "connection_id", "received_text", "headers_text", "body", "payload_hash",
+                 "capture_key", "signature_verdict", "verdict", "verdict_reason", "body_key_version",
+                 "signature_secret", "problem", "environment")
+    source = "webhook"
+    body_purged_at = None
+
+    def __init__(self, seq: int, delivery_id: str, connection_id: str, received_text: str, headers_text: str,
+                 body: bytes, payload_hash: str, capture_key: str, signature_verdict: str, verdict: str,
+                 verdict_reason: str | None, body_key_version: int | None, signature_secret: str | None,
+                 problem_category: str | None, problem_code: str | None, problem_message: str | None) -> None:
+        self.seq, self.id, self.connection_id = seq, delivery_id, connection_id
+        self.received_text, self.headers_text, self.body = received_text, headers_text, body
+        self.payload_hash, self.capture_key = payload_hash, capture_key
+        self.signature_verdict, self.verdict, self.verdict_reason = signature_verdict, verdict, verdict_reason
+        self.body_key_version, self.signature_secret = body_key_version, signature_secret
+        self.problem = None if problem_category is None else (problem_category, problem_code, problem_message)
+        self.environment = ""
+
+    @property
+    def received_at(self) -> datetime:
+        return datetime.fromisoformat(self.received_text + "+00:00")
+
+    @property
+    def headers(self) -> Any:
+        return orjson.loads(self.headers_text)
+
+
+class Mover:
+    def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
+        self._ctx, self._vaults = ctx, vaults
+        self._mac_key = header_key(ctx.engine)  # a file read and a key derivation: once
+        self._reader = BodyReader(vaults)
+        self._sqlite = ctx.engine.dialect.name == "sqlite"
+        self._codec = codec(ctx.engine.dialect)
+        self.verdicts: Counter[str] = Counter()  # of what this mover applied
+
+    def move(self, spool: sqlite3.Connection, limit: int = MOVE_ROWS) -> int:
+        """Move up to `limit` of the oldest spooled deliveries; how many left the spool (stuck
+        ones included). Raises when the store could not take them (nothing was moved)."""
+        rows = [Spooled(*row) for row in spool.execute(_SELECT, (limit,)).fetchall()]
+        if not rows:
+            return 0
+        try:
+            self._store(rows)
+        except Exception as exc:
+            if len(rows) == 1:
+                self._mark_stuck(spool, rows[0], exc)
+                return 1
+            raise
+        spool.execute("DELETE FROM spool WHERE seq <= ? AND stuck IS NULL", (rows[-1].seq,))
+        return len(rows)
+
+    def move_one_by_one(self, spool: sqlite3.Connection, count: int) -> None:
+        """After a failed move: the next `count` rows alone, so one the store refuses is set
+        aside (stuck) and the rest go on."""
+        for _ in range(count):
+            if not self.move(spool, 1):
+                return
+
+    def _mark_stuck(self, spool: sqlite3.Connection, row: Spooled, exc: Exception) -> None:
+        reason = one_line(exc)
+        log.error("receiver: delivery %s could not be moved into the store (%s); it stays in the spool", row.id,
+                  reason)
+        spool.execute("UPDATE spool SET stuck = ? WHERE seq = ?", (reason[:500], row.seq))
+
+    def _store(self, rows: list[Spooled]) -> None:
+        with writing(self._ctx.engine) as conn:
+            present = set(conn.execute(select(deliveries.c.id).where(deliveries.c.id.in_([row.id for row in rows])))
+                          .scalars())
+            groups: dict[str, list[Spooled]] = {}
+            for row in rows:
+                if row.id not in present:  # moved before the mover was killed: the store has it
+                    groups.setdefault(row.connection_id, []).append(row)
+            for connection_id, group in groups.items():
+                self._store_group(conn, connection_id, group)
+
+    def _store_group(self, conn: Connection, connection_id: str, group: list[Spooled]) -> None:
+        info = connection_info(conn.execute(select(connections).where(connections.c.id == connection_id)
+                                            .with_for_update()).one())
+        as_they_are = [row for row in group if row.verdict != _HELD or info.paused]
+        to_apply = [row for row in group if row.verdict == _HELD and not info.paused]
+        if as_they_are:
+            self._store_as_they_are(conn, info, as_they_are)
+        if to_apply:
+            sealer = sealer_for(self._vaults, info.id, info.environment) if encrypts(info.settings) else None
+            for row in to_apply:
+                row.environment = info.environment
+            self.verdicts.update(apply_rows(conn, self._ctx, info, to_apply, reader=self._reader,
+                                            mac_key=self._mac_key, sealer=sealer))
+
+    def _store_as_they_are(self, conn: Connection, info: ConnectionInfo, rows: list[Spooled]) -> None:
+        """Rejected on receipt, or held while the connection is paused: stored raw, decided later
+        (held) or never (rejected); a failed signature opens its failure."""
+        to_datetime = self._codec.datetime
+        values = []
+        book: BeliefBook | None = None
+        for row in rows:
+            received = row.received_text if self._sqlite else to_datetime(row.received_at)
+            reason = HELD_REASON if row.verdict == _HELD else row.verdict_reason
+            values.append((row.id, row.connection_id, "webhook", received, row.headers_text, row.body, row.payload_hash,
+                           None, None, None, None, row.capture_key, row.signature_verdict, row.verdict, reason,
+                           None, None, None, None, row.body_key_version, row.signature_secret))
+            if row.problem is not None:
+                category, code, message = row.problem
+                book = book or BeliefBook(self._ctx, info.id, info.provider)
+                book.open_failure(Category(category), str(code), str(message), delivery_id=row.id)
+        row_insert(conn, deliveries, DELIVERY_COLUMNS).execute_as_one(conn, values)
+        self.verdicts.update(row.verdict for row in rows)
+        if book is not None:
+            book.flush(conn)

@@ -1,0 +1,161 @@
+"""The receiver's spool: a small SQLite file of its own where each delivery is made durable
+before it is answered, moved into the store (and applied) off the request path.
+
+Why a file of its own: SQLite lets one writer at a time into a database file. With the
+deliveries written straight into the store, every request waited for whatever else held the
+store's write lock (applying, the engine, an operator's command), and applying had to be cut
+into small steps to let requests through. The spool has one writer (spool_writer.py), one
+table without secondary indexes and small pages, so a commit is little more than the WAL's
+sync; the mover (mover.py) reads it and writes the store in large transactions.
+
+Each receiver owns one spool (`receiver-<token>.spool`) and holds a lock on its `.lock` file
+while it runs (SpoolClaim). A spool whose lock nobody holds belongs to a receiver that was
+killed: the next receiver to start on the store moves what it holds, then removes it. Only
+the standard library here: the spool writer's process imports nothing else.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+SPOOL_DIR_ENV = "WORKBENCH_SPOOL_DIR"
+SUFFIX = ".spool"
+# The stored form of a delivery, as the receiver builds it; `problem_*`: the failure a failed
+# signature opens (category, code, message), NULL otherwise. (`stuck`, not written by the
+# receiver: why the store refused a row the mover then set aside, see mover.py.)
+COLUMNS = ("id", "connection_id", "received_at", "headers", "body", "payload_hash", "capture_key",
+           "signature_verdict", "verdict", "verdict_reason", "body_key_version", "signature_secret",
+           "problem_category", "problem_code", "problem_message")
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, connection_id TEXT NOT NULL, "
+           "received_at TEXT NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL, payload_hash TEXT NOT NULL, "
+           "capture_key TEXT NOT NULL, signature_verdict TEXT NOT NULL, verdict TEXT NOT NULL, verdict_reason TEXT, "
+           "body_key_version INTEGER, signature_secret TEXT, problem_category TEXT, problem_code TEXT, "
+           "problem_message TEXT, stuck TEXT)")
+INSERT = f"INSERT INTO spool ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def spool_dir(store_url: str) -> Path:
+    """Where a store's receivers keep their spools: WORKBENCH_SPOOL_DIR, else beside an
+    embedded store's file, else (a server's store) under the user's state directory, one
+    folder per store."""
+    override = os.environ.get(SPOOL_DIR_ENV)
+    if override:
+        return Path(override)
+    parts = urlsplit(store_url)
+    if parts.scheme.startswith("sqlite") and parts.path not in ("", "/", "/:memory:"):
+        database = Path(unquote(parts.path[1:]))
+        return database.parent / f"{database.name}.receiver"
+    from platformdirs import user_state_dir  # not in the spool writer's process
+
+    store = hashlib.sha256(f"{parts.hostname}:{parts.port}{parts.path}".encode()).hexdigest()[:16]
+    return Path(user_state_dir("integration-workbench", appauthor=False)) / "receiver-spool" / store
+
+
+def lock_path(spool: Path) -> Path:
+    return spool.with_name(spool.name + ".lock")
+
+
+class SpoolClaim:
+    """A hold on a spool: its lock file locked (flock) for as long as the claim is kept. A
+    receiver and its two child processes each hold it shared, so a spool is in use while any of
+    them lives (the children finish their work after a killed receiver); taking over an
+    abandoned one needs it exclusively."""
+
+    def __init__(self, spool: Path, fd: int) -> None:
+        self.spool, self._fd = spool, fd
+
+    @classmethod
+    def new(cls, directory: Path) -> SpoolClaim:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spool = directory / f"receiver-{secrets.token_hex(6)}{SUFFIX}"
+        claim = cls._lock(spool, fcntl.LOCK_SH)
+        assert claim is not None  # a fresh name: nobody takes it over
+        return claim
+
+    @classmethod
+    def share(cls, spool: Path) -> SpoolClaim | None:
+        """Held alongside its receiver (the receiver's children); None if it is being taken over."""
+        return cls._lock(spool, fcntl.LOCK_SH)
+
+    @classmethod
+    def take(cls, spool: Path) -> SpoolClaim | None:
+        """Held alone, to take it over; None while its receiver or a child of it lives (or
+        another receiver is taking it over)."""
+        return cls._lock(spool, fcntl.LOCK_EX)
+
+    @classmethod
+    def _lock(cls, spool: Path, mode: int) -> SpoolClaim | None:
+        fd = os.open(lock_path(spool), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(spool, fd)
+
+    def release(self, *, remove: bool = False) -> None:
+        """Let go; `remove`: the spool is empty and nobody else uses it: its files go (the lock
+        file last, still held)."""
+        if remove:
+            for path in (self.spool, Path(f"{self.spool}-wal"), Path(f"{self.spool}-shm"), lock_path(self.spool)):
+                path.unlink(missing_ok=True)
+        os.close(self._fd)
+
+
+def abandoned(directory: Path) -> list[Path]:
+    """Every spool in `directory`: any may have been left by a killed receiver (whether it was
+    is for SpoolClaim.take to say)."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob(f"*{SUFFIX}") if path.is_file())
+
+
+def open_spool(path: Path, *, sync_full: bool = False) -> sqlite3.Connection:
+    """A connection to the spool, made if new (mode 0600: it holds what the store would).
+    `sync_full`: the writer's, whose commit answers requests (the WAL synced at every commit);
+    the mover's deletes need no sync of their own (a moved row found again is skipped)."""
+    if not path.exists():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    if conn.execute("PRAGMA page_size").fetchone()[0] != 4096 and _empty(conn):
+        conn.execute("PRAGMA page_size=4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if sync_full else 'NORMAL'}")
+    # The mover checkpoints after it deletes what it moved (mover.py), so the writer's commits
+    # never pay for one; this is the writer's own backstop should the mover stop.
+    conn.execute(f"PRAGMA wal_autocheckpoint={(64 << 20) // 4096}")
+    conn.execute(f"PRAGMA journal_size_limit={16 << 20}")
+    conn.execute(_SCHEMA)
+    return conn
+
+
+def _empty(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+
+
+def waiting(path: Path) -> tuple[int, int]:
+    """Deliveries in the spool not yet moved into the store, and those set aside as stuck
+    (see mover.py); (0, 0) for no spool."""
+    if not path.exists():
+        return 0, 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        count, stuck = conn.execute("SELECT count(*), count(stuck) FROM spool").fetchone()
+        return count - stuck, stuck
+    except sqlite3.OperationalError:  # made but no table yet
+        return 0, 0
+    finally:
+        conn.close()
+
+
+def waiting_in(directory: Path) -> tuple[int, int]:
+    """`waiting` summed over every spool in `directory`: the receiver's own, those of other
+    receivers on the store here, and those of killed ones being taken over."""
+    counts = [waiting(path) for path in abandoned(directory)]
+    return sum(count for count, _ in counts), sum(stuck for _, stuck in counts)

@@ -1,0 +1,167 @@
+"""The spool writer: the one process that writes a receiver's spool (spool.py).
+
+It commits the batches the request path sends it (those waiting in the pipe together in one
+transaction, one sync of the WAL) and answers each once committed. Nothing else runs here, so
+a batch never waits behind other work. Why a process and not a thread of the receiver: there,
+every call into the database driver gives up the GIL and then waits for the busy event loop
+to hand it back, which made a commit of a few rows take milliseconds.
+
+Messages are pickled tuples over two pipes (requests in, replies out): a batch `(seq, rows)`,
+answered `(seq, error)` (error None once committed), and STOP. The child ignores SIGINT (a
+ctrl+c reaches the whole process group): the receiver stops it after its last batch. Killed,
+it loses nothing: an uncommitted batch was never answered. Only the standard library and
+spool.py are imported here (the child starts in a fraction of the receiver's time).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import multiprocessing
+import pickle
+import signal
+import sqlite3
+from collections.abc import Sequence
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any
+
+from .spool import INSERT, SpoolClaim, open_spool
+
+log = logging.getLogger(__name__)
+
+STOP = b"stop"
+READY = b"ready"
+START_TIMEOUT_S = 60
+MERGED_BATCHES = 8  # batches at most in one transaction
+PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
+_spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
+
+
+class SpoolLink:
+    """The receiver's end: starts the child, sends batches, reads replies (`replies_fd` is for
+    the event loop to watch)."""
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+        self._process: Any = None
+        self._requests: Pipe | None = None
+        self._replies: Pipe | None = None
+
+    def start(self) -> None:
+        """Start the child and wait until it is ready (blocking: call it off the event loop)."""
+        requests_in, requests_out = _spawn.Pipe(duplex=False)
+        _widen(requests_out)
+        replies_in, replies_out = _spawn.Pipe(duplex=False)
+        process = _spawn.Process(target=_child, name="receiver-spool", daemon=True,
+                                 args=(str(self.spool), requests_in, replies_out))
+        process.start()
+        requests_in.close()
+        replies_out.close()
+        if not _ready(replies_in):
+            process.kill()
+            raise RuntimeError("the receiver's spool writer did not start")
+        self._process, self._requests, self._replies = process, requests_out, replies_in
+
+    @property
+    def replies_fd(self) -> int:
+        assert self._replies is not None
+        return self._replies.fileno()
+
+    def send(self, seq: int, rows: Sequence[tuple[Any, ...]]) -> None:
+        assert self._requests is not None
+        self._requests.send_bytes(pickle.dumps((seq, rows), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def reply(self) -> tuple[int, str | None]:
+        """The next reply (call when `replies_fd` is readable). EOFError: the child is gone."""
+        assert self._replies is not None
+        seq, error = pickle.loads(self._replies.recv_bytes())
+        return seq, error
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """The child commits what it was sent, then ends (blocking: call it off the event loop)."""
+        requests, self._requests = self._requests, None
+        if requests is not None:
+            try:
+                requests.send_bytes(STOP)
+            except OSError:
+                pass  # already gone
+            requests.close()
+        if self._process is not None:
+            self._process.join(timeout=timeout_s)
+            if self._process.is_alive():
+                log.warning("receiver: the spool writer did not end in %d s; stopping it", timeout_s)
+                self._process.kill()
+                self._process.join()
+        if self._replies is not None:
+            self._replies.close()
+            self._replies = None
+
+
+def _widen(pipe: Pipe) -> None:
+    """Room in the pipe for the batches in flight: a send into a full pipe would block the event
+    loop (every request waits) until the child reads."""
+    try:
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (AttributeError, OSError):  # not Linux, or over /proc/sys/fs/pipe-max-size
+        log.debug("receiver: the pipe to the spool writer keeps its default size")
+
+
+def _ready(pipe: Pipe) -> bool:
+    try:
+        return pipe.poll(START_TIMEOUT_S) and pipe.recv_bytes() == READY
+    except (EOFError, OSError):  # it ended first
+        return False
+
+
+def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # in this child only: it exists to store
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    claim = SpoolClaim.share(Path(spool))  # in use while this lives, even after a killed receiver
+    if claim is None:
+        return  # being taken over: not ours any more (the receiver reports it did not start)
+    conn = open_spool(Path(spool), sync_full=True)
+    replies.send_bytes(READY)
+    try:
+        while True:
+            messages, ending = _waiting_batches(requests)
+            if messages:
+                _commit(conn, [pickle.loads(message) for message in messages], replies)
+            if ending:
+                return
+    finally:
+        conn.close()
+        claim.release()
+
+
+def _waiting_batches(requests: Pipe) -> tuple[list[bytes], bool]:
+    """The next batch and every other already in the pipe, and whether the receiver is gone or
+    asked to stop after them."""
+    messages: list[bytes] = []
+    while True:
+        try:
+            message = requests.recv_bytes()
+        except EOFError:
+            return messages, True  # the receiver is gone
+        if message == STOP:
+            return messages, True
+        messages.append(message)
+        if len(messages) >= MERGED_BATCHES or not requests.poll(0):
+            return messages, False
+
+
+def _commit(conn: sqlite3.Connection, batches: list[Any], replies: Pipe) -> None:
+    """The batches in one transaction (one sync of the WAL for all of them), each answered."""
+    error: str | None = None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for _, rows in batches:
+            conn.executemany(INSERT, rows)
+        conn.execute("COMMIT")
+    except Exception as exc:  # answered 503: nothing was stored, the sender retries
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        log.error("receiver: could not spool %d batches: %s", len(batches), error)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    for seq, _ in batches:
+        replies.send_bytes(pickle.dumps((seq, error)))
