@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from sqlalchemy import select
 
 from store.database import open_store, reading
 from store.models import Delivery, Process
+from workbench.receiver.spool import delivery_ids
 from workbench.vault import KdfParams, vault_path
 from workbench.vault.vault import create as create_vault_file
 
@@ -124,11 +124,7 @@ class Receiver:
 
     def spooled(self) -> set[str]:
         """The IDs of the deliveries in the receivers' spool files (stored, not yet moved)."""
-        ids: set[str] = set()
-        for path in (self.home / "spool").glob("*.spool"):
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-                ids.update(row[0] for row in conn.execute("SELECT id FROM spool"))
-        return ids
+        return {delivery for path in (self.home / "spool").glob("*.spool") for delivery in delivery_ids(path)}
 
     def moved(self, timeout: float = 10.0) -> None:
         """Wait until a running receiver has moved everything it spooled into the store."""

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import signal
 import sqlite3
+import threading
 import time
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
@@ -35,8 +36,8 @@ from workbench.services.ingest import HELD
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import Vaults
 
-from .mover import MOVE_ROWS, Mover
-from .spool import SpoolClaim, abandoned, open_spool
+from .mover import MOVE_ROWS, Mover, SpoolReader
+from .spool import SpoolClaim, SpoolFormatError, abandoned, open_spool
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ READY = b"ready"
 POLL_S = 0.05
 RETRY_S = 0.5  # after the store refused a move
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
+STORE_CHECKPOINT_S = 1.0
 START_TIMEOUT_S = 60
 _spawn = multiprocessing.get_context("spawn")
 
@@ -113,6 +115,8 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
         return  # being taken over: not ours any more (the receiver reports it did not start)
     mover = Mover(ctx, vaults)
     _load_adapters(ctx)
+    checkpointer = _Checkpointer(ctx)
+    checkpointer.start()
     control.send_bytes(READY)
     try:
         _apply_left_held(ctx, vaults)
@@ -121,12 +125,44 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
                 _take_over(mover, path)
         _follow(mover, own, control)
     finally:
+        checkpointer.stop()
         claim.release()
         ctx.engine.dispose()
 
 
 def _sync_full(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+
+class _Checkpointer:
+    """The store's WAL copied back into its file every STORE_CHECKPOINT_S, on a thread and a
+    connection of its own. Left to the automatic checkpoint (every 256 MiB, see
+    store/database.py), a move every few minutes stopped for the seconds it took to copy and
+    sync all of it, and the burst of writes held up the spool's syncs (the receiver's p99).
+    A passive checkpoint takes no lock the mover needs: moving goes on meanwhile."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="receiver-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        if self._ctx.engine.dialect.name == "sqlite":
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with self._ctx.engine.connect() as conn:
+            driver: Any = conn.connection.driver_connection
+            while not self._stop.wait(STORE_CHECKPOINT_S):
+                try:
+                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception as exc:  # busy or away: the next one tries again
+                    log.debug("receiver: checkpoint skipped (%s)", one_line(exc))
 
 
 def _load_adapters(ctx: ServiceContext) -> None:
@@ -140,10 +176,11 @@ def _load_adapters(ctx: ServiceContext) -> None:
 def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
     """Move until told to stop (or the receiver is gone), then move what is left."""
     conn = open_spool(spool)
+    reader = SpoolReader(conn)
     checkpointed = time.monotonic()
     try:
         while True:
-            moved = _move_once(mover, conn)
+            moved = _move_once(mover, reader)
             if moved and time.monotonic() - checkpointed >= CHECKPOINT_S:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a commit that answers requests
                 checkpointed = time.monotonic()
@@ -151,7 +188,7 @@ def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
             # for them all), or wait out a store that refused them.
             wait = 0 if moved >= MOVE_ROWS else RETRY_S if moved < 0 else POLL_S
             if control.poll(wait) and _stopping(control):
-                _drain(mover, conn)
+                _drain(mover, reader)
                 return
     finally:
         conn.close()
@@ -164,28 +201,28 @@ def _stopping(control: Pipe) -> bool:
         return True
 
 
-def _move_once(mover: Mover, conn: sqlite3.Connection) -> int:
+def _move_once(mover: Mover, spool: SpoolReader) -> int:
     """Rows moved; -1 when the store refused them (they are then tried one by one)."""
     try:
-        return mover.move(conn)
+        return mover.move(spool)
     except Exception as exc:
         log.warning("receiver: moving spooled deliveries into the store failed (%s); trying them one by one",
                     one_line(exc))
         try:
-            mover.move_one_by_one(conn, MOVE_ROWS)
+            mover.move_one_by_one(spool, MOVE_ROWS)
         except Exception as again:  # the store itself is away: everything waits in the spool
             log.warning("receiver: the store is not taking deliveries (%s); will retry", one_line(again))
         return -1
 
 
-def _drain(mover: Mover, conn: sqlite3.Connection) -> None:
+def _drain(mover: Mover, spool: SpoolReader) -> None:
     failures = 0
-    while (moved := _move_once(mover, conn)) != 0:
+    while (moved := _move_once(mover, spool)) != 0:
         if moved < 0:
             failures += 1
             if failures > 5:
                 log.error("receiver: stopping with deliveries still in the spool %s; the next receiver moves them",
-                          conn.execute("PRAGMA database_list").fetchone()[2])
+                          spool.conn.execute("PRAGMA database_list").fetchone()[2])
                 return
             time.sleep(RETRY_S)
 
@@ -196,10 +233,15 @@ def _take_over(mover: Mover, spool: Path) -> None:
     if claim is None:
         return  # its receiver runs (or another is taking it over)
     log.warning("receiver: moving the deliveries a stopped receiver left in %s", spool.name)
-    conn = open_spool(spool)
     try:
-        _drain(mover, conn)
-        empty = conn.execute("SELECT count(*) FROM spool").fetchone()[0] == 0
+        conn = open_spool(spool)
+    except SpoolFormatError as exc:
+        log.error("receiver: %s", exc)
+        claim.release()
+        return
+    try:
+        _drain(mover, SpoolReader(conn))
+        empty = conn.execute("SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
     finally:
         conn.close()
     claim.release(remove=empty)

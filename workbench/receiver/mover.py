@@ -10,9 +10,10 @@ the two finds them again and skips what the store already has (by delivery ID). 
 connection's row is locked first (as resuming does), so several receivers sharing a PostgreSQL
 store apply each connection's deliveries one at a time, and a pause made meanwhile holds.
 
-A row that cannot be moved (the store refuses it) must not stop the rest behind it: after a
-failed attempt the same rows are tried again one by one, and one that still fails alone is
-marked stuck in the spool with the reason: kept, logged, never moved again by itself.
+A delivery that cannot be moved (the store refuses it) must not stop the rest behind it: after
+a failed attempt the same deliveries are tried again one by one, and one that still fails
+alone is set aside in the spool's `stuck` table with the reason: kept, logged, never moved
+again by itself.
 """
 
 from __future__ import annotations
@@ -40,36 +41,63 @@ from workbench.services.ingest_prepare import DELIVERY_COLUMNS
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import BodyReader, Vaults, encrypts, sealer_for
 
-from .spool import COLUMNS
+from .spool import pack, unpack
 
 log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
-MOVE_ROWS = 1000  # deliveries per store transaction
-_SELECT = f"SELECT seq, {', '.join(COLUMNS)} FROM spool WHERE stuck IS NULL ORDER BY seq LIMIT ?"
+MOVE_ROWS = 1000  # deliveries per store transaction (whole batches: a few more)
 _HELD = str(HELD)
 
 
-class Spooled:
-    """One spool row, shaped as held.apply_rows and BodyReader read a delivery."""
+class SpoolReader:
+    """A spool as one mover reads it. Batches already there when it was opened may have been
+    moved by a mover killed before it deleted them: the store is asked which it has. Later
+    ones were spooled since and nothing else moves this spool (spool.SpoolClaim)."""
 
-    __slots__ = ("seq", "id", "connection_id", "received_text", "headers_text", "body", "payload_hash",
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.recheck_through: int = conn.execute("SELECT coalesce(max(seq), 0) FROM spool").fetchone()[0]
+
+    def batches(self, deliveries: int) -> list[tuple[int, list[Spooled]]]:
+        """The oldest batches, up to `deliveries` deliveries (at least one batch)."""
+        taken: list[tuple[int, list[Spooled]]] = []
+        count = 0
+        cursor = self.conn.execute("SELECT seq, deliveries, batch FROM spool ORDER BY seq")
+        try:
+            for seq, size, batch in cursor:
+                taken.append((seq, [Spooled(seq, row) for row in unpack(batch)]))
+                count += size
+                if count >= deliveries:
+                    break
+        finally:
+            cursor.close()  # not read to the end: let go of the read snapshot now
+        return taken
+
+    def delete_through(self, seq: int) -> None:
+        self.conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+
+    def set_aside(self, row: Spooled, reason: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO stuck (id, delivery, reason) VALUES (?, ?, ?)",
+                          (row.id, pack([row.values]), reason[:500]))
+
+
+class Spooled:
+    """One spooled delivery, shaped as held.apply_rows and BodyReader read a delivery."""
+
+    __slots__ = ("values", "seq", "id", "connection_id", "received_text", "headers_text", "body", "payload_hash",
                  "capture_key", "signature_verdict", "verdict", "verdict_reason", "body_key_version",
                  "signature_secret", "problem", "environment")
     source = "webhook"
     body_purged_at = None
 
-    def __init__(self, seq: int, delivery_id: str, connection_id: str, received_text: str, headers_text: str,
-                 body: bytes, payload_hash: str, capture_key: str, signature_verdict: str, verdict: str,
-                 verdict_reason: str | None, body_key_version: int | None, signature_secret: str | None,
-                 problem_category: str | None, problem_code: str | None, problem_message: str | None) -> None:
-        self.seq, self.id, self.connection_id = seq, delivery_id, connection_id
-        self.received_text, self.headers_text, self.body = received_text, headers_text, body
-        self.payload_hash, self.capture_key = payload_hash, capture_key
-        self.signature_verdict, self.verdict, self.verdict_reason = signature_verdict, verdict, verdict_reason
-        self.body_key_version, self.signature_secret = body_key_version, signature_secret
-        self.problem = None if problem_category is None else (problem_category, problem_code, problem_message)
+    def __init__(self, seq: int, values: list[Any]) -> None:
+        self.seq, self.values = seq, values  # spool.COLUMNS
+        (self.id, self.connection_id, self.received_text, self.headers_text, self.body, self.payload_hash,
+         self.capture_key, self.signature_verdict, self.verdict, self.verdict_reason, self.body_key_version,
+         self.signature_secret, category, code, message) = values
+        self.problem = None if category is None else (category, code, message)
         self.environment = ""
 
     @property
@@ -90,39 +118,37 @@ class Mover:
         self._codec = codec(ctx.engine.dialect)
         self.verdicts: Counter[str] = Counter()  # of what this mover applied
 
-    def move(self, spool: sqlite3.Connection, limit: int = MOVE_ROWS) -> int:
-        """Move up to `limit` of the oldest spooled deliveries; how many left the spool (stuck
-        ones included). Raises when the store could not take them (nothing was moved)."""
-        rows = [Spooled(*row) for row in spool.execute(_SELECT, (limit,)).fetchall()]
-        if not rows:
+    def move(self, spool: SpoolReader, limit: int = MOVE_ROWS) -> int:
+        """Move the oldest spooled batches, about `limit` deliveries; how many deliveries left the
+        spool. Raises when the store could not take them (nothing was moved)."""
+        batches = spool.batches(limit)
+        if not batches:
             return 0
-        try:
-            self._store(rows)
-        except Exception as exc:
-            if len(rows) == 1:
-                self._mark_stuck(spool, rows[0], exc)
-                return 1
-            raise
-        spool.execute("DELETE FROM spool WHERE seq <= ? AND stuck IS NULL", (rows[-1].seq,))
+        rows = [row for _, batch in batches for row in batch]
+        self._store(rows, recheck=batches[0][0] <= spool.recheck_through)
+        spool.delete_through(batches[-1][0])
         return len(rows)
 
-    def move_one_by_one(self, spool: sqlite3.Connection, count: int) -> None:
-        """After a failed move: the next `count` rows alone, so one the store refuses is set
-        aside (stuck) and the rest go on."""
-        for _ in range(count):
-            if not self.move(spool, 1):
-                return
+    def move_one_by_one(self, spool: SpoolReader, deliveries: int) -> None:
+        """After a failed move: the next batches' deliveries one at a time, so one the store
+        refuses is set aside (stuck) and the rest go on."""
+        for seq, rows in spool.batches(deliveries):
+            for row in rows:
+                try:
+                    self._store([row], recheck=True)
+                except Exception as exc:
+                    reason = one_line(exc)
+                    log.error("receiver: delivery %s could not be moved into the store (%s); it stays in the spool",
+                              row.id, reason)
+                    spool.set_aside(row, reason)
+            spool.delete_through(seq)
 
-    def _mark_stuck(self, spool: sqlite3.Connection, row: Spooled, exc: Exception) -> None:
-        reason = one_line(exc)
-        log.error("receiver: delivery %s could not be moved into the store (%s); it stays in the spool", row.id,
-                  reason)
-        spool.execute("UPDATE spool SET stuck = ? WHERE seq = ?", (reason[:500], row.seq))
-
-    def _store(self, rows: list[Spooled]) -> None:
+    def _store(self, rows: list[Spooled], *, recheck: bool) -> None:
         with writing(self._ctx.engine) as conn:
-            present = set(conn.execute(select(deliveries.c.id).where(deliveries.c.id.in_([row.id for row in rows])))
-                          .scalars())
+            present: set[str] = set()
+            if recheck:
+                present.update(conn.execute(select(deliveries.c.id).where(deliveries.c.id.in_([row.id for row in rows])))
+                               .scalars())
             groups: dict[str, list[Spooled]] = {}
             for row in rows:
                 if row.id not in present:  # moved before the mover was killed: the store has it
@@ -140,9 +166,14 @@ class Mover:
         if to_apply:
             sealer = sealer_for(self._vaults, info.id, info.environment) if encrypts(info.settings) else None
             for row in to_apply:
-                row.environment = info.environment
+                if row.body_key_version is not None:  # sealed on receipt: opened to be applied (and sealed again)
+                    row.environment = info.environment
+                    row.body, row.body_key_version = self._reader.plain(row), None
+            to_datetime = self._codec.datetime
+            heads = [(row.received_text if self._sqlite else to_datetime(row.received_at), row.headers_text,
+                      row.payload_hash, row.capture_key) for row in to_apply]
             self.verdicts.update(apply_rows(conn, self._ctx, info, to_apply, reader=self._reader,
-                                            mac_key=self._mac_key, sealer=sealer))
+                                            mac_key=self._mac_key, sealer=sealer, heads=heads))
 
     def _store_as_they_are(self, conn: Connection, info: ConnectionInfo, rows: list[Spooled]) -> None:
         """Rejected on receipt, or held while the connection is paused: stored raw, decided later

@@ -61,7 +61,8 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
         await writer.start()  # the spool writer: the spool exists once it is ready
         await asyncio.to_thread(applier.start)  # it also takes over what killed receivers left
         config = uvicorn.Config(build_app(directory, writer, applier), host=host, port=port, log_level="warning",
-                                access_log=False, lifespan="off", server_header=False, date_header=False)
+                                access_log=False, lifespan="off", server_header=False, date_header=False,
+                                proxy_headers=False)
         server = _Server(config)
 
         async def announce() -> None:

@@ -22,22 +22,39 @@ import os
 import secrets
 import sqlite3
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import msgpack
 
 SPOOL_DIR_ENV = "WORKBENCH_SPOOL_DIR"
 SUFFIX = ".spool"
-# The stored form of a delivery, as the receiver builds it; `problem_*`: the failure a failed
-# signature opens (category, code, message), NULL otherwise. (`stuck`, not written by the
-# receiver: why the store refused a row the mover then set aside, see mover.py.)
+FORMAT = 1  # PRAGMA user_version: what a spool's rows hold; a mover refuses any other
+# One delivery, as the receiver builds it (a list in this order, in a batch packed with msgpack);
+# `problem_*`: the failure a failed signature opens (category, code, message), NULL otherwise.
 COLUMNS = ("id", "connection_id", "received_at", "headers", "body", "payload_hash", "capture_key",
            "signature_verdict", "verdict", "verdict_reason", "body_key_version", "signature_secret",
            "problem_category", "problem_code", "problem_message")
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, connection_id TEXT NOT NULL, "
-           "received_at TEXT NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL, payload_hash TEXT NOT NULL, "
-           "capture_key TEXT NOT NULL, signature_verdict TEXT NOT NULL, verdict TEXT NOT NULL, verdict_reason TEXT, "
-           "body_key_version INTEGER, signature_secret TEXT, problem_category TEXT, problem_code TEXT, "
-           "problem_message TEXT, stuck TEXT)")
-INSERT = f"INSERT INTO spool ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# A batch per row, stored as the receiver sent it: the spool writer's work per delivery is
+# nil, and a batch is committed or not as a whole. `stuck`: deliveries the store refused,
+# set aside by the mover one by one (see mover.py).
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, deliveries INTEGER NOT NULL, "
+           "batch BLOB NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS stuck (id TEXT PRIMARY KEY, delivery BLOB NOT NULL, reason TEXT NOT NULL)")
+INSERT = "INSERT INTO spool (deliveries, batch) VALUES (?, ?)"
+
+
+class SpoolFormatError(Exception):
+    """A spool written by another version of the workbench."""
+
+
+def pack(rows: list[list[Any]]) -> bytes:
+    return msgpack.packb(rows, use_bin_type=True)
+
+
+def unpack(batch: bytes) -> list[list[Any]]:
+    rows: list[list[Any]] = msgpack.unpackb(batch, raw=False, use_list=True)
+    return rows
 
 
 def spool_dir(store_url: str) -> Path:
@@ -131,7 +148,17 @@ def open_spool(path: Path, *, sync_full: bool = False) -> sqlite3.Connection:
     # never pay for one; this is the writer's own backstop should the mover stop.
     conn.execute(f"PRAGMA wal_autocheckpoint={(64 << 20) // 4096}")
     conn.execute(f"PRAGMA journal_size_limit={16 << 20}")
-    conn.execute(_SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")  # two processes may open a new spool at once
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={FORMAT}")
+    conn.execute("COMMIT")
+    if version not in (0, FORMAT):
+        conn.close()
+        raise SpoolFormatError(f"{path} is a spool of format {version}; this workbench reads format {FORMAT}: "
+                               "move it with the version that wrote it")
     return conn
 
 
@@ -146,10 +173,20 @@ def waiting(path: Path) -> tuple[int, int]:
         return 0, 0
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        count, stuck = conn.execute("SELECT count(*), count(stuck) FROM spool").fetchone()
-        return count - stuck, stuck
-    except sqlite3.OperationalError:  # made but no table yet
+        spooled = conn.execute("SELECT coalesce(sum(deliveries), 0) FROM spool").fetchone()[0]
+        return spooled, conn.execute("SELECT count(*) FROM stuck").fetchone()[0]
+    except sqlite3.OperationalError:  # made but no tables yet
         return 0, 0
+    finally:
+        conn.close()
+
+
+def delivery_ids(path: Path) -> set[str]:
+    """The IDs of every delivery in a spool, stuck ones included."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        ids = {row[0] for (batch,) in conn.execute("SELECT batch FROM spool") for row in unpack(batch)}
+        return ids | {delivery_id for (delivery_id,) in conn.execute("SELECT id FROM stuck")}
     finally:
         conn.close()
 

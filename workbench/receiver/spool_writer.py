@@ -6,8 +6,9 @@ a batch never waits behind other work. Why a process and not a thread of the rec
 every call into the database driver gives up the GIL and then waits for the busy event loop
 to hand it back, which made a commit of a few rows take milliseconds.
 
-Messages are pickled tuples over two pipes (requests in, replies out): a batch `(seq, rows)`,
-answered `(seq, error)` (error None once committed), and STOP. The child ignores SIGINT (a
+Messages go over two pipes (requests in, replies out): a batch is its sequence number, its
+count of deliveries and the batch as the spool keeps it (spool.pack), stored as it came;
+answered `(seq, error)` pickled (error None once committed); and STOP. The child ignores SIGINT (a
 ctrl+c reaches the whole process group): the receiver stops it after its last batch. Killed,
 it loses nothing: an uncommitted batch was never answered. Only the standard library and
 spool.py are imported here (the child starts in a fraction of the receiver's time).
@@ -21,7 +22,7 @@ import multiprocessing
 import pickle
 import signal
 import sqlite3
-from collections.abc import Sequence
+import struct
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ READY = b"ready"
 START_TIMEOUT_S = 60
 MERGED_BATCHES = 8  # batches at most in one transaction
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
+_HEAD = struct.Struct("<QI")  # a batch's sequence number and count of deliveries, before the batch
 _spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
 
 
@@ -68,9 +70,9 @@ class SpoolLink:
         assert self._replies is not None
         return self._replies.fileno()
 
-    def send(self, seq: int, rows: Sequence[tuple[Any, ...]]) -> None:
+    def send(self, seq: int, deliveries: int, batch: bytes) -> None:
         assert self._requests is not None
-        self._requests.send_bytes(pickle.dumps((seq, rows), protocol=pickle.HIGHEST_PROTOCOL))
+        self._requests.send_bytes(_HEAD.pack(seq, deliveries) + batch)
 
     def reply(self) -> tuple[int, str | None]:
         """The next reply (call when `replies_fd` is readable). EOFError: the child is gone."""
@@ -126,7 +128,7 @@ def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
         while True:
             messages, ending = _waiting_batches(requests)
             if messages:
-                _commit(conn, [pickle.loads(message) for message in messages], replies)
+                _commit(conn, messages, replies)
             if ending:
                 return
     finally:
@@ -150,18 +152,19 @@ def _waiting_batches(requests: Pipe) -> tuple[list[bytes], bool]:
             return messages, False
 
 
-def _commit(conn: sqlite3.Connection, batches: list[Any], replies: Pipe) -> None:
+def _commit(conn: sqlite3.Connection, messages: list[bytes], replies: Pipe) -> None:
     """The batches in one transaction (one sync of the WAL for all of them), each answered."""
+    heads = [_HEAD.unpack_from(message) for message in messages]
     error: str | None = None
     try:
         conn.execute("BEGIN IMMEDIATE")
-        for _, rows in batches:
-            conn.executemany(INSERT, rows)
+        conn.executemany(INSERT, [(deliveries, memoryview(message)[_HEAD.size:])
+                                  for (_, deliveries), message in zip(heads, messages)])
         conn.execute("COMMIT")
     except Exception as exc:  # answered 503: nothing was stored, the sender retries
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        log.error("receiver: could not spool %d batches: %s", len(batches), error)
+        log.error("receiver: could not spool %d batches: %s", len(messages), error)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-    for seq, _ in batches:
+    for seq, _ in heads:
         replies.send_bytes(pickle.dumps((seq, error)))

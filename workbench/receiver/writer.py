@@ -31,6 +31,7 @@ from workbench.services.ingest import HELD_REASON
 from workbench.services.ingest_prepare import _any_sensitive as any_sensitive, signature_problem, stored_headers
 
 from .directory import Entry
+from .spool import pack
 from .spool_writer import SpoolLink
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 2000  # deliveries per transaction
 # Batches sent and not yet answered: the next wait in the spool writer's pipe while one
 # commits, so it never idles between them and commits what has come in one transaction.
-IN_FLIGHT = 4
+IN_FLIGHT = 2
 MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (spool_writer.PIPE_BYTES)
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
@@ -138,7 +139,7 @@ class GroupWriter:
         del self._waiting[:len(batch)]
         self._seq += 1
         try:
-            self._link.send(self._seq, self._rows(batch))
+            self._link.send(self._seq, len(batch), pack(self._rows(batch)))
             self._in_flight.append(batch)
         except Exception as exc:
             log.error("receiver: could not hand %d deliveries to the spool writer: %s", len(batch), type(exc).__name__)
@@ -186,11 +187,11 @@ class GroupWriter:
 
         loop.create_task(again())
 
-    def _rows(self, batch: list[Pending]) -> list[tuple[Any, ...]]:
+    def _rows(self, batch: list[Pending]) -> list[list[Any]]:
         """The batch as spool rows (spool.COLUMNS)."""
         to_json, key, new_id = self._json, self._key, self._ctx.ids.new
         sha256, blake2b = hashlib.sha256, hashlib.blake2b
-        rows: list[tuple[Any, ...]] = []
+        rows: list[list[Any]] = []
         for pending in batch:
             entry, body, headers, received_at = pending.entry, pending.body, pending.headers, pending.received_at
             info = entry.info
@@ -215,7 +216,7 @@ class GroupWriter:
                    payload_hash, capture_key, check.verdict, str(verdict), reason, None, check.secret, *problem]
             if entry.sealer is not None:
                 entry.sealer.seal_rows([row], _ID, _BODY, _KEY_VERSION)
-            rows.append(tuple(row))
+            rows.append(row)
         return rows
 
 

@@ -23,7 +23,7 @@ from .connections import ConnectionInfo
 from .context import ServiceContext
 from .header_mac import header_key
 from .ingest import HELD, _store
-from .ingest_prepare import prepare
+from .ingest_prepare import Head, prepare
 from .payload_crypto import NO_VAULTS, BodyReader, Sealer, Vaults, encrypts, sealer_for
 
 deliveries = Delivery.__table__
@@ -62,18 +62,23 @@ def apply_held(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
 
 
 def apply_rows(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, rows: Sequence[Any], *,
-               reader: BodyReader, mac_key: bytes, sealer: Sealer | None) -> Counter[str]:
+               reader: BodyReader, mac_key: bytes, sealer: Sealer | None,
+               heads: Sequence[Head] | None = None) -> Counter[str]:
     """Store deliveries received earlier (not in the store's deliveries now) with their
     verdicts, under their own IDs, in `conn`'s transaction. `rows`: id, received_at, headers,
     body, body_key_version, body_purged_at, signature_verdict, signature_secret, source and the
     connection's environment, in arrival order. Each keeps the signature verdict (and secret
-    name) it was received with: checked on receipt, and failed ones were rejected then."""
+    name) it was received with: checked on receipt, and failed ones were rejected then.
+    `heads`: the rows' stored forms, made on receipt (ingest_prepare.Head); the rows' bodies
+    must then be plain, and they stand for their captures."""
     adapter = ctx.adapters.get(connection.provider)
-    captures = [Capture(row.received_at, row.headers, reader.plain(row), row.source) for row in rows]
+    captures: Sequence[Any] = rows if heads is not None else [
+        Capture(row.received_at, row.headers, reader.plain(row), row.source) for row in rows]
     stored_checks = iter([SignatureCheck(row.signature_verdict, row.signature_secret) for row in rows])
 
     def stored_check(_capture: Capture) -> SignatureCheck:
         return next(stored_checks)
 
-    return _store(conn, ctx, connection, adapter, prepare(adapter, codec(conn.dialect), captures, mac_key, stored_check),
+    return _store(conn, ctx, connection, adapter,
+                  prepare(adapter, codec(conn.dialect), captures, mac_key, stored_check, heads),
                   ids=[row.id for row in rows], sealer=sealer)

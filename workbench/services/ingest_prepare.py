@@ -11,12 +11,12 @@ import gc
 import hashlib
 import hmac
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from itertools import islice
+from itertools import islice, repeat
 from typing import Any
 
 from adapters import Adapter
@@ -107,6 +107,11 @@ def ramped_batches(items: Iterator[Capture], size: int) -> Iterator[list[Capture
         yield from batches(items, size)
 
 
+# A capture's stored form, made where it was received (the webhook receiver): its receipt time
+# in the driver's form, its headers as stored (JSON text), its body's SHA-256 and its capture
+# key, exactly as prepare would make them from the capture.
+Head = tuple[Any, str, str, str]
+
 # A prepared delivery is a tuple (head, result, event time, secret): `head` holds the deliveries
 # columns from `source` to `signature_verdict` (DELIVERY_COLUMNS[2:13]) in the driver's form;
 # `result` is what mapping made of it (a MappedEvent, NotCovered or a Problem); the event
@@ -170,11 +175,12 @@ def _any_sensitive(names: tuple[str, ...]) -> bool:
     return any(map(is_sensitive_key, names))
 
 
-def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_key: bytes,
-            check: SignatureCheckFn | None = None) -> list[Any]:
+def prepare(adapter: Adapter, conversions: Codec, batch: Sequence[Capture], header_key: bytes,
+            check: SignatureCheckFn | None = None, heads: Sequence[Head] | None = None) -> list[Any]:
     """Capture, parse and map each delivery: everything that does not depend on the store
     (`header_key`: what credential headers are stored under, see header_mac; `check`: the
-    connection's signature check, None when it has nothing to check with).
+    connection's signature check, None when it has nothing to check with; `heads`: each
+    capture's stored form where it was made already, see Head).
     Mapping runs before the duplicate check (it is pure: a duplicate's result is dropped
     later), so each parsed payload is freed at once."""
     to_datetime, to_json = conversions.datetime, conversions.json
@@ -184,14 +190,17 @@ def prepare(adapter: Adapter, conversions: Codec, batch: list[Capture], header_k
     limit, nul = IDENTIFIER_LIMIT, "\x00"
     prepared: list[Any] = []
     append = prepared.append
-    for capture in batch:
+    for capture, head in zip(batch, heads or repeat(None)):
         body = capture.body
-        payload_hash = sha256(body).hexdigest()
-        headers = capture.headers
-        received = to_datetime(capture.received_at)
-        headers_text = to_json(stored_headers(headers, header_key) if sensitive(headers) else headers)
-        capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
-            f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
+        if head is None:
+            payload_hash = sha256(body).hexdigest()
+            headers = capture.headers
+            received = to_datetime(capture.received_at)
+            headers_text = to_json(stored_headers(headers, header_key) if sensitive(headers) else headers)
+            capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
+                f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
+        else:
+            received, headers_text, payload_hash, capture_key = head
         signature, secret = "unchecked", None
         if check is not None:
             checked = check(capture)
