@@ -99,7 +99,7 @@ def test_chaos_through_the_engine_ends_in_one_side_effect_and_agreement_or_a_rea
         assert held == COMMANDS + 4 * 2 + 3  # every event so far: created, advanced
         wait_until(lambda: len(mine("webhook.delivered")) == held * COPIES, 30)
 
-        def settled() -> bool:  # the receiver's follower and the polls applied everything
+        def settled() -> bool:  # the receiver's applier and the polls applied everything
             deliveries = [d for d in rows(ctx, Delivery.__table__)]
             return (len([d for d in deliveries if d.source != "poll"]) == held * COPIES
                     and "held" not in {d.verdict for d in deliveries}

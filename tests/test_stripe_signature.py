@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 import stripe
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from adapters.protocol import SignatureVerifying, WebhookSecret
 from adapters.registry import default_registry
@@ -80,6 +80,9 @@ def test_no_secret_means_unchecked():
        signing=st.sampled_from(["same", "other"]), age=st.integers(min_value=0, max_value=600),
        tamper=st.booleans())
 def test_our_verdict_agrees_with_the_official_verifier(body, secret, signing, age, tamper):
+    # At exactly the tolerance the two disagree by the clock alone: the official verifier reads
+    # time.time() (a fraction past our whole second) and finds it just over.
+    assume(age != 300)
     now = int(time.time())
     raw = body.encode()
     sig = header(raw, secret if signing == "same" else secret + "x", now - age)

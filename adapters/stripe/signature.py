@@ -5,7 +5,6 @@ of the connection's active secrets verifies the delivery."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -61,7 +60,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[WebhookSec
     signed = b"%d." % timestamp + body
     wanted = [s.encode("ascii", "replace") for s in signatures]
     for secret in secrets:
-        expected = hmac.new(secret.value.encode(), signed, hashlib.sha256).hexdigest().encode()
+        expected = hmac.digest(secret.value.encode(), signed, "sha256").hex().encode()  # one-shot: the C path
         # compare_digest on every candidate: no early exit reveals which prefix matched
         if any([hmac.compare_digest(expected, candidate) for candidate in wanted]):
             return SignatureCheck("verified", secret.name)

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.protocol import SignatureCheck
 from workbench.services.captures import Headers
@@ -81,17 +81,16 @@ def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -
     request, response and middleware objects cost about a fifth of the receiver's time per
     delivery (measured: docs/benchmarks.md). Everything else (health, 404s, 405s) is Starlette."""
 
-    async def hook(name: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def hook(name: str, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        """The answer to a POST to a hook (sent by `app`, once, whatever happens here)."""
         entry = directory.get(name)
         if entry is None:
-            await _answer(send, 404, {"error": f"no connection named {name[:80]!r} here: nothing was stored"})
-            return
+            return 404, {"error": f"no connection named {name[:80]!r} here: nothing was stored"}
         headers, lowered = _headers(scope["headers"])
         try:
             body = await _read_limited(receive, lowered.get("content-length"), entry.max_body_bytes)
         except Exception:  # the client went away mid-body: nothing to answer, nothing kept
-            await _answer(send, 400, {"error": "the body could not be read"})
-            return
+            return 400, {"error": "the body could not be read"}
         received = writer.now()
         refusal: str | None = None
         check: SignatureCheck = UNCHECKED
@@ -110,8 +109,7 @@ def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -
         try:
             delivery_id = await future
         except Exception:
-            await _answer(send, 503, {"error": "the delivery could not be stored: send it again"})
-            return
+            return 503, {"error": "the delivery could not be stored: send it again"}
         content: dict[str, Any] = {"delivery": delivery_id, "signature": check.verdict}
         if status == 200:
             try:
@@ -126,7 +124,7 @@ def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -
         else:
             answer = f"rejected: {signature_problem(check).message}"
         content["result"] = answer
-        await _answer(send, status, content)
+        return status, content
 
     async def healthz(request: Request) -> Response:
         """Ready, and how far the applying is behind: `spooled` deliveries received on this
@@ -157,19 +155,15 @@ def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -
         path: str = scope.get("path", "")
         if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(HOOKS) \
                 and len(path) > len(HOOKS) and "/" not in path[len(HOOKS):]:
-            started = False
-
-            async def sending(message: Message) -> None:
-                nonlocal started
-                started = True
-                await send(message)
-
             try:
-                await hook(path[len(HOOKS):], scope, receive, sending)
+                status, content = await hook(path[len(HOOKS):], scope, receive)
             except Exception as exc:
                 log.error("receiver: %s on %s", type(exc).__name__, path[:100])
-                if not started:
-                    await _answer(send, 500, {"error": "internal error: the request was not handled"})
+                status, content = 500, {"error": "internal error: the request was not handled"}
+            try:
+                await _answer(send, status, content)
+            except Exception as exc:  # the connection broke under the answer: one line, no traceback
+                log.warning("receiver: could not answer on %s: %s", path[:100], type(exc).__name__)
             return
         await rest(scope, receive, send)
 

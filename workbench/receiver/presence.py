@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from contextlib import AbstractContextManager
 from typing import Any
 
 from workbench.services import processes
@@ -37,11 +36,10 @@ def bound_port(server: Any, default: int) -> int:
 
 
 class Presence:
-    """Announce, beat, stop. `turns`: the lock the writer and follower take turns at the store
-    with (a heartbeat is a write too, and must not make the writer wait on SQLite's busy handler)."""
+    """Announce, beat, stop."""
 
-    def __init__(self, ctx: ServiceContext, turns: AbstractContextManager[Any]) -> None:
-        self._ctx, self._turns = ctx, turns
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._address = ""
@@ -55,11 +53,10 @@ class Presence:
     def _run(self) -> None:
         while True:
             try:
-                with self._turns:
-                    if self.process_id is None:
-                        self.process_id = processes.announce(self._ctx, "receiver", self._address)
-                    else:
-                        processes.beat(self._ctx, self.process_id)
+                if self.process_id is None:
+                    self.process_id = processes.announce(self._ctx, "receiver", self._address)
+                else:
+                    processes.beat(self._ctx, self.process_id)
             except Exception as exc:  # the store away for a moment: the next beat tries again
                 log.warning("receiver: could not record its presence: %s", one_line(exc))
             if self._stop.wait(BEAT_S):
@@ -73,7 +70,6 @@ class Presence:
         if self.process_id is None:
             return
         try:
-            with self._turns:
-                processes.stopped(self._ctx, self.process_id)
+            processes.stopped(self._ctx, self.process_id)
         except Exception as exc:
             log.warning("receiver: could not record that it stopped: %s", one_line(exc))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ from .writer import GroupWriter
 
 class _Server(uvicorn.Server):
     """uvicorn's server, except that a stop signal ends `serve` normally: uvicorn would raise
-    the signal again once it stopped, killing the process before the writer and the follower
+    the signal again once it stopped, killing the process before the writer and the applier
     finish (and making a clean stop look like a crash to whatever supervises the receiver)."""
 
     @contextlib.contextmanager
@@ -52,7 +51,7 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
            started: Callable[[Directory], None]) -> None:
     directory = Directory(ctx, vaults)
     directory.start()
-    presence = Presence(ctx, threading.Lock())
+    presence = Presence(ctx)
     claim = SpoolClaim.new(spool_dir(ctx.engine.url.render_as_string(hide_password=False)))
     applier = ApplierLink(ctx, vaults, claim.spool)
 
