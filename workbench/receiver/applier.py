@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from multiprocessing.connection import Connection as Pipe
@@ -36,6 +37,7 @@ from workbench.services.ingest import HELD
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import Vaults
 
+from . import children
 from .mover import MOVE_ROWS, Mover, SpoolReader
 from .spool import SpoolClaim, SpoolFormatError, abandoned, open_spool
 
@@ -50,7 +52,6 @@ RETRY_S = 0.5  # after the store refused a move
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
 STORE_CHECKPOINT_S = 1.0
 START_TIMEOUT_S = 60
-_spawn = multiprocessing.get_context("spawn")
 
 
 class ApplierLink:
@@ -59,22 +60,20 @@ class ApplierLink:
     def __init__(self, ctx: ServiceContext, vaults: Vaults, spool: Path) -> None:
         self._url = ctx.engine.url.render_as_string(hide_password=False)
         self._actor, self._vaults, self._spool = ctx.actor, vaults, spool
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._control: Pipe | None = None
 
     def start(self) -> None:
-        ours, theirs = _spawn.Pipe()
-        process = _spawn.Process(target=_child, name="receiver-applier", daemon=True,
-                                 args=(self._url, self._actor, self._vaults, str(self._spool), theirs))
-        process.start()
-        theirs.close()
+        ours, theirs = multiprocessing.Pipe()
+        process = children.launch(__name__, (self._url, self._actor, self._vaults, str(self._spool)), [theirs])
         if not _ready(ours):
             process.kill()
+            process.wait()
             raise RuntimeError("the receiver's applier did not start")
         self._process, self._control = process, ours
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
     def stop(self, timeout_s: float = 120) -> None:
         """The applier moves what the spool holds, then ends."""
@@ -84,13 +83,9 @@ class ApplierLink:
                 control.send_bytes(STOP)
             except OSError:
                 pass
-        if self._process is not None:
-            self._process.join(timeout=timeout_s)
-            if self._process.is_alive():
-                log.warning("receiver: the applier did not end in %d s; what it had not moved stays in the spool",
-                            timeout_s)
-                self._process.kill()
-                self._process.join()
+        if not children.stop(self._process, timeout_s):
+            log.warning("receiver: the applier did not end in %d s; what it had not moved stays in the spool",
+                        timeout_s)
         if control is not None:
             control.close()
 
@@ -266,3 +261,8 @@ def _apply_left_held(ctx: ServiceContext, vaults: Vaults) -> None:
                     apply_held(conn, ctx, locked, vaults)
     except Exception as exc:
         log.warning("receiver: could not apply the held deliveries left by an earlier receiver (%s)", one_line(exc))
+
+
+if __name__ == "__main__":  # started by ApplierLink.start (children.launch)
+    (store_url, actor_name, unlocked, spool_path), (control_end,) = children.received()
+    _child(store_url, actor_name, unlocked, spool_path, control_end)

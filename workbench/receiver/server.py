@@ -57,8 +57,9 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
 
     async def run() -> None:
         writer = GroupWriter(ctx, claim.spool)
-        await writer.start()  # the spool writer: the spool exists once it is ready
-        await asyncio.to_thread(applier.start)  # it also takes over what killed receivers left
+        # Both children at once (each takes a second or so to start); the applier also takes
+        # over what killed receivers left.
+        await asyncio.gather(writer.start(), asyncio.to_thread(applier.start))
         config = uvicorn.Config(build_app(directory, writer, applier), host=host, port=port, log_level="warning",
                                 access_log=False, lifespan="off", server_header=False, date_header=False,
                                 proxy_headers=False)

@@ -23,10 +23,11 @@ import pickle
 import signal
 import sqlite3
 import struct
+import subprocess
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import Any
 
+from . import children
 from .spool import INSERT, SpoolClaim, open_spool
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ START_TIMEOUT_S = 60
 MERGED_BATCHES = 8  # batches at most in one transaction
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
 _HEAD = struct.Struct("<QI")  # a batch's sequence number and count of deliveries, before the batch
-_spawn = multiprocessing.get_context("spawn")  # not fork (the receiver has threads); the default stays as it is
 
 
 class SpoolLink:
@@ -46,22 +46,19 @@ class SpoolLink:
 
     def __init__(self, spool: Path) -> None:
         self.spool = spool
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._requests: Pipe | None = None
         self._replies: Pipe | None = None
 
     def start(self) -> None:
         """Start the child and wait until it is ready (blocking: call it off the event loop)."""
-        requests_in, requests_out = _spawn.Pipe(duplex=False)
+        requests_in, requests_out = multiprocessing.Pipe(duplex=False)
         _widen(requests_out)
-        replies_in, replies_out = _spawn.Pipe(duplex=False)
-        process = _spawn.Process(target=_child, name="receiver-spool", daemon=True,
-                                 args=(str(self.spool), requests_in, replies_out))
-        process.start()
-        requests_in.close()
-        replies_out.close()
+        replies_in, replies_out = multiprocessing.Pipe(duplex=False)
+        process = children.launch(__name__, (str(self.spool),), [requests_in, replies_out])
         if not _ready(replies_in):
             process.kill()
+            process.wait()
             raise RuntimeError("the receiver's spool writer did not start")
         self._process, self._requests, self._replies = process, requests_out, replies_in
 
@@ -89,12 +86,8 @@ class SpoolLink:
             except OSError:
                 pass  # already gone
             requests.close()
-        if self._process is not None:
-            self._process.join(timeout=timeout_s)
-            if self._process.is_alive():
-                log.warning("receiver: the spool writer did not end in %d s; stopping it", timeout_s)
-                self._process.kill()
-                self._process.join()
+        if not children.stop(self._process, timeout_s):
+            log.warning("receiver: the spool writer did not end in %d s; it was stopped", timeout_s)
         if self._replies is not None:
             self._replies.close()
             self._replies = None
@@ -168,3 +161,8 @@ def _commit(conn: sqlite3.Connection, messages: list[bytes], replies: Pipe) -> N
             conn.execute("ROLLBACK")
     for seq, _ in heads:
         replies.send_bytes(pickle.dumps((seq, error)))
+
+
+if __name__ == "__main__":  # started by SpoolLink.start (children.launch)
+    (path,), (requests_end, replies_end) = children.received()
+    _child(path, requests_end, replies_end)

@@ -326,16 +326,15 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
     else new ones. `sealer`: bodies are sealed with it as they are written (under their IDs,
     so only once the IDs are final)."""
     new_id, connection_id = ctx.ids.new, connection.id
-    rows = [[new_id("dlv"), connection_id, *head, None, None, None, None, None, None, None, secret]
-            for head, _, _, secret in prepared]
-    if ids is not None:
-        for row, delivery_id in zip(rows, ids):
-            row[COL_ID] = delivery_id
+    received_before = ids is not None
+    rows = [[delivery_id, connection_id, *head, None, None, None, None, None, None, None, secret]
+            for delivery_id, (head, _, _, secret) in zip(ids or [new_id("dlv") for _ in prepared], prepared)]
     already_stored = 0
     if replay_of is None:
-        # Held rows being applied need no look: they were stored under these capture keys
-        # (unique per connection) and have just been deleted to be stored again.
-        kept = _drop_already_stored(conn, connection_id, rows) if ids is None else range(len(rows))
+        # Deliveries received earlier need no look: held ones were stored under these capture
+        # keys (unique per connection) and have just been deleted to be stored again; spooled
+        # ones come from the receiver, which made their keys.
+        kept = range(len(rows)) if received_before else _drop_already_stored(conn, connection_id, rows)
         if len(kept) < len(rows):
             already_stored = len(rows) - len(kept)
             rows, prepared = [rows[i] for i in kept], [prepared[i] for i in kept]
