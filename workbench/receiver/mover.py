@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
-MOVE_ROWS = 1000  # deliveries per store transaction (whole batches: a few more)
+MOVE_ROWS = 3000  # deliveries per store transaction (whole batches: a few more)
 _HELD = str(HELD)
 
 

@@ -37,9 +37,10 @@ from .spool_writer import SpoolLink
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # deliveries per transaction
-# Batches sent and not yet answered: the next wait in the spool writer's pipe while one
-# commits, so it never idles between them and commits what has come in one transaction.
-IN_FLIGHT = 2
+# Batches sent and not yet answered. One: the next batch gathers while one commits, so a busy
+# receiver commits large batches (fewer syncs). Two measured no faster (docs/benchmarks.md);
+# the spool writer commits whatever is waiting in its pipe together either way.
+IN_FLIGHT = 1
 MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (spool_writer.PIPE_BYTES)
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
