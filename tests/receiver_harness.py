@@ -55,14 +55,17 @@ class Receiver:
     port: int = 0
 
     @classmethod
-    def create(cls, url: str, home: Path) -> Receiver:
+    def create(cls, url: str, home: Path, *, migrated: bool = False) -> Receiver:
+        """`migrated`: the store is at the newest migration already (a copy of the session's
+        template): no `db upgrade` (a CLI process, a second or more)."""
         env = {**os.environ, "WORKBENCH_DB": url, "WORKBENCH_VAULT_DIR": str(home / "vault"),
                "WORKBENCH_AUDIT_KEY_FILE": str(home / "audit" / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": PASSPHRASE,
                "WORKBENCH_SPOOL_DIR": str(home / "spool"),
                "PYTHONUNBUFFERED": "1"}
         env.pop("WORKBENCH_DEBUG", None)
         receiver = cls(url, home, env)
-        receiver.cli("db", "upgrade")
+        if not migrated:
+            receiver.cli("db", "upgrade")
         # The vault file made here, under the cheap parameters the other tests use (conftest's
         # CHEAP_KDF): the header records them, so the receiver and every CLI call unlock it in
         # milliseconds rather than paying the tuned Argon2id cost each (`vault init` itself is
@@ -80,11 +83,13 @@ class Receiver:
         out = self.cli("connection", "secret", "add", connection, "--kind", "webhook_secret", stdin=value)
         return out.split("added webhook_secret ", 1)[1].split()[0]
 
-    def start(self) -> None:
+    def start(self, *, own_group: bool = False) -> None:
+        """`own_group`: in a process group of its own, as a service manager starts it (so that
+        a signal can go to the whole group, children included)."""
         self.port = free_port()
         self.log = (self.home / f"listen-{self.port}.log").open("wb")
         self.process = subprocess.Popen([*WORKBENCH, "listen", "--port", str(self.port)], env=self.env,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=own_group)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, (self.home / f"listen-{self.port}.log").read_text()

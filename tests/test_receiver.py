@@ -27,8 +27,8 @@ ROTATED = "whsec_receiver_second"
                                         pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)])
 def receiver(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     home = tmp_path_factory.mktemp("receiver")
-    with fresh_database(request, request.param, home / "workbench.db") as url:
-        server = Receiver.create(url, home)
+    with fresh_database(request, request.param, home / "workbench.db", migrated=True) as url:
+        server = Receiver.create(url, home, migrated=True)
         server.cli("connection", "add", "acme", "--provider", "stripe")
         server.cli("connection", "add", "open", "--provider", "stripe")  # no secret: unchecked
         server.first_secret = server.add_secret("acme", SECRET)  # type: ignore[attr-defined]  # kept for the rotation test

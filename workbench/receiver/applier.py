@@ -1,12 +1,14 @@
 """The applier: the receiver's process that moves its spooled deliveries into the store and
 applies them (mover.py), off the request path and out of the spool writer's way.
 
-It moves again at once after a full move (MOVE_ROWS: more is waiting), else after POLL_S, so
-a busy receiver's deliveries go in a few hundred at a time (one transaction, one sync of the
-store for all of them) and each is applied well within a second while the machine keeps up. Before its own spool
-it takes over any spool a killed receiver left in the same folder (spool.abandoned), and it
-applies any delivery left held by an active connection (a receiver of an earlier version
-killed between storing and applying). Its store connections sync at every commit (FULL): a
+It moves again at once after a full move (MOVE_ROWS: more is waiting), and waits longer the
+larger the last move was (see _wait_after), so a busy receiver's deliveries go in a few
+thousand at a time (one transaction, one sync of the store for all of them) and a quiet one's
+within a few hundredths of a second; each is applied within half a second while the machine
+keeps up.
+Before its own spool it takes over any spool a killed receiver left in the same folder
+(spool.abandoned), and it applies any delivery left held by an active connection (a receiver
+of an earlier version killed between storing and applying). Its store connections sync at every commit (FULL): a
 delivery leaves the spool only once the store has it on disk.
 
 Stopped (STOP on its pipe, or the receiver gone), it moves everything its spool holds, then
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import signal
 import sqlite3
 import subprocess
 import threading
@@ -45,13 +46,11 @@ log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
-STOP = b"stop"
-READY = b"ready"
 POLL_S = 0.25
+QUIET_S, QUIET_ROWS = 0.02, 50
 RETRY_S = 0.5  # after the store refused a move
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
 STORE_CHECKPOINT_S = 1.0
-START_TIMEOUT_S = 60
 
 
 class ApplierLink:
@@ -66,7 +65,7 @@ class ApplierLink:
     def start(self) -> None:
         ours, theirs = multiprocessing.Pipe()
         process = children.launch(__name__, (self._url, self._actor, self._vaults, str(self._spool)), [theirs])
-        if not _ready(ours):
+        if not children.ready(ours):
             process.kill()
             process.wait()
             raise RuntimeError("the receiver's applier did not start")
@@ -79,10 +78,7 @@ class ApplierLink:
         """The applier moves what the spool holds, then ends."""
         control, self._control = self._control, None
         if control is not None:
-            try:
-                control.send_bytes(STOP)
-            except OSError:
-                pass
+            children.tell_to_stop(control)
         if not children.stop(self._process, timeout_s):
             log.warning("receiver: the applier did not end in %d s; what it had not moved stays in the spool",
                         timeout_s)
@@ -90,15 +86,8 @@ class ApplierLink:
             control.close()
 
 
-def _ready(pipe: Pipe) -> bool:
-    try:
-        return pipe.poll(START_TIMEOUT_S) and pipe.recv_bytes() == READY
-    except (EOFError, OSError):  # it ended first
-        return False
-
-
 def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # in this child only: the receiver stops it
+    children.ignore_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     ctx = open_context(url, actor=actor)
     if ctx.engine.dialect.name == "sqlite":  # a delivery leaves the spool only once it is synced here
@@ -112,7 +101,7 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
     _load_adapters(ctx)
     checkpointer = _Checkpointer(ctx)
     checkpointer.start()
-    control.send_bytes(READY)
+    control.send_bytes(children.READY)
     try:
         _apply_left_held(ctx, vaults)
         for path in abandoned(own.parent):
@@ -179,19 +168,29 @@ def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
             if moved and time.monotonic() - checkpointed >= CHECKPOINT_S:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a commit that answers requests
                 checkpointed = time.monotonic()
-            # A full move: more is waiting. Otherwise let a few hundred gather (one transaction
-            # for them all), or wait out a store that refused them.
-            wait = 0 if moved >= MOVE_ROWS else RETRY_S if moved < 0 else POLL_S
-            if control.poll(wait) and _stopping(control):
+            if control.poll(_wait_after(moved)) and _stopping(control):
                 _drain(mover, reader)
                 return
     finally:
         conn.close()
 
 
+def _wait_after(moved: int) -> float:
+    """How long to let deliveries gather after a move of `moved` (-1: the store refused it):
+    none after a full move (more is waiting); POLL_S after a busy one, so that a busy
+    receiver's deliveries go in thousands a transaction (smaller moves cost the receiver
+    throughput: docs/benchmarks.md); QUIET_S after a move of a few or none, so that a quiet
+    receiver's deliveries are applied within a few hundredths of a second."""
+    if moved < 0:
+        return RETRY_S
+    if moved >= MOVE_ROWS:
+        return 0.0
+    return QUIET_S if moved < QUIET_ROWS else POLL_S
+
+
 def _stopping(control: Pipe) -> bool:
     try:
-        return control.recv_bytes() == STOP
+        return control.recv_bytes() == children.STOP
     except EOFError:  # the receiver is gone
         return True
 

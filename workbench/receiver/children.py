@@ -7,11 +7,16 @@ the memory it holds for as long as the child lives)."""
 from __future__ import annotations
 
 import pickle
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from multiprocessing.connection import Connection as Pipe
 from typing import IO, Any, cast
+
+STOP = b"stop"  # to a child, on its pipe: finish what you were given, then end
+READY = b"ready"  # from a child, on its pipe: started
+START_TIMEOUT_S = 60
 
 
 def launch(module: str, arguments: tuple[Any, ...], pipes: Sequence[Pipe]) -> subprocess.Popen[bytes]:
@@ -33,6 +38,29 @@ def received() -> tuple[tuple[Any, ...], list[Pipe]]:
     arguments: tuple[Any, ...] = pickle.load(sys.stdin.buffer)
     sys.stdin.close()
     return arguments, [Pipe(int(fd)) for fd in sys.argv[1:]]
+
+
+def ready(pipe: Pipe) -> bool:
+    """Whether the child at the other end of `pipe` said it started (False if it ended first)."""
+    try:
+        return pipe.poll(START_TIMEOUT_S) and pipe.recv_bytes() == READY
+    except (EOFError, OSError):
+        return False
+
+
+def tell_to_stop(pipe: Pipe) -> None:
+    try:
+        pipe.send_bytes(STOP)
+    except OSError:
+        pass  # already gone
+
+
+def ignore_stop_signals() -> None:
+    """In a child only: a ctrl+c, or a service manager's SIGTERM to the whole group, is for the
+    receiver, which stops its children in order (the spool writer first, then the applier once
+    it has moved everything); a child ends when told to or when the receiver is gone."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, signal.SIG_IGN)
 
 
 def stop(process: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:

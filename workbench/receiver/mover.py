@@ -24,7 +24,6 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, select
 
 from store.bulk import codec, row_insert
@@ -84,7 +83,8 @@ class SpoolReader:
 
 
 class Spooled:
-    """One spooled delivery, shaped as held.apply_rows and BodyReader read a delivery."""
+    """One spooled delivery, shaped as held.apply_rows (given its stored form) and BodyReader
+    read a delivery."""
 
     __slots__ = ("values", "seq", "id", "connection_id", "received_text", "headers_text", "body", "payload_hash",
                  "capture_key", "signature_verdict", "verdict", "verdict_reason", "body_key_version",
@@ -103,10 +103,6 @@ class Spooled:
     @property
     def received_at(self) -> datetime:
         return datetime.fromisoformat(self.received_text + "+00:00")
-
-    @property
-    def headers(self) -> Any:
-        return orjson.loads(self.headers_text)
 
 
 class Mover:

@@ -8,10 +8,11 @@ to hand it back, which made a commit of a few rows take milliseconds.
 
 Messages go over two pipes (requests in, replies out): a batch is its sequence number, its
 count of deliveries and the batch as the spool keeps it (spool.pack), stored as it came;
-answered `(seq, error)` pickled (error None once committed); and STOP. The child ignores SIGINT (a
-ctrl+c reaches the whole process group): the receiver stops it after its last batch. Killed,
-it loses nothing: an uncommitted batch was never answered. Only the standard library and
-spool.py are imported here (the child starts in a fraction of the receiver's time).
+answered `(seq, error)` pickled (error None once committed); and STOP. The child ignores SIGINT
+and SIGTERM (sent to the whole process group, they are for the receiver): the receiver stops it
+after its last batch. Killed, it loses nothing: an uncommitted batch was never answered. Only
+the standard library, msgpack and spool.py are imported here (the child starts in a fraction
+of the receiver's time).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import fcntl
 import logging
 import multiprocessing
 import pickle
-import signal
 import sqlite3
 import struct
 import subprocess
@@ -32,9 +32,6 @@ from .spool import INSERT, SpoolClaim, open_spool
 
 log = logging.getLogger(__name__)
 
-STOP = b"stop"
-READY = b"ready"
-START_TIMEOUT_S = 60
 MERGED_BATCHES = 8  # batches at most in one transaction
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
 _HEAD = struct.Struct("<QI")  # a batch's sequence number and count of deliveries, before the batch
@@ -56,7 +53,7 @@ class SpoolLink:
         _widen(requests_out)
         replies_in, replies_out = multiprocessing.Pipe(duplex=False)
         process = children.launch(__name__, (str(self.spool),), [requests_in, replies_out])
-        if not _ready(replies_in):
+        if not children.ready(replies_in):
             process.kill()
             process.wait()
             raise RuntimeError("the receiver's spool writer did not start")
@@ -81,10 +78,7 @@ class SpoolLink:
         """The child commits what it was sent, then ends (blocking: call it off the event loop)."""
         requests, self._requests = self._requests, None
         if requests is not None:
-            try:
-                requests.send_bytes(STOP)
-            except OSError:
-                pass  # already gone
+            children.tell_to_stop(requests)
             requests.close()
         if not children.stop(self._process, timeout_s):
             log.warning("receiver: the spool writer did not end in %d s; it was stopped", timeout_s)
@@ -102,21 +96,14 @@ def _widen(pipe: Pipe) -> None:
         log.debug("receiver: the pipe to the spool writer keeps its default size")
 
 
-def _ready(pipe: Pipe) -> bool:
-    try:
-        return pipe.poll(START_TIMEOUT_S) and pipe.recv_bytes() == READY
-    except (EOFError, OSError):  # it ended first
-        return False
-
-
 def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # in this child only: it exists to store
+    children.ignore_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     claim = SpoolClaim.share(Path(spool))  # in use while this lives, even after a killed receiver
     if claim is None:
         return  # being taken over: not ours any more (the receiver reports it did not start)
     conn = open_spool(Path(spool), sync_full=True)
-    replies.send_bytes(READY)
+    replies.send_bytes(children.READY)
     try:
         while True:
             messages, ending = _waiting_batches(requests)
@@ -138,7 +125,7 @@ def _waiting_batches(requests: Pipe) -> tuple[list[bytes], bool]:
             message = requests.recv_bytes()
         except EOFError:
             return messages, True  # the receiver is gone
-        if message == STOP:
+        if message == children.STOP:
             return messages, True
         messages.append(message)
         if len(messages) >= MERGED_BATCHES or not requests.poll(0):
