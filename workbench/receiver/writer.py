@@ -13,7 +13,6 @@ reason (and, for a signature, the authentication failure the move opens with it)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from adapters.protocol import SignatureCheck
-from store.bulk import codec
+from store.bulk import Codec, codec
 from workbench.domain.canonical import Verdict
 from workbench.services.captures import Headers
 from workbench.services.context import ServiceContext
 from workbench.services.header_mac import header_key
 from workbench.services.ingest import HELD_REASON
-from workbench.services.ingest_prepare import _any_sensitive as any_sensitive, signature_problem, stored_headers
+from workbench.services.ingest_prepare import signature_problem, stored_form
 
 from .directory import Entry
 from .spool import pack
@@ -44,8 +43,8 @@ IN_FLIGHT = 1
 MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (spool_writer.PIPE_BYTES)
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
-_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_SPOOL_TIME = Codec("sqlite").datetime  # the spool is SQLite whatever the store
 # Where the sealed body and its key version sit in a spool row (spool.COLUMNS).
 _ID, _BODY, _KEY_VERSION = 0, 4, 10
 
@@ -191,17 +190,14 @@ class GroupWriter:
     def _rows(self, batch: list[Pending]) -> list[list[Any]]:
         """The batch as spool rows (spool.COLUMNS)."""
         to_json, key, new_id = self._json, self._key, self._ctx.ids.new
-        sha256, blake2b = hashlib.sha256, hashlib.blake2b
         rows: list[list[Any]] = []
         for pending in batch:
             entry, body, headers, received_at = pending.entry, pending.body, pending.headers, pending.received_at
             info = entry.info
             delivery_id = pending.delivery_id = new_id("dlv")
-            payload_hash = sha256(body).hexdigest()
-            sensitive = type(headers) is not dict or any_sensitive(tuple(headers))
-            headers_text = to_json(stored_headers(headers, key) if sensitive else headers)
-            capture_key = f"{(received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
-                f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
+            # The receipt time in SQLite's text form whatever the store (the mover converts it).
+            received, headers_text, payload_hash, capture_key = stored_form(received_at, headers, body, key,
+                                                                            _SPOOL_TIME, to_json)
             check = pending.check
             problem: tuple[str | None, str | None, str | None] = (None, None, None)
             if pending.refusal is not None:
@@ -212,8 +208,7 @@ class GroupWriter:
                 problem = (str(found.category), found.code, found.message)
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
-            # The receipt time in SQLite's text form whatever the store (the mover converts it).
-            row = [delivery_id, info.id, received_at.isoformat(" ", "microseconds")[:26], headers_text, body,
+            row = [delivery_id, info.id, received, headers_text, body,
                    payload_hash, capture_key, check.verdict, str(verdict), reason, None, check.secret, *problem]
             if entry.sealer is not None:
                 entry.sealer.seal_rows([row], _ID, _BODY, _KEY_VERSION)

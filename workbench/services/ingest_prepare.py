@@ -21,7 +21,7 @@ from typing import Any
 
 from adapters import Adapter
 from adapters.protocol import SignatureCheck
-from store.bulk import Codec, memoised
+from store.bulk import Codec, Converter, memoised
 from workbench.domain.canonical import BoundaryProblem, MappedEvent
 from workbench.domain.redaction import MASK, is_sensitive_key
 from workbench.domain.taxonomy import Category
@@ -175,6 +175,19 @@ def _any_sensitive(names: tuple[str, ...]) -> bool:
     return any(map(is_sensitive_key, names))
 
 
+def stored_form(received_at: datetime, headers: Headers, body: bytes, header_key: bytes,
+                to_datetime: Converter, to_json: Converter) -> Head:
+    """A capture's Head: what is stored of it before parsing (its receipt time in the form
+    `to_datetime` makes, its headers as stored, its body's hash, its capture key). One
+    function for `prepare` and the webhook receiver: the receiver's heads are used as they
+    are when its deliveries are applied, so the two must never differ."""
+    payload_hash = hashlib.sha256(body).hexdigest()
+    headers_text = to_json(stored_headers(headers, header_key) if _has_sensitive_headers(headers) else headers)
+    capture_key = f"{(received_at - _EPOCH) // _MICROSECOND:015x}" + hashlib.blake2b(
+        f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
+    return to_datetime(received_at), headers_text, payload_hash, capture_key
+
+
 def prepare(adapter: Adapter, conversions: Codec, batch: Sequence[Capture], header_key: bytes,
             check: SignatureCheckFn | None = None, heads: Sequence[Head] | None = None) -> list[Any]:
     """Capture, parse and map each delivery: everything that does not depend on the store
@@ -185,22 +198,14 @@ def prepare(adapter: Adapter, conversions: Codec, batch: Sequence[Capture], head
     later), so each parsed payload is freed at once."""
     to_datetime, to_json = conversions.datetime, conversions.json
     occurred_datetime = memoised(to_datetime)  # neighbouring events share their second
-    sha256, blake2b, sensitive = hashlib.sha256, hashlib.blake2b, _has_sensitive_headers
     parse, map_event = adapter.parse, adapter.map
     limit, nul = IDENTIFIER_LIMIT, "\x00"
     prepared: list[Any] = []
     append = prepared.append
     for capture, head in zip(batch, heads or repeat(None)):
         body = capture.body
-        if head is None:
-            payload_hash = sha256(body).hexdigest()
-            headers = capture.headers
-            received = to_datetime(capture.received_at)
-            headers_text = to_json(stored_headers(headers, header_key) if sensitive(headers) else headers)
-            capture_key = f"{(capture.received_at - _EPOCH) // _MICROSECOND:015x}" + blake2b(
-                f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
-        else:
-            received, headers_text, payload_hash, capture_key = head
+        received, headers_text, payload_hash, capture_key = head or stored_form(
+            capture.received_at, capture.headers, body, header_key, to_datetime, to_json)
         signature, secret = "unchecked", None
         if check is not None:
             checked = check(capture)
