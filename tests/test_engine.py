@@ -81,6 +81,8 @@ def test_the_engine_dispatches_polls_reports_and_stops_cleanly(ctx: ServiceConte
     assert {d.signature_verdict for d in polled} == {"unchecked"}
     one_live_record_per_command(rows(ctx, Command.__table__), rows(ctx, Record.__table__),
                                 rows(ctx, ProviderRef.__table__))
+    # The cursor is recorded after the page it read is ingested (a separate transaction).
+    wait_until(lambda: all(s.cursor is not None for s in rows(ctx, SyncState.__table__)))
     (state,) = rows(ctx, SyncState.__table__)
     assert state.cursor is not None and state.last_poll_at is not None and state.lag_s is not None
     (process,) = [p for p in rows(ctx, Process.__table__) if p.kind == "engine"]
