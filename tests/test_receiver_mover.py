@@ -20,7 +20,9 @@ from tests.support import add_stripe
 from workbench.receiver.mover import Mover, SpoolReader
 from workbench.receiver.spool import INSERT, delivery_ids, open_spool, pack, waiting
 from workbench.services import connections
+from workbench.services.captures import Capture
 from workbench.services.context import ServiceContext
+from workbench.services.ingest import ingest
 from workbench.services.payload_crypto import NO_VAULTS
 
 deliveries = Delivery.__table__
@@ -85,3 +87,36 @@ def test_a_paused_connection_gets_them_held_and_a_refused_row_is_set_aside(ctx: 
     assert waiting(tmp_path / "r.spool") == (0, 1)  # kept, never moved by itself, counted
     assert delivery_ids(tmp_path / "r.spool") == {"dlv_mv0002"}
     assert mover.move(spool) == 0
+
+
+def test_moved_deliveries_get_the_verdicts_bulk_ingest_gives(ctx: ServiceContext, tmp_path: Path) -> None:
+    """The mover maps a delivery only once it is known not to be a duplicate (prepare's
+    map_later); the verdicts must be those of ingest, which maps everything first."""
+    acme, other = add_stripe(ctx), add_stripe(ctx, "other")
+    bodies = [event_body("evt_a", "pi_a"), event_body("evt_a", "pi_a"),  # a redelivery in the batch
+              event_body("evt_long", "pi_" + "x" * 300),  # an object ID too long to store
+              event_body("evt_drift", "pi_d", status="teleported"),  # a status the mapping never saw
+              orjson.dumps({"id": "evt_cust", "object": "event", "type": "customer.created", "created": 1,
+                            "data": {"object": {"id": "cus_1", "object": "customer"}}}),  # not covered
+              b"{not json"]
+    first = [_row(1, acme.id)]  # evt_mv1 / pi_mv1, applied in an earlier move
+    rows = [[*_row(10 + n, acme.id)[:4], body, *_row(10 + n, acme.id)[5:]] for n, body in enumerate(bodies)]
+    # evt_mv1 again, received later: a duplicate of a delivery already in the store
+    rows.append([*_row(59, acme.id)[:4], _row(1, acme.id)[4], *_row(59, acme.id)[5:]])
+    mover = Mover(ctx, NO_VAULTS)
+    mover.move(_spool(tmp_path / "r.spool", first))
+    mover.move(_spool(tmp_path / "s.spool", rows))
+
+    ingest(ctx, "other", [Capture(datetime(2026, 11, 29, 12, 0, n, tzinfo=UTC), {"content-type": "application/json"}, body)
+                          for n, body in enumerate([event_body("evt_mv1", "pi_mv1"), *bodies,
+                                                    event_body("evt_mv1", "pi_mv1")])])
+    with reading(ctx.engine) as conn:
+        def outcome(connection_id: str) -> list[tuple[str, str, str | None]]:
+            found = conn.execute(select(deliveries.c.verdict, deliveries.c.verdict_reason, deliveries.c.mapping_version)
+                                 .where(deliveries.c.connection_id == connection_id)
+                                 .order_by(deliveries.c.received_at, deliveries.c.id)).all()
+            return [(verdict, (reason or "").split(" as dlv")[0], version) for verdict, reason, version in found]
+        moved, ingested = outcome(acme.id), outcome(other.id)
+    assert moved == ingested
+    assert [verdict for verdict, _, _ in moved] == ["applied", "applied", "duplicate", "invalid", "failed", "ignored",
+                                                    "invalid", "duplicate"]

@@ -80,5 +80,5 @@ def apply_rows(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo
         return next(stored_checks)
 
     return _store(conn, ctx, connection, adapter,
-                  prepare(adapter, codec(conn.dialect), captures, mac_key, stored_check, heads),
+                  prepare(adapter, codec(conn.dialect), captures, mac_key, stored_check, heads, map_later=True),
                   ids=[row.id for row in rows], sealer=sealer)

@@ -74,6 +74,7 @@ from .ingest_prepare import (
     SignatureCheckFn,
     between_batches,
     collecting_between_batches,
+    finish_mapping,
     prepare,
 )
 from .ingest_reader import prepared_chunks
@@ -351,8 +352,9 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
 
     book = BeliefBook(ctx, connection_id, connection.provider)
     mapped_items = []
+    results = [result for _, result, _, _ in prepared]
     for i in live:
-        result = prepared[i][1]
+        result = results[i] = finish_mapping(adapter, results[i])  # mapped now if prepare left it (map_later)
         if type(result) is Problem:
             continue
         if isinstance(result, NotCovered):
@@ -367,7 +369,7 @@ def _store(conn: Connection, ctx: ServiceContext, connection: ConnectionInfo, ad
         row[COL_MAPPING] = mapped.mapping_version
         outcome = apply(mapped, event_time, row[COL_EVENT_ID] or row[COL_HASH], delivery_id=row[COL_ID])
         row[COL_VERDICT], row[COL_REASON], row[COL_RECORD] = outcome.verdict, outcome.reason, outcome.record_id
-    for row, (_, result, _, _) in zip(rows, prepared):
+    for row, result in zip(rows, results):
         if row[COL_VERDICT] is None:  # the parse or mapping problem of an undecided delivery
             problem = result if type(result) is Problem else NO_VERDICT
             row[COL_VERDICT] = (Verdict.REJECTED if problem.code == SIGNATURE_FAILED else

@@ -188,14 +188,24 @@ def stored_form(received_at: datetime, headers: Headers, body: bytes, header_key
     return to_datetime(received_at), headers_text, payload_hash, capture_key
 
 
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    """A parsed payload whose mapping waits for the duplicate check (see `prepare`)."""
+
+    parsed: Any
+
+
 def prepare(adapter: Adapter, conversions: Codec, batch: Sequence[Capture], header_key: bytes,
-            check: SignatureCheckFn | None = None, heads: Sequence[Head] | None = None) -> list[Any]:
+            check: SignatureCheckFn | None = None, heads: Sequence[Head] | None = None, *,
+            map_later: bool = False) -> list[Any]:
     """Capture, parse and map each delivery: everything that does not depend on the store
     (`header_key`: what credential headers are stored under, see header_mac; `check`: the
     connection's signature check, None when it has nothing to check with; `heads`: each
     capture's stored form where it was made already, see Head).
     Mapping runs before the duplicate check (it is pure: a duplicate's result is dropped
-    later), so each parsed payload is freed at once."""
+    later), so each parsed payload is freed at once; with `map_later` (the prepared batch
+    stays in this process, in memory) a result is left Unmapped, for `finish_mapping` to finish once
+    the delivery is known not to be a duplicate: most of a redelivered batch is never mapped."""
     to_datetime, to_json = conversions.datetime, conversions.json
     occurred_datetime = memoised(to_datetime)  # neighbouring events share their second
     parse, map_event = adapter.parse, adapter.map
@@ -227,13 +237,7 @@ def prepare(adapter: Adapter, conversions: Codec, batch: Sequence[Capture], head
                                                                   f"parser crashed: {exc!r}"), None, secret))
             continue
         event_id, event_type, occurred_at = parsed.provider_event_id, parsed.event_type, parsed.occurred_at
-        try:
-            result: Any = map_event(parsed)
-        except BoundaryProblem as problem:
-            result = Problem(problem.category, problem.code, problem.message)
-        except Exception as exc:  # a mapping bug: keep the delivery, open a mapping failure
-            result = Problem(Category.MAPPING_FAILURE, f"mapping_crash:{type(exc).__name__}",
-                              f"mapping crashed: {exc!r}")
+        result: Any = Unmapped(parsed) if map_later else _map(map_event, parsed)
         if ((event_id is not None and (len(event_id) > limit or nul in event_id))
                 or (event_type is not None and (len(event_type) > limit or nul in event_type))
                 or (type(result) is MappedEvent and (len(result.external_id) > limit or nul in result.external_id))):
@@ -248,6 +252,27 @@ def prepare(adapter: Adapter, conversions: Codec, batch: Sequence[Capture], head
                  event_id or "sha256:" + payload_hash, event_type, occurred_datetime(occurred_at), capture_key, signature),
                 result, occurred_at or capture.received_at, secret))
     return prepared
+
+
+def _map(map_event: Callable[[Any], Any], parsed: Any) -> Any:
+    """What mapping makes of a parsed payload: a MappedEvent, NotCovered or a Problem."""
+    try:
+        return map_event(parsed)
+    except BoundaryProblem as problem:
+        return Problem(problem.category, problem.code, problem.message)
+    except Exception as exc:  # a mapping bug: keep the delivery, open a mapping failure
+        return Problem(Category.MAPPING_FAILURE, f"mapping_crash:{type(exc).__name__}", f"mapping crashed: {exc!r}")
+
+
+def finish_mapping(adapter: Adapter, result: Any) -> Any:
+    """A prepared result, mapped now if `prepare` left it Unmapped (its event ID and type were
+    checked then; the object ID the mapping makes is checked here)."""
+    if type(result) is not Unmapped:
+        return result
+    done = _map(adapter.map, result.parsed)
+    if type(done) is MappedEvent and not _storable(done.external_id):
+        return _unstorable_identifiers(None, None, done)
+    return done
 
 
 def _storable(text: str | None) -> bool:
