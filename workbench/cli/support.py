@@ -7,15 +7,17 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
 from workbench.domain.redaction import redact_text
-from workbench.services.context import ServiceContext, open_context
 from workbench.services.errors import InvalidArgument, ServiceError
-from workbench.services.store_admin import store_location
-from workbench.services.store_faults import explain
+
+# The store's modules (SQLAlchemy: about 0.2 s to import) are imported where they are used, so
+# a command that needs no store (`sandbox`) starts without them.
+if TYPE_CHECKING:
+    from workbench.services.context import ServiceContext
 
 T = TypeVar("T")
 
@@ -37,11 +39,15 @@ class State:
 
     @property
     def location(self) -> str:
+        from workbench.services.store_admin import store_location
+
         return self._ctx.location if self._ctx is not None else store_location(self.db)
 
     def context(self, *, create: bool = False) -> ServiceContext:
         """The store's context; `create` only for the commands that make a store on purpose."""
         if self._ctx is None:
+            from workbench.services.context import open_context
+
             self._ctx = open_context(self.db, create=create)
         return self._ctx
 
@@ -104,6 +110,9 @@ def guarded(call: Callable[[], T], click_ctx: click.Context) -> T:
             fail(str(exc), EXIT_USAGE)
         if isinstance(exc, ServiceError):
             fail(str(exc))
+        from workbench.services.store_admin import store_location
+        from workbench.services.store_faults import explain
+
         explained = explain(exc, state.location if state is not None else store_location(None))
         if explained is not None:
             fail(str(explained))
