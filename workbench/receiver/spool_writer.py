@@ -6,9 +6,11 @@ a batch never waits behind other work. Why a process and not a thread of the rec
 every call into the database driver gives up the GIL and then waits for the busy event loop
 to hand it back, which made a commit of a few rows take milliseconds.
 
-Messages go over two pipes (requests in, replies out): a batch is its sequence number, its
-count of deliveries and the batch as the spool keeps it (spool.pack), stored as it came;
-answered `(seq, error)` pickled (error None once committed); and STOP. The child ignores SIGINT
+Messages go over two pipes. In: frames of a batch (its sequence number, its count of
+deliveries and the batch as the spool keeps it, spool.pack, stored as it came), each written
+in one write (multiprocessing's send_bytes writes a message over 16 KiB in two, which can wake
+the child twice); or STOP. Out: one reply per transaction, the last sequence number it
+covered and, if it failed, why (every batch through that number shares the outcome). The child ignores SIGINT
 and SIGTERM (sent to the whole process group, they are for the receiver): the receiver stops it
 after its last batch. Killed, it loses nothing: an uncommitted batch was never answered. Only
 the standard library, msgpack and spool.py are imported here (the child starts in a fraction
@@ -20,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import multiprocessing
-import pickle
+import os
 import sqlite3
 import struct
 import subprocess
@@ -34,7 +36,10 @@ log = logging.getLogger(__name__)
 
 MERGED_BATCHES = 8  # batches at most in one transaction
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process
-_HEAD = struct.Struct("<QI")  # a batch's sequence number and count of deliveries, before the batch
+# Before each batch: its length in bytes, its sequence number (from 1) and count of deliveries.
+_FRAME = struct.Struct("<IQI")
+_STOP = _FRAME.pack(0, 0, 0)  # no batch has sequence number 0
+_REPLY = struct.Struct("<Q")  # the last sequence number a transaction covered; then the error, if any
 
 
 class SpoolLink:
@@ -66,19 +71,24 @@ class SpoolLink:
 
     def send(self, seq: int, deliveries: int, batch: bytes) -> None:
         assert self._requests is not None
-        self._requests.send_bytes(_HEAD.pack(seq, deliveries) + batch)
+        _write_all(self._requests.fileno(), _FRAME.pack(len(batch), seq, deliveries) + batch)
 
     def reply(self) -> tuple[int, str | None]:
-        """The next reply (call when `replies_fd` is readable). EOFError: the child is gone."""
+        """The next reply: every batch through the sequence number it gives was committed, or
+        (with an error) was not (call when `replies_fd` is readable). EOFError: the child is gone."""
         assert self._replies is not None
-        seq, error = pickle.loads(self._replies.recv_bytes())
-        return seq, error
+        message = self._replies.recv_bytes()
+        (last,) = _REPLY.unpack_from(message)
+        return last, message[_REPLY.size:].decode() or None
 
     def stop(self, timeout_s: float = 30) -> None:
         """The child commits what it was sent, then ends (blocking: call it off the event loop)."""
         requests, self._requests = self._requests, None
         if requests is not None:
-            children.tell_to_stop(requests)
+            try:
+                _write_all(requests.fileno(), _STOP)
+            except OSError:
+                pass  # already gone
             requests.close()
         if not children.stop(self._process, timeout_s):
             log.warning("receiver: the spool writer did not end in %d s; it was stopped", timeout_s)
@@ -106,9 +116,9 @@ def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
     replies.send_bytes(children.READY)
     try:
         while True:
-            messages, ending = _waiting_batches(requests)
-            if messages:
-                _commit(conn, messages, replies)
+            batches, ending = _waiting_batches(requests)
+            if batches:
+                _commit(conn, batches, replies)
             if ending:
                 return
     finally:
@@ -116,38 +126,64 @@ def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
         claim.release()
 
 
-def _waiting_batches(requests: Pipe) -> tuple[list[bytes], bool]:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, size: int) -> bytearray | None:
+    """`size` bytes from the pipe, or None at its end (a frame cut short by a killed receiver
+    was never answered: dropped)."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = os.readv(fd, [view[got:]])
+        if count == 0:
+            return None
+        got += count
+    return buffer
+
+
+class _Batch:
+    __slots__ = ("seq", "deliveries", "batch")
+
+    def __init__(self, seq: int, deliveries: int, batch: bytearray) -> None:
+        self.seq, self.deliveries, self.batch = seq, deliveries, batch
+
+
+def _waiting_batches(requests: Pipe) -> tuple[list[_Batch], bool]:
     """The next batch and every other already in the pipe, and whether the receiver is gone or
     asked to stop after them."""
-    messages: list[bytes] = []
+    batches: list[_Batch] = []
+    fd = requests.fileno()
     while True:
-        try:
-            message = requests.recv_bytes()
-        except EOFError:
-            return messages, True  # the receiver is gone
-        if message == children.STOP:
-            return messages, True
-        messages.append(message)
-        if len(messages) >= MERGED_BATCHES or not requests.poll(0):
-            return messages, False
+        head = _read_exactly(fd, _FRAME.size)
+        if head is None or head == _STOP:
+            return batches, True  # the receiver is gone, or asked to stop
+        size, seq, deliveries = _FRAME.unpack(head)
+        batch = _read_exactly(fd, size)
+        if batch is None:
+            return batches, True
+        batches.append(_Batch(seq, deliveries, batch))
+        if len(batches) >= MERGED_BATCHES or not requests.poll(0):
+            return batches, False
 
 
-def _commit(conn: sqlite3.Connection, messages: list[bytes], replies: Pipe) -> None:
-    """The batches in one transaction (one sync of the WAL for all of them), each answered."""
-    heads = [_HEAD.unpack_from(message) for message in messages]
-    error: str | None = None
+def _commit(conn: sqlite3.Connection, batches: list[_Batch], replies: Pipe) -> None:
+    """The batches in one transaction (one sync of the WAL for all of them), answered at once."""
+    error = ""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT, [(deliveries, memoryview(message)[_HEAD.size:])
-                                  for (_, deliveries), message in zip(heads, messages)])
+        conn.executemany(INSERT, [(batch.deliveries, batch.batch) for batch in batches])
         conn.execute("COMMIT")
     except Exception as exc:  # answered 503: nothing was stored, the sender retries
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        log.error("receiver: could not spool %d batches: %s", len(messages), error)
+        log.error("receiver: could not spool %d batches: %s", len(batches), error)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-    for seq, _ in heads:
-        replies.send_bytes(pickle.dumps((seq, error)))
+    replies.send_bytes(_REPLY.pack(batches[-1].seq) + error.encode())
 
 
 if __name__ == "__main__":  # started by SpoolLink.start (children.launch)

@@ -35,12 +35,15 @@ from .spool_writer import SpoolLink
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 2000  # deliveries per transaction
-# Batches sent and not yet answered. One: the next batch gathers while one commits, so a busy
-# receiver commits large batches (fewer syncs). Two measured no faster (docs/benchmarks.md);
-# the spool writer commits whatever is waiting in its pipe together either way.
-IN_FLIGHT = 1
-MAX_BATCH_BYTES = 192 << 10  # and bytes of body: the batches in flight fit the pipe (spool_writer.PIPE_BYTES)
+# Batches sent and not yet answered. More than one: what arrives while a transaction commits is
+# already in the spool writer's pipe when it ends, and the writer commits everything waiting
+# there together, so it syncs back to back instead of waiting for this process between syncs.
+IN_FLIGHT = 4
+# A batch's size: the batches in flight fit the pipe (spool_writer.PIPE_BYTES) with room for
+# their headers. Were it full, a send would wait for the writer's current transaction at most
+# (the writer reads on while its small replies are read here).
+MAX_BATCH = 500  # deliveries
+MAX_BATCH_BYTES = 128 << 10  # bytes of body
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
 _MICROSECOND = timedelta(microseconds=1)
@@ -78,7 +81,7 @@ class GroupWriter:
         self._json = codec(ctx.engine.dialect).json
         self._last = datetime.min.replace(tzinfo=UTC)
         self._waiting: list[Pending] = []
-        self._in_flight: deque[list[Pending]] = deque()  # sent, oldest first; answered in order
+        self._in_flight: deque[tuple[int, list[Pending]]] = deque()  # (seq, batch) sent, oldest first
         self._seq = 0
         self._flush_scheduled = False
         self._idle = asyncio.Event()
@@ -127,35 +130,37 @@ class GroupWriter:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if len(self._in_flight) >= IN_FLIGHT or not self._waiting or self._restarting:
-            return
-        batch: list[Pending] = []
-        size = 0
-        for pending in self._waiting:
-            if batch and (len(batch) >= MAX_BATCH or size + len(pending.body) > MAX_BATCH_BYTES):
-                break
-            batch.append(pending)
-            size += len(pending.body)
-        del self._waiting[:len(batch)]
-        self._seq += 1
-        try:
-            self._link.send(self._seq, len(batch), pack(self._rows(batch)))
-            self._in_flight.append(batch)
-        except Exception as exc:
-            log.error("receiver: could not hand %d deliveries to the spool writer: %s", len(batch), type(exc).__name__)
-            _resolve(batch, StoreUnavailable("the spool writer is not running"))
-            self._restart()
+        while len(self._in_flight) < IN_FLIGHT and self._waiting and not self._restarting:
+            batch: list[Pending] = []
+            size = 0
+            for pending in self._waiting:
+                if batch and (len(batch) >= MAX_BATCH or size + len(pending.body) > MAX_BATCH_BYTES):
+                    break
+                batch.append(pending)
+                size += len(pending.body)
+            del self._waiting[:len(batch)]
+            self._seq += 1
+            try:
+                self._link.send(self._seq, len(batch), pack(self._rows(batch)))
+                self._in_flight.append((self._seq, batch))
+            except Exception as exc:
+                log.error("receiver: could not hand %d deliveries to the spool writer: %s", len(batch),
+                          type(exc).__name__)
+                _resolve(batch, StoreUnavailable("the spool writer is not running"))
+                self._restart()
 
     def _on_reply(self) -> None:
         try:
-            _, error = self._link.reply()
+            last, error = self._link.reply()
         except (EOFError, OSError):
             log.error("receiver: the spool writer ended; starting another")
             while self._in_flight:  # never committed: 503, and the sender sends them again
-                _resolve(self._in_flight.popleft(), StoreUnavailable("the spool writer ended"))
+                _resolve(self._in_flight.popleft()[1], StoreUnavailable("the spool writer ended"))
             self._restart()
             return
-        _resolve(self._in_flight.popleft(), None if error is None else StoreUnavailable(error))
+        outcome = None if error is None else StoreUnavailable(error)
+        while self._in_flight and self._in_flight[0][0] <= last:  # one transaction, one reply
+            _resolve(self._in_flight.popleft()[1], outcome)
         if self._waiting:
             self._flush()
         elif not self._in_flight:
