@@ -35,6 +35,7 @@ from workbench.services.connections import _info as connection_info
 from workbench.services.context import ServiceContext, open_context
 from workbench.services.held import apply_held
 from workbench.services.ingest import HELD
+from workbench.services.ingest_prepare import between_batches, collecting_between_batches
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import Vaults
 
@@ -196,9 +197,15 @@ def _stopping(control: Pipe) -> bool:
 
 
 def _move_once(mover: Mover, spool: SpoolReader) -> int:
-    """Rows moved; -1 when the store refused them (they are then tried one by one)."""
+    """Rows moved; -1 when the store refused them (they are then tried one by one). The cyclic
+    GC waits for the end of the move, as in bulk ingest: a move of thousands of deliveries
+    started it hundreds of times, full collections among them (measured: 29 % of the
+    applier's time under load)."""
     try:
-        return mover.move(spool)
+        with collecting_between_batches():
+            moved = mover.move(spool)
+        between_batches()
+        return moved
     except Exception as exc:
         log.warning("receiver: moving spooled deliveries into the store failed (%s); trying them one by one",
                     one_line(exc))
