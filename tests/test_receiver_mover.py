@@ -120,3 +120,17 @@ def test_moved_deliveries_get_the_verdicts_bulk_ingest_gives(ctx: ServiceContext
     assert moved == ingested
     assert [verdict for verdict, _, _ in moved] == ["applied", "applied", "duplicate", "invalid", "failed", "ignored",
                                                     "invalid", "duplicate"]
+
+
+def test_a_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_move(ctx: ServiceContext, tmp_path: Path) -> None:
+    acme = add_stripe(ctx)
+    spool = _spool(tmp_path / "r.spool", [_row(1, acme.id)])
+    spool.conn.execute(INSERT, (3, b"\xc1 not a batch"))  # 0xc1: never used by msgpack
+    spool.conn.executemany(INSERT, [(1, pack([_row(2, acme.id)]))])
+    mover = Mover(ctx, NO_VAULTS)
+
+    assert mover.move(spool) == 2
+    assert set(_stored(ctx)) == {"dlv_mv0001", "dlv_mv0002"}
+    assert waiting(tmp_path / "r.spool") == (0, 1)  # kept, counted as stuck
+    ((key, reason),) = spool.conn.execute("SELECT id, reason FROM stuck").fetchall()
+    assert key.startswith("batch-") and reason.startswith("unreadable batch of 3 deliveries")

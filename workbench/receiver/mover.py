@@ -60,18 +60,31 @@ class SpoolReader:
         self.recheck_through: int = conn.execute("SELECT coalesce(max(seq), 0) FROM spool").fetchone()[0]
 
     def batches(self, deliveries: int) -> list[tuple[int, list[Spooled]]]:
-        """The oldest batches, up to `deliveries` deliveries (at least one batch)."""
+        """The oldest batches, up to `deliveries` deliveries (at least one batch). A batch that
+        cannot be read back (a damaged file) is set aside whole, so it never holds up the rest."""
         taken: list[tuple[int, list[Spooled]]] = []
+        unreadable: list[tuple[int, bytes, str]] = []
         count = 0
         cursor = self.conn.execute("SELECT seq, deliveries, batch FROM spool ORDER BY seq")
         try:
             for seq, size, batch in cursor:
-                taken.append((seq, [Spooled(seq, row) for row in unpack(batch)]))
+                try:
+                    taken.append((seq, [Spooled(seq, row) for row in unpack(batch)]))
+                except Exception as exc:
+                    unreadable.append((seq, batch, f"unreadable batch of {size} deliveries: {one_line(exc)}"))
+                    continue
                 count += size
                 if count >= deliveries:
                     break
         finally:
             cursor.close()  # not read to the end: let go of the read snapshot now
+        for seq, batch, reason in unreadable:
+            log.error("receiver: spool batch %d could not be read (%s); set aside in the spool's stuck table", seq, reason)
+            with self.conn:  # both or neither
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute("INSERT OR REPLACE INTO stuck (id, delivery, reason) VALUES (?, ?, ?)",
+                                  (f"batch-{seq}", batch, reason[:500]))
+                self.conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
         return taken
 
     def delete_through(self, seq: int) -> None:
