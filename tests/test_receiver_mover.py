@@ -4,6 +4,9 @@ one the store refuses is set aside in the spool (stuck) and the rest move on."""
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ from store.database import reading
 from store.models import Delivery, Failure
 from tests.receiver_harness import event_body
 from tests.support import add_stripe
+from workbench.receiver import applier, children
 from workbench.receiver.mover import Mover, SpoolReader
-from workbench.receiver.spool import INSERT, delivery_ids, open_spool, pack, waiting
+from workbench.receiver.spool import INSERT, SpoolClaim, delivery_ids, open_spool, pack, waiting
 from workbench.services import connections
 from workbench.services.captures import Capture
 from workbench.services.context import ServiceContext
@@ -134,3 +138,29 @@ def test_a_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_move(ctx: Se
     assert waiting(tmp_path / "r.spool") == (0, 1)  # kept, counted as stuck
     ((key, reason),) = spool.conn.execute("SELECT id, reason FROM stuck").fetchall()
     assert key.startswith("batch-") and reason.startswith("unreadable batch of 3 deliveries")
+
+
+def test_a_running_applier_takes_over_a_spool_a_killed_receiver_left(ctx: ServiceContext, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only at start: a receiver killed while another runs beside it has its deliveries
+    (answered 2xx) moved by the one running, within TAKE_OVER_S."""
+    acme = add_stripe(ctx)
+    monkeypatch.setattr(applier, "TAKE_OVER_S", 0.2)
+    own, left = tmp_path / "receiver-own.spool", tmp_path / "receiver-left.spool"
+    claim = SpoolClaim.new(tmp_path)  # a live receiver's spool (its lock held): never taken over
+    _spool(claim.spool, [_row(3, acme.id)]).conn.close()
+    ours, theirs = multiprocessing.Pipe()
+    following = threading.Thread(target=applier._follow, args=(Mover(ctx, NO_VAULTS), own, theirs))
+    following.start()
+    try:
+        time.sleep(0.3)
+        _spool(left, [_row(1, acme.id), _row(2, acme.id)]).conn.close()  # nobody holds its lock
+        deadline = time.monotonic() + 10
+        while len(_stored(ctx)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        ours.send_bytes(children.STOP)
+        following.join(30)
+    assert set(_stored(ctx)) == {"dlv_mv0001", "dlv_mv0002"}
+    assert not left.exists() and claim.spool.exists()  # moved and removed; the live one untouched
+    claim.release()

@@ -52,6 +52,9 @@ QUIET_S, QUIET_ROWS = 0.02, 50
 RETRY_S = 0.5  # after the store refused a move
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
 STORE_CHECKPOINT_S = 1.0
+# How often a running applier looks for spools that killed receivers left (each receiver also
+# looks when it starts): their deliveries were answered 2xx and must not wait for a restart.
+TAKE_OVER_S = 10.0
 
 
 class ApplierLink:
@@ -105,9 +108,7 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
     control.send_bytes(children.READY)
     try:
         _apply_left_held(ctx, vaults)
-        for path in abandoned(own.parent):
-            if path != own:
-                _take_over(mover, path)
+        _take_over_abandoned(mover, own)
         _follow(mover, own, control)
     finally:
         checkpointer.stop()
@@ -162,13 +163,16 @@ def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
     """Move until told to stop (or the receiver is gone), then move what is left."""
     conn = open_spool(spool)
     reader = SpoolReader(conn)
-    checkpointed = time.monotonic()
+    checkpointed = looked = time.monotonic()
     try:
         while True:
             moved = _move_once(mover, reader)
             if moved and time.monotonic() - checkpointed >= CHECKPOINT_S:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a commit that answers requests
                 checkpointed = time.monotonic()
+            if time.monotonic() - looked >= TAKE_OVER_S:
+                _take_over_abandoned(mover, spool)
+                looked = time.monotonic()
             if control.poll(_wait_after(moved)) and _stopping(control):
                 _drain(mover, reader)
                 return
@@ -228,6 +232,16 @@ def _drain(mover: Mover, spool: SpoolReader) -> None:
             time.sleep(RETRY_S)
 
 
+def _take_over_abandoned(mover: Mover, own: Path) -> None:
+    """Every other spool beside ours whose receiver (and its children) are gone."""
+    for path in abandoned(own.parent):
+        if path != own:
+            try:
+                _take_over(mover, path)
+            except Exception as exc:  # one damaged spool must not stop this receiver's own moving
+                log.error("receiver: could not take over %s (%s)", path.name, one_line(exc))
+
+
 def _take_over(mover: Mover, spool: Path) -> None:
     """A spool nobody holds: its receiver was killed. Move all of it, then remove it."""
     claim = SpoolClaim.take(spool)
@@ -240,12 +254,13 @@ def _take_over(mover: Mover, spool: Path) -> None:
         log.error("receiver: %s", exc)
         claim.release()
         return
+    empty = False
     try:
         _drain(mover, SpoolReader(conn))
         empty = conn.execute("SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
     finally:
         conn.close()
-    claim.release(remove=empty)
+        claim.release(remove=empty)  # whatever happened: another receiver may try it later
 
 
 def _apply_left_held(ctx: ServiceContext, vaults: Vaults) -> None:
