@@ -2,12 +2,12 @@
 applies them (mover.py), off the request path and out of the spool writer's way.
 
 It moves again at once after a full move (MOVE_ROWS: more is waiting), and waits longer the
-larger the last move was (see _wait_after), so a busy receiver's deliveries go in a few
+larger the last move was (see _wait_after), so a busy receiver's deliveries go in up to a
 thousand at a time (one transaction, one sync of the store for all of them) and a quiet one's
 within a few hundredths of a second; each is applied within half a second while the machine
 keeps up.
-Before its own spool it takes over any spool a killed receiver left in the same folder
-(spool.abandoned), and it applies any delivery left held by an active connection (a receiver
+Before its own spool, and every TAKE_OVER_S after, it takes over any spool a killed receiver
+left in the same folder (spool.abandoned), and at start it applies any delivery left held by an active connection (a receiver
 of an earlier version killed between storing and applying). Its store connections sync at every commit (FULL): a
 delivery leaves the spool only once the store has it on disk.
 

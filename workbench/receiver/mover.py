@@ -46,7 +46,11 @@ log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
-MOVE_ROWS = 3000  # deliveries per store transaction (whole batches: a few more)
+# Deliveries per store transaction (whole batches: a few more). Not more: a move's commit syncs
+# its whole WAL at once (about 4 KB a delivery), and the spool's syncs on the same disk waited
+# behind it; with 3,000 a move, the spool commits that took over 20 ms followed big moves'
+# commits (the receiver's p99: docs/benchmarks.md, Round 14).
+MOVE_ROWS = 1000
 _HELD = str(HELD)
 
 
