@@ -2,7 +2,7 @@
 applies them (mover.py), off the request path and out of the spool writer's way.
 
 It moves again at once after a full move (MOVE_ROWS: more is waiting), and waits longer the
-larger the last move was (see _wait_after), so a busy receiver's deliveries go in up to a
+larger the last move was (see _wait_after), so a busy receiver's deliveries go in up to two
 thousand at a time (one transaction, one sync of the store for all of them) and a quiet one's
 within a few hundredths of a second; each is applied within half a second while the machine
 keeps up.

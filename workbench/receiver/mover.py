@@ -46,11 +46,12 @@ log = logging.getLogger(__name__)
 
 deliveries = Delivery.__table__
 connections = ConnectionRow.__table__
-# Deliveries per store transaction (whole batches: a few more). Not more: a move's commit syncs
-# its whole WAL at once (about 4 KB a delivery), and the spool's syncs on the same disk waited
-# behind it; with 3,000 a move, the spool commits that took over 20 ms followed big moves'
-# commits (the receiver's p99: docs/benchmarks.md, Round 14).
-MOVE_ROWS = 1000
+# Deliveries per store transaction (whole batches: a few more). A move's commit syncs its whole
+# WAL at once (about 4 KB a delivery) and the spool's syncs on the same disk wait behind it:
+# with 3,000 a move, the spool commits over 20 ms followed big moves' commits (the receiver's
+# p99); with 1,000, moves cost more each and the applying fell behind in one run. Measured
+# between the two: docs/benchmarks.md, Round 14.
+MOVE_ROWS = 2000
 _HELD = str(HELD)
 
 
