@@ -43,8 +43,7 @@ async def test_timeline_and_payload_screens_show_no_canary(ctx: ServiceContext) 
             await settle(pilot)
             assert isinstance(app.screen, TimelineScreen)
             assert_no_canary(screen_text(pilot), f"timeline of {record}")
-            app.pop_screen()
-            await settle(pilot)
+            app.pop_screen()  # the next screen is pushed after it, and settled
         shown_masks = 0
         for event in events:
             app.open_payload(event)
@@ -54,5 +53,4 @@ async def test_timeline_and_payload_screens_show_no_canary(ctx: ServiceContext) 
             assert_no_canary(text, f"payload of {event}")
             shown_masks += MASK in text
             app.pop_screen()
-            await settle(pilot)
         assert shown_masks == len(events)
