@@ -87,8 +87,7 @@ class SpoolReader:
             log.error("receiver: spool batch %d could not be read (%s); set aside in the spool's stuck table", seq, reason)
             with self.conn:  # both or neither
                 self.conn.execute("BEGIN IMMEDIATE")
-                self.conn.execute("INSERT OR REPLACE INTO stuck (id, delivery, reason) VALUES (?, ?, ?)",
-                                  (f"batch-{seq}", batch, reason[:500]))
+                self._stuck(f"batch-{seq}", batch, reason)
                 self.conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
         return taken
 
@@ -96,8 +95,10 @@ class SpoolReader:
         self.conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
 
     def set_aside(self, row: Spooled, reason: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO stuck (id, delivery, reason) VALUES (?, ?, ?)",
-                          (row.id, pack([row.values]), reason[:500]))
+        self._stuck(row.id, pack([row.values]), reason)
+
+    def _stuck(self, key: str, kept: bytes, reason: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO stuck (id, delivery, reason) VALUES (?, ?, ?)", (key, kept, reason[:500]))
 
 
 class Spooled:
