@@ -148,6 +148,12 @@ def open_spool(path: Path, *, sync_full: bool = False) -> sqlite3.Connection:
     # never pay for one; this is the writer's own backstop should the mover stop.
     conn.execute(f"PRAGMA wal_autocheckpoint={(64 << 20) // 4096}")
     conn.execute(f"PRAGMA journal_size_limit={16 << 20}")
+    # Some builds (Debian's) zero every freed page by default: each batch the mover deletes
+    # then went through the WAL twice more, page by page (measured: a quarter of the mover's
+    # time, and syncs the spool writer waited behind). FAST zeroes deleted content only where
+    # that costs no extra write; freed pages are reused by the next batches, and every moved
+    # delivery is in the store anyway.
+    conn.execute("PRAGMA secure_delete=FAST")
     conn.execute("BEGIN IMMEDIATE")  # two processes may open a new spool at once
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == 0:
