@@ -34,8 +34,9 @@ def test_batches_waiting_together_are_committed_in_one_transaction_with_one_repl
     writing.start()
     batches: list[spool_writer._Batch] = []
     ending = False
+    incoming = spool_writer._Incoming(requests_in)
     while not ending and sum(b.deliveries for b in batches) < 6:  # all three, however the writes interleave
-        more, ending = spool_writer._waiting_batches(requests_in)
+        more, ending = spool_writer._waiting_batches(incoming)
         batches += more
     writing.join()
     assert [b.seq for b in batches] == [1, 2, 3] and not ending
@@ -54,10 +55,10 @@ def test_a_frame_cut_short_and_the_stop_frame_end_the_reading(tmp_path: Path) ->
     whole, cut = _frame(1, [["dlv_a"]]), _frame(2, [["dlv_b"]])
     os.write(requests_out.fileno(), whole + cut[:-3])  # the receiver killed in mid-write
     requests_out.close()
-    batches, ending = spool_writer._waiting_batches(requests_in)
+    batches, ending = spool_writer._waiting_batches(spool_writer._Incoming(requests_in))
     assert [b.seq for b in batches] == [1] and ending
 
     requests_in, requests_out = multiprocessing.Pipe(duplex=False)
     os.write(requests_out.fileno(), whole + spool_writer._STOP)
-    batches, ending = spool_writer._waiting_batches(requests_in)
+    batches, ending = spool_writer._waiting_batches(spool_writer._Incoming(requests_in))
     assert [b.seq for b in batches] == [1] and ending

@@ -23,6 +23,7 @@ import fcntl
 import logging
 import multiprocessing
 import os
+import select
 import sqlite3
 import struct
 import subprocess
@@ -113,10 +114,11 @@ def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
     if claim is None:
         return  # being taken over: not ours any more (the receiver reports it did not start)
     conn = open_spool(Path(spool), sync_full=True)
+    incoming = _Incoming(requests)
     replies.send_bytes(children.READY)
     try:
         while True:
-            batches, ending = _waiting_batches(requests)
+            batches, ending = _waiting_batches(incoming)
             if batches:
                 _commit(conn, batches, replies)
             if ending:
@@ -153,11 +155,26 @@ class _Batch:
         self.seq, self.deliveries, self.batch = seq, deliveries, batch
 
 
-def _waiting_batches(requests: Pipe) -> tuple[list[_Batch], bool]:
+class _Incoming:
+    """The reading end of the requests pipe, with a poll object made once to ask whether more
+    is waiting (multiprocessing's Connection.poll builds a selector at every call: 4.7 us
+    against 0.6, twice a transaction)."""
+
+    def __init__(self, requests: Pipe) -> None:
+        self.fd = requests.fileno()
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+
+    def more(self) -> bool:
+        """Something to read now (or the receiver's end closed)."""
+        return bool(self._poll.poll(0))
+
+
+def _waiting_batches(incoming: _Incoming) -> tuple[list[_Batch], bool]:
     """The next batch and every other already in the pipe, and whether the receiver is gone or
     asked to stop after them."""
     batches: list[_Batch] = []
-    fd = requests.fileno()
+    fd = incoming.fd
     while True:
         head = _read_exactly(fd, _FRAME.size)
         if head is None or head == _STOP:
@@ -167,7 +184,7 @@ def _waiting_batches(requests: Pipe) -> tuple[list[_Batch], bool]:
         if batch is None:
             return batches, True
         batches.append(_Batch(seq, deliveries, batch))
-        if len(batches) >= MERGED_BATCHES or not requests.poll(0):
+        if len(batches) >= MERGED_BATCHES or not incoming.more():
             return batches, False
 
 
