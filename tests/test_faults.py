@@ -17,10 +17,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -34,6 +35,7 @@ from workbench.services.audit_anchor import anchor_files
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
 CANARY = "sk_live_CANARY123"
+T = TypeVar("T")
 CREATED = int(T0.timestamp())
 # Running as root, file permissions do not bind: drop the capabilities that bypass them, so a
 # read-only file is read-only to the workbench too.
@@ -48,6 +50,14 @@ def run(db_url: str, *args: str, stdin: bytes | None = None, env: dict[str, str]
     environment.pop("WORKBENCH_DEBUG", None)
     return subprocess.run([*(prefix or []), str(WORKBENCH), *args], input=stdin, capture_output=True,
                           env=environment, timeout=120, preexec_fn=preexec_fn)
+
+
+def together(*calls: Callable[[], T]) -> list[T]:
+    """Run independent calls (each a `workbench` process, ~1 s of start-up apiece) at once,
+    their results in the order given: a test's checks that read the same state need not wait
+    for one another."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 def clean_failure(result: subprocess.CompletedProcess[bytes], *words: str, code: int = 1) -> str:
@@ -194,16 +204,26 @@ def test_a_read_only_store_can_be_read_and_refuses_writes_in_one_line(store, wha
         path.parent.chmod(0o555)
     with read_only(path, directory_too=what != "file") if what != "directory" else _restore_dir(path):
         as_user = {"prefix": AS_ORDINARY_USER}
-        assert opened_read_only(store, AS_ORDINARY_USER)  # what the TUI shows its banner from
-        assert ok(run(store, "records", "--json", **as_user)) == listed
-        assert "evt_2" in ok(run(store, "events", "--json", **as_user))
-        assert "pi_1" in ok(run(store, "timeline", "pi_1", **as_user))
-        assert ok(run(store, "audit", "verify", **as_user)).startswith("audit chain intact")
-        for write in (["connection", "add", "globex", "--provider", "stripe"],
-                      ["connection", "pause", "acme", "--reason", "incident"]):
-            clean_failure(run(store, *write, **as_user), f"the store at {store} is read-only:")
-    intact(store, before)
-    assert not opened_read_only(store, AS_ORDINARY_USER)
+        writes = (["connection", "add", "globex", "--provider", "stripe"],
+                  ["connection", "pause", "acme", "--reason", "incident"])
+        # Every check sees the same read-only store (no write gets through), so all run at once.
+        probed, records, events, timeline, verified, *refused = together(
+            lambda: opened_read_only(store, AS_ORDINARY_USER),
+            lambda: run(store, "records", "--json", **as_user),
+            lambda: run(store, "events", "--json", **as_user),
+            lambda: run(store, "timeline", "pi_1", **as_user),
+            lambda: run(store, "audit", "verify", **as_user),
+            *(lambda write=write: run(store, *write, **as_user) for write in writes))
+        assert probed  # what the TUI shows its banner from
+        assert ok(records) == listed
+        assert "evt_2" in ok(events)
+        assert "pi_1" in ok(timeline)
+        assert ok(verified).startswith("audit chain intact")
+        for result in refused:
+            clean_failure(result, f"the store at {store} is read-only:")
+    # Writable again: the probe reads only, so it runs beside `intact`'s audit verify.
+    _, probed_after = together(lambda: intact(store, before), lambda: opened_read_only(store, AS_ORDINARY_USER))
+    assert not probed_after
 
 
 PROBE_READ_ONLY = "import sys; from workbench.services.context import open_context; print(open_context(sys.argv[1]).read_only)"
@@ -394,11 +414,17 @@ def test_a_read_only_database_user(postgres_cluster):
         _execute(owner_url, f"CREATE ROLE {reader} LOGIN")
         _execute(owner_url, f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}")
         reader_url = str(make_url(owner_url).set(username=reader))
-        assert "acme" in ok(run(reader_url, "connection", "list"))
-        assert ok(run(reader_url, "audit", "verify")).startswith("audit chain intact")
-        assert opened_read_only(reader_url, []) and not opened_read_only(owner_url, [])  # the TUI's banner
-        clean_failure(run(reader_url, "connection", "add", "globex", "--provider", "stripe"),
-                      "is read-only for this database user")
+        # Independent checks (the one write is refused), so all at once.
+        listed, verified, reader_probe, owner_probe, refused = together(
+            lambda: run(reader_url, "connection", "list"),
+            lambda: run(reader_url, "audit", "verify"),
+            lambda: opened_read_only(reader_url, []),
+            lambda: opened_read_only(owner_url, []),
+            lambda: run(reader_url, "connection", "add", "globex", "--provider", "stripe"))
+        assert "acme" in ok(listed)
+        assert ok(verified).startswith("audit chain intact")
+        assert reader_probe and not owner_probe  # the TUI's banner
+        clean_failure(refused, "is read-only for this database user")
         assert counts(owner_url)["connections"] == 1
     finally:
         postgres_cluster.drop_database(name)
@@ -407,18 +433,26 @@ def test_a_read_only_database_user(postgres_cluster):
 # -- a store that is not there ----------------------------------------------------------------------
 
 def test_a_missing_store_is_not_created_by_accident(tmp_path):
-    for url, words in ((f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'wb.db'}", ("does not exist",)),
-                       (f"sqlite:///{tmp_path / 'wb.db'}", ("no store at", "yet"))):
-        for args in (["records"], ["connection", "add", "acme", "--provider", "stripe"]):
-            clean_failure(run(url, *args), *words, "`workbench demo`", "`workbench db upgrade`")
+    cases = [(url, words, args)
+             for url, words in ((f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'wb.db'}", ("does not exist",)),
+                                (f"sqlite:///{tmp_path / 'wb.db'}", ("no store at", "yet")))
+             for args in (["records"], ["connection", "add", "acme", "--provider", "stripe"])]
+    # None of them may create anything, so they run at once (and the check below sees them all).
+    results = together(*(lambda url=url, args=args: run(url, *args) for url, _, args in cases))
+    for (_, words, _), result in zip(cases, results, strict=True):
+        clean_failure(result, *words, "`workbench demo`", "`workbench db upgrade`")
     assert list(tmp_path.iterdir()) == []
     empty = tmp_path / "empty.db"
     empty.touch()
-    clean_failure(run(f"sqlite:///{empty}", "records"), "is an empty file")
-    assert empty.stat().st_size == 0
-    ok(run(f"sqlite:///{empty}", "db", "upgrade"))  # on purpose: fine
-    assert ok(run(f"sqlite:///{empty}", "records", "--json")) == "[]\n"
-    ok(run(f"sqlite:///{tmp_path / 'new' / 'demo.db'}", "demo", "--records", "20"))
+
+    def the_empty_file() -> None:
+        clean_failure(run(f"sqlite:///{empty}", "records"), "is an empty file")
+        assert empty.stat().st_size == 0
+        ok(run(f"sqlite:///{empty}", "db", "upgrade"))  # on purpose: fine
+        assert ok(run(f"sqlite:///{empty}", "records", "--json")) == "[]\n"
+
+    # The demo makes a store of its own elsewhere: beside the empty file's steps, not after them.
+    together(the_empty_file, lambda: ok(run(f"sqlite:///{tmp_path / 'new' / 'demo.db'}", "demo", "--records", "20")))
 
 
 def test_the_default_store_is_made_by_the_demo_only(tmp_path):
