@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import func, inspect, select
@@ -18,6 +20,15 @@ from workbench.services.context import ServiceContext, default_actor
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 bindings = RoleBinding.__table__
+R = TypeVar("R")
+
+
+def together(*calls: Callable[[], R]) -> list[R]:
+    """Run independent calls (each typically a `workbench` process, about a second of start-up
+    apiece) at once, their results in the order given: checks that read the same state need
+    not wait for one another. An exception in any call is raised here."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 def pi_event(event_id: str, pi: str, status: str, created: int, event_type: str | None = None,

@@ -17,11 +17,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -30,12 +29,11 @@ from sqlalchemy.engine import make_url
 
 from store.database import HEAD_REVISION
 from tests.pg_cluster import PostgresCluster
-from tests.support import T0, pi_event, table_counts
+from tests.support import T0, pi_event, table_counts, together
 from workbench.services.audit_anchor import anchor_files
 
 WORKBENCH = Path(sys.executable).with_name("workbench")
 CANARY = "sk_live_CANARY123"
-T = TypeVar("T")
 CREATED = int(T0.timestamp())
 # Running as root, file permissions do not bind: drop the capabilities that bypass them, so a
 # read-only file is read-only to the workbench too.
@@ -50,14 +48,6 @@ def run(db_url: str, *args: str, stdin: bytes | None = None, env: dict[str, str]
     environment.pop("WORKBENCH_DEBUG", None)
     return subprocess.run([*(prefix or []), str(WORKBENCH), *args], input=stdin, capture_output=True,
                           env=environment, timeout=120, preexec_fn=preexec_fn)
-
-
-def together(*calls: Callable[[], T]) -> list[T]:
-    """Run independent calls (each a `workbench` process, ~1 s of start-up apiece) at once,
-    their results in the order given: a test's checks that read the same state need not wait
-    for one another."""
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(lambda call: call(), calls))
 
 
 def clean_failure(result: subprocess.CompletedProcess[bytes], *words: str, code: int = 1) -> str:
