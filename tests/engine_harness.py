@@ -41,11 +41,21 @@ def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([WORKBENCH, *args], env=env_for(db_url), capture_output=True, text=True, timeout=60)
 
 
-class EngineProcess:
-    """`workbench engine ARGS` running; its stderr collected (the start line, the log)."""
+# `workbench engine ARGS` as the executable runs it, once a line comes on stdin: the imports
+# (most of a start's second) are done by then.
+HELD = ("import sys; from workbench.cli.main import main; import workbench.cli.engine_commands, "
+        "workbench.engine.daemon, workbench.services.reconcile; sys.stdin.readline(); sys.argv[0] = 'workbench'; "
+        "main()")
 
-    def __init__(self, db_url: str, *args: str) -> None:
-        self.process = subprocess.Popen([WORKBENCH, "engine", *args], env=env_for(db_url),
+
+class EngineProcess:
+    """`workbench engine ARGS` running; its stderr collected (the start line, the log).
+    `held`: started but held back before it touches the store, until `go()` (a spare, warmed
+    up while another engine runs, to take over the moment that one is killed)."""
+
+    def __init__(self, db_url: str, *args: str, held: bool = False) -> None:
+        command = [sys.executable, "-c", HELD, "engine", *args] if held else [WORKBENCH, "engine", *args]
+        self.process = subprocess.Popen(command, env=env_for(db_url), stdin=subprocess.PIPE if held else None,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -59,6 +69,12 @@ class EngineProcess:
     @property
     def log(self) -> str:
         return "\n".join(self.lines)
+
+    def go(self) -> None:
+        """A held engine starts (it touches the store from now on)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.close()
 
     def wait_started(self, timeout_s: float = 30.0) -> str:
         """The line saying it runs (active or standing by)."""
