@@ -144,10 +144,11 @@ def test_two_engines_share_the_store_and_a_killed_ones_work_is_taken_over(
     set_up(ctx, sandbox)
     set_chaos(sandbox, latency_ms=20)
     first = EngineProcess(db_url, *FAST)
-    engines.append(first)
+    # The second starts up beside the first, held back from the store until the first runs.
+    second = EngineProcess(db_url, *FAST, held=True)
+    engines.extend((first, second))
     first.wait_started()
-    second = EngineProcess(db_url, *FAST)
-    engines.append(second)
+    second.go()
     second_line = second.wait_started()
     sqlite = db_url.startswith("sqlite")
     if sqlite:
