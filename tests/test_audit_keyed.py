@@ -248,12 +248,14 @@ def test_verify_with_another_key_fails_as_edited(chain, audit_key_file):
 
 def test_a_triage_action_appends_without_any_prompt(db_url, tmp_path):
     """A failure resolved from a script with no terminal: no passphrase, the key made on the spot."""
-    ok(run(db_url, "db", "upgrade"))
-    ok(run(db_url, "connection", "add", "acme", "--provider", "stripe"))
-    from tests.test_cli import every_verdict_file
+    from tests.test_cli import every_verdict_file, js, wb
 
-    run(db_url, "ingest", "acme", str(every_verdict_file(tmp_path)))
-    failures = orjson.loads(ok(run(db_url, "failures", "--json")))
+    # The store and its failures are made by the same commands in this process (a second of
+    # start-up each saved); only the resolve under test runs as a script with no terminal.
+    assert wb(db_url, "db", "upgrade").exit_code == 0
+    assert wb(db_url, "connection", "add", "acme", "--provider", "stripe").exit_code == 0
+    wb(db_url, "ingest", "acme", str(every_verdict_file(tmp_path)))
+    failures = js(wb(db_url, "failures", "--json"))
     assert failures
     outcome = subprocess.run([str(Path(sys.executable).with_name("workbench")), "failures", "resolve",
                               failures[0]["id"], "--note", "handled"], stdin=subprocess.DEVNULL,
