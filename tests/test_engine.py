@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from store.database import reading
@@ -23,6 +24,7 @@ from store.models import Attempt, Command, Delivery, Lease, Process, ProviderRef
 from tests.engine_harness import EngineProcess, cli, wait_until
 from tests.engine_support import RUN, callable_connection, ledger, one_live_record_per_command, sandbox, set_chaos
 from tests.stripe_servers import free_port
+from workbench.cli.main import cli as cli_group
 from workbench.services import command_submit, connections, role_bindings
 from workbench.services.context import ServiceContext
 
@@ -60,6 +62,11 @@ def set_up(ctx: ServiceContext, sandbox: str, settings: dict[str, Any] | None = 
 def submit(ctx: ServiceContext, count: int) -> list[str]:
     return [command_submit.submit(ctx, "pay", "payroll_run.submit", {**RUN, "amount": 1000 + i}).command
             for i in range(count)]
+
+
+def in_process(db_url: str, *args: str) -> Result:
+    """`workbench ARGS` run by this process (CliRunner)."""
+    return CliRunner().invoke(cli_group, ["--db", db_url, *args])
 
 
 def statuses(ctx: ServiceContext) -> Counter[str]:
@@ -117,11 +124,13 @@ def test_a_pause_in_another_process_is_obeyed_within_two_seconds(ctx: ServiceCon
     set_chaos(sandbox, latency_ms=500)  # dispatching 80 runs (a POST each), 8 at a time, takes 5 s
     engine = EngineProcess(db_url, *FAST)
     engines.append(engine)
+    submit(ctx, 80)  # while the engine starts up: it dispatches them once it runs
     engine.wait_started()
-    submit(ctx, 80)
     wait_until(lambda: statuses(ctx)["succeeded"] >= 3)
-    paused = cli(db_url, "connection", "pause", "pay", "--reason", "tests: stop the engine")
-    assert paused.returncode == 0, paused.stderr
+    # The command itself, in this process (the engine's is another): no second of start-up
+    # between the runs seen and the pause.
+    paused = in_process(db_url, "connection", "pause", "pay", "--reason", "tests: stop the engine")
+    assert paused.exit_code == 0, paused.output
     obeyed_by = datetime.now(UTC) + timedelta(seconds=2)
     time.sleep(3)
     late = [a for a in rows(ctx, Attempt.__table__) if a.created_at > obeyed_by]
@@ -131,8 +140,8 @@ def test_a_pause_in_another_process_is_obeyed_within_two_seconds(ctx: ServiceCon
     waiting = statuses(ctx)["pending"]
     assert waiting > 0, statuses(ctx)
     set_chaos(sandbox)  # the slow provider has served its purpose: the rest drain at once
-    resumed = cli(db_url, "connection", "resume", "pay", "--reason", "tests: go on")
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = in_process(db_url, "connection", "resume", "pay", "--reason", "tests: go on")
+    assert resumed.exit_code == 0, resumed.output
     wait_until(lambda: statuses(ctx) == Counter({"succeeded": 80}), 60)
     made = Counter(e["reference"] for e in ledger(sandbox, "run.created"))
     assert all(made[c.operation_id] == 1 for c in rows(ctx, Command.__table__))
