@@ -86,10 +86,19 @@ class Receiver:
     def start(self, *, own_group: bool = False) -> None:
         """`own_group`: in a process group of its own, as a service manager starts it (so that
         a signal can go to the whole group, children included)."""
+        self.spawn(own_group=own_group)
+        self.wait_ready()
+
+    def spawn(self, *, own_group: bool = False) -> None:
+        """`start` without waiting for it to answer: two receivers start up side by side."""
         self.port = free_port()
         self.log = (self.home / f"listen-{self.port}.log").open("wb")
         self.process = subprocess.Popen([*WORKBENCH, "listen", "--port", str(self.port)], env=self.env,
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=own_group)
+
+    def wait_ready(self) -> None:
+        """Until it answers /healthz (30 s at most)."""
+        assert self.process is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, (self.home / f"listen-{self.port}.log").read_text()

@@ -106,8 +106,10 @@ def test_sigterm_to_the_whole_group_stops_cleanly_with_everything_applied(store:
 def test_two_receivers_on_one_store_apply_each_delivery_once(store: Receiver) -> None:
     first = store
     second = Receiver(store.url, store.home, store.env)
-    first.start()
-    second.start()
+    first.spawn()
+    second.spawn()  # both start up at once (they share nothing but the store)
+    first.wait_ready()
+    second.wait_ready()
     try:
         stop, answered = threading.Event(), []  # type: ignore[var-annotated]
         threads = _load(first, 2, stop, answered, "a") + _load(second, 2, stop, answered, "b")
