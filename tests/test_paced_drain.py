@@ -1,5 +1,5 @@
 """Paced dispatch with two real engines on one PostgreSQL store: 1,000 queued commands drain at
-the connection's configured rate (30/s) within 10%, measured at the chaos sandbox's ledger, and
+the connection's configured rate (100/s) within 10%, measured at the chaos sandbox's ledger, and
 both engines take part (each one's metrics), so the limit is shared, not per engine. While
 they drain, `engine status --json` gives the backlog's expected drain time at that pace."""
 
