@@ -71,19 +71,38 @@ def serve_bare(port: int) -> None:
                 lifespan="off", server_header=False, date_header=False, proxy_headers=False)
 
 
-def lua_script(path: Path) -> None:
-    """wrk's request generator: signed deliveries, in turn."""
+def bench_store(out: Path) -> dict[str, str]:
+    """A fresh embedded store in `out` with one Stripe connection, `bench`, and its webhook
+    secret in the vault; the environment that opens it."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    env = {**os.environ, "WORKBENCH_DB": f"sqlite:///{out / 'workbench.db'}", "WORKBENCH_VAULT_DIR": str(out / "vault"),
+           "WORKBENCH_AUDIT_KEY_FILE": str(out / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": "benchmark passphrase"}
+    for command, stdin in ((["db", "upgrade"], None), (["vault", "init"], None),
+                           (["connection", "add", "bench", "--provider", "stripe"], None),
+                           (["connection", "secret", "add", "bench", "--kind", "webhook_secret"], SECRET)):
+        subprocess.run([WORKBENCH, *command], env=env, input=stdin, text=True, check=True, capture_output=True)
+    return env
+
+
+def signed_event(i: int, now: int) -> tuple[str, str]:
+    """Benchmark event `i` (a payment intent processing) and its Stripe-Signature header."""
     import orjson
     import stripe
 
+    body = orjson.dumps({"id": f"evt_bench{i:06d}", "object": "event", "type": "payment_intent.processing",
+                         "created": now, "livemode": False,
+                         "data": {"object": {"id": f"pi_bench{i:06d}", "object": "payment_intent",
+                                             "status": "processing", "amount": 2000, "currency": "usd"}}}).decode()
+    return body, stripe.WebhookSignature.generate_signature_header(body, SECRET, timestamp=now)
+
+
+def lua_script(path: Path) -> None:
+    """wrk's request generator: signed deliveries, in turn."""
     now = int(time.time())
     lines = ["local bodies = {}", "local signatures = {}"]
     for i in range(EVENTS):
-        body = orjson.dumps({"id": f"evt_bench{i:06d}", "object": "event", "type": "payment_intent.processing",
-                             "created": now, "livemode": False,
-                             "data": {"object": {"id": f"pi_bench{i:06d}", "object": "payment_intent",
-                                                 "status": "processing", "amount": 2000, "currency": "usd"}}}).decode()
-        header = stripe.WebhookSignature.generate_signature_header(body, SECRET, timestamp=now)
+        body, header = signed_event(i, now)
         lines.append(f"bodies[{i + 1}] = [==[{body}]==]")
         lines.append(f'signatures[{i + 1}] = "{header}"')
     lines += [
@@ -150,15 +169,8 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
+    env = bench_store(OUT)
     db = OUT / "workbench.db"
-    env = {**os.environ, "WORKBENCH_DB": f"sqlite:///{db}", "WORKBENCH_VAULT_DIR": str(OUT / "vault"),
-           "WORKBENCH_AUDIT_KEY_FILE": str(OUT / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": "benchmark passphrase"}
-    for command, stdin in ((["db", "upgrade"], None), (["vault", "init"], None),
-                           (["connection", "add", "bench", "--provider", "stripe"], None),
-                           (["connection", "secret", "add", "bench", "--kind", "webhook_secret"], SECRET)):
-        subprocess.run([WORKBENCH, *command], env=env, input=stdin, text=True, check=True, capture_output=True)
     script = OUT / "post.lua"
     lua_script(script)
 
