@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .receiver_bench import EVENTS, bench_store, signed_event
+from .receiver_bench import EVENTS, bench_store, signed_event, store_env
 
 OUT = Path(__file__).resolve().parent / "out" / "mover"
 
@@ -50,7 +50,7 @@ def build_spool(spool: Path, deliveries: int) -> None:
     writer = GroupWriter(ctx, spool)
     loop = asyncio.new_event_loop()
     now = int(time.time())
-    events = [signed_event(i, now) for i in range(EVENTS)]
+    events = [(body.encode(), signature) for body, signature in (signed_event(i, now) for i in range(EVENTS))]
     conn = open_spool(spool, sync_full=True)
     batch: list[Pending] = []
     for i in range(deliveries):
@@ -58,8 +58,8 @@ def build_spool(spool: Path, deliveries: int) -> None:
         headers = {"host": "127.0.0.1:8080", "content-type": "application/json", "stripe-signature": signature,
                    "content-length": str(len(body))}
         received = writer.now()
-        check = entry.checker.check(headers, body.encode(), received)
-        batch.append(Pending(entry, received, headers, body.encode(), check, None, loop.create_future()))
+        check = entry.checker.check(headers, body, received)
+        batch.append(Pending(entry, received, headers, body, check, None, loop.create_future()))
         if len(batch) == 20 or i == deliveries - 1:
             conn.execute(INSERT, (len(batch), pack(writer._rows(batch))))  # the rows the receiver sends
             batch = []
@@ -121,9 +121,7 @@ def main() -> None:
         for label in results:
             shutil.rmtree(run, ignore_errors=True)
             shutil.copytree(pristine, run)
-            os.environ["WORKBENCH_DB"] = f"sqlite:///{run / 'workbench.db'}"
-            os.environ["WORKBENCH_VAULT_DIR"] = str(run / "vault")
-            os.environ["WORKBENCH_AUDIT_KEY_FILE"] = str(run / "audit.key")
+            os.environ.update(store_env(run))
             result = move_all(run / "receiver-bench.spool", label == "build default")
             results[label].append(result)
             print(f"round {number} {label:13}: {result['cpu_us']:5.1f} us CPU a delivery, "

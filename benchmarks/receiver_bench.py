@@ -71,13 +71,18 @@ def serve_bare(port: int) -> None:
                 lifespan="off", server_header=False, date_header=False, proxy_headers=False)
 
 
+def store_env(out: Path) -> dict[str, str]:
+    """The variables that open the benchmark store kept in `out` (its file, vault and audit key)."""
+    return {"WORKBENCH_DB": f"sqlite:///{out / 'workbench.db'}", "WORKBENCH_VAULT_DIR": str(out / "vault"),
+            "WORKBENCH_AUDIT_KEY_FILE": str(out / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": "benchmark passphrase"}
+
+
 def bench_store(out: Path) -> dict[str, str]:
     """A fresh embedded store in `out` with one Stripe connection, `bench`, and its webhook
     secret in the vault; the environment that opens it."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    env = {**os.environ, "WORKBENCH_DB": f"sqlite:///{out / 'workbench.db'}", "WORKBENCH_VAULT_DIR": str(out / "vault"),
-           "WORKBENCH_AUDIT_KEY_FILE": str(out / "audit.key"), "WORKBENCH_VAULT_PASSPHRASE": "benchmark passphrase"}
+    env = {**os.environ, **store_env(out)}
     for command, stdin in ((["db", "upgrade"], None), (["vault", "init"], None),
                            (["connection", "add", "bench", "--provider", "stripe"], None),
                            (["connection", "secret", "add", "bench", "--kind", "webhook_secret"], SECRET)):
