@@ -164,3 +164,48 @@ def test_a_running_applier_takes_over_a_spool_a_killed_receiver_left(ctx: Servic
     assert set(_stored(ctx)) == {"dlv_mv0001", "dlv_mv0002"}
     assert not left.exists() and claim.spool.exists()  # moved and removed; the live one untouched
     claim.release()
+
+
+class _MovesInTwos(Mover):
+    """A mover whose moves take at most two deliveries (a big takeover, in small), recording
+    each move as (spool file, deliveries moved); `on_move` runs after each."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx, NO_VAULTS)
+        self.moves: list[tuple[str, int]] = []
+        self.on_move = lambda: None
+
+    def move(self, spool: SpoolReader, limit: int = 2) -> int:
+        moved = super().move(spool, 2)
+        self.moves.append((Path(spool.conn.execute("PRAGMA database_list").fetchone()[2]).name, moved))
+        self.on_move()
+        return moved
+
+
+def test_a_receivers_own_deliveries_move_between_the_moves_of_a_takeover(ctx: ServiceContext,
+                                                                          tmp_path: Path) -> None:
+    """A large spool left by a killed receiver is moved a move at a time, and what this
+    receiver is sent meanwhile goes in between: it is not held up until the takeover ends."""
+    acme = add_stripe(ctx)
+    own, left = tmp_path / "receiver-own.spool", tmp_path / "receiver-left.spool"
+    _spool(left, *[[_row(n, acme.id), _row(n + 1, acme.id)] for n in range(1, 9, 2)]).conn.close()  # 4 moves
+    mover = _MovesInTwos(ctx)
+
+    def arrives_during_the_takeover() -> None:
+        if [name for name, count in mover.moves if count] == ["receiver-left.spool"]:  # after its first move
+            _spool(own, [_row(20, acme.id)]).conn.close()
+
+    mover.on_move = arrives_during_the_takeover
+    ours, theirs = multiprocessing.Pipe()
+    following = threading.Thread(target=applier._follow, args=(mover, own, theirs))
+    following.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(_stored(ctx)) < 9 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        ours.send_bytes(children.STOP)
+        following.join(30)
+    assert len(_stored(ctx)) == 9 and not left.exists()
+    moved = [(name, count) for name, count in mover.moves if count]
+    assert moved[:3] == [("receiver-left.spool", 2), ("receiver-own.spool", 1), ("receiver-left.spool", 2)]

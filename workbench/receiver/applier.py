@@ -6,10 +6,12 @@ larger the last move was (see _wait_after), so a busy receiver's deliveries go i
 thousand at a time (one transaction, one sync of the store for all of them) and a quiet one's
 within a few hundredths of a second; each is applied within half a second while the machine
 keeps up.
-Before its own spool, and every TAKE_OVER_S after, it takes over any spool a killed receiver
-left in the same folder (spool.abandoned), and at start it applies any delivery left held by an active connection (a receiver
-of an earlier version killed between storing and applying). Its store connections sync at every commit (FULL): a
-delivery leaves the spool only once the store has it on disk.
+At start, and every TAKE_OVER_S after, it takes over any spool a killed receiver left in the
+same folder (spool.abandoned) and moves it a move at a time between moves of its own, so its
+own deliveries are not held up behind a large takeover; at start it also applies any delivery
+left held by an active connection (a receiver of an earlier version killed between storing and
+applying). Its store connections sync at every commit (FULL): a delivery leaves the spool only
+once the store has it on disk.
 
 Stopped (STOP on its pipe, or the receiver gone), it moves everything its spool holds, then
 ends. Killed, it loses nothing: what it had not moved is still in the spool.
@@ -41,7 +43,7 @@ from workbench.services.payload_crypto import Vaults
 
 from . import children
 from .mover import MOVE_ROWS, Mover, SpoolReader
-from .spool import SpoolClaim, SpoolFormatError, abandoned, open_spool
+from .spool import SpoolClaim, abandoned, open_spool
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,6 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
     control.send_bytes(children.READY)
     try:
         _apply_left_held(ctx, vaults)
-        _take_over_abandoned(mover, own)
         _follow(mover, own, control)
     finally:
         checkpointer.stop()
@@ -160,10 +161,13 @@ def _load_adapters(ctx: ServiceContext) -> None:
 
 
 def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
-    """Move until told to stop (or the receiver is gone), then move what is left."""
+    """Move until told to stop (or the receiver is gone), then move what is left; spools that
+    killed receivers left are taken over on the way (at once, then every TAKE_OVER_S)."""
     conn = open_spool(spool)
     reader = SpoolReader(conn)
-    checkpointed = looked = time.monotonic()
+    taken: dict[Path, _TakenOver] = {}
+    checkpointed = time.monotonic()
+    looked = checkpointed - TAKE_OVER_S
     try:
         while True:
             moved = _move_once(mover, reader)
@@ -171,13 +175,19 @@ def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a commit that answers requests
                 checkpointed = time.monotonic()
             if time.monotonic() - looked >= TAKE_OVER_S:
-                _take_over_abandoned(mover, spool)
+                _claim_abandoned(spool, taken)
                 looked = time.monotonic()
-            if control.poll(_wait_after(moved)) and _stopping(control):
+            # One move of each taken-over spool, then ours again: no waiting while they hold more.
+            wait = 0.0 if _move_taken_over(mover, taken) else _wait_after(moved)
+            if control.poll(wait) and _stopping(control):
                 _drain(mover, reader)
+                for item in taken.values():
+                    _drain(mover, item.reader)
                 return
     finally:
         conn.close()
+        for item in list(taken.values()):
+            item.let_go()
 
 
 def _wait_after(moved: int) -> float:
@@ -232,35 +242,64 @@ def _drain(mover: Mover, spool: SpoolReader) -> None:
             time.sleep(RETRY_S)
 
 
-def _take_over_abandoned(mover: Mover, own: Path) -> None:
-    """Every other spool beside ours whose receiver (and its children) are gone."""
-    for path in abandoned(own.parent):
-        if path != own:
-            try:
-                _take_over(mover, path)
-            except Exception as exc:  # one damaged spool must not stop this receiver's own moving
-                log.error("receiver: could not take over %s (%s)", path.name, one_line(exc))
+class _TakenOver:
+    """A spool nobody holds (its receiver was killed), claimed by this applier: moved a move at
+    a time, then removed once empty (stuck deliveries keep it, see mover.py)."""
 
+    def __init__(self, path: Path, claim: SpoolClaim, conn: sqlite3.Connection) -> None:
+        self.path, self.claim, self.reader = path, claim, SpoolReader(conn)
+        self.failures = 0
+        self.retry_at = 0.0
 
-def _take_over(mover: Mover, spool: Path) -> None:
-    """A spool nobody holds: its receiver was killed. Move all of it, then remove it."""
-    claim = SpoolClaim.take(spool)
-    if claim is None:
-        return  # its receiver runs (or another is taking it over)
-    log.warning("receiver: moving the deliveries a stopped receiver left in %s", spool.name)
-    try:
-        conn = open_spool(spool)
-    except SpoolFormatError as exc:
-        log.error("receiver: %s", exc)
-        claim.release()
-        return
-    empty = False
-    try:
-        _drain(mover, SpoolReader(conn))
-        empty = conn.execute("SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
-    finally:
+    def let_go(self) -> None:
+        conn = self.reader.conn
+        try:
+            empty = conn.execute("SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
+        except sqlite3.Error:
+            empty = False
         conn.close()
-        claim.release(remove=empty)  # whatever happened: another receiver may try it later
+        self.claim.release(remove=empty)  # not empty: another receiver tries it later
+
+
+def _claim_abandoned(own: Path, taken: dict[Path, _TakenOver]) -> None:
+    """Claim every other spool beside ours whose receiver (and its children) are gone."""
+    for path in abandoned(own.parent):
+        if path == own or path in taken:
+            continue
+        claim = SpoolClaim.take(path)
+        if claim is None:
+            continue  # its receiver runs (or another is taking it over)
+        try:
+            conn = open_spool(path)
+        except Exception as exc:  # one damaged spool must not stop this receiver's own moving
+            log.error("receiver: could not take over %s (%s)", path.name, one_line(exc))
+            claim.release()
+            continue
+        log.warning("receiver: moving the deliveries a stopped receiver left in %s", path.name)
+        taken[path] = _TakenOver(path, claim, conn)
+
+
+def _move_taken_over(mover: Mover, taken: dict[Path, _TakenOver]) -> bool:
+    """One move from each taken-over spool; whether any moved something (more may wait). One
+    emptied is let go; one the store keeps refusing is let go after a few tries, RETRY_S apart."""
+    progressed = False
+    now = time.monotonic()
+    for path, item in list(taken.items()):
+        if item.retry_at > now:
+            continue
+        moved = _move_once(mover, item.reader)
+        if moved > 0:
+            item.failures, progressed = 0, True
+            continue
+        if moved < 0:
+            item.failures += 1
+            item.retry_at = now + RETRY_S
+            if item.failures <= 5:
+                continue
+            log.error("receiver: leaving %s with deliveries still in it; a receiver tries it again later", path.name)
+        item.let_go()
+        del taken[path]
+    return progressed
 
 
 def _apply_left_held(ctx: ServiceContext, vaults: Vaults) -> None:
