@@ -154,13 +154,18 @@ class Mover:
         for seq, rows in spool.batches(deliveries):
             for row in rows:
                 try:
-                    self._store([row], recheck=True)
+                    self.store_one(row)
                 except Exception as exc:
                     reason = one_line(exc)
                     log.error("receiver: delivery %s could not be moved into the store (%s); it stays in the spool",
                               row.id, reason)
                     spool.set_aside(row, reason)
             spool.delete_through(seq)
+
+    def store_one(self, row: Spooled) -> None:
+        """One delivery in a transaction of its own, skipped if the store has it (by ID): how a
+        refused move is tried delivery by delivery, and how a stuck one is retried (stuck.py)."""
+        self._store([row], recheck=True)
 
     def _store(self, rows: list[Spooled], *, recheck: bool) -> None:
         with writing(self._ctx.engine) as conn:
