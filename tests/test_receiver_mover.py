@@ -14,14 +14,13 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import NoResultFound
 
 from store.database import reading
 from store.models import Delivery, Failure
 from tests.receiver_harness import event_body
 from tests.support import add_stripe
 from workbench.receiver import applier, children
-from workbench.receiver.mover import Mover, SpoolReader
+from workbench.receiver.mover import Mover, SpoolReader, UnknownConnection
 from workbench.receiver.spool import INSERT, SpoolClaim, delivery_ids, open_spool, pack, waiting
 from workbench.services import connections
 from workbench.services.captures import Capture
@@ -81,7 +80,7 @@ def test_a_paused_connection_gets_them_held_and_a_refused_row_is_set_aside(ctx: 
     spool = _spool(tmp_path / "r.spool", [_row(1, acme.id), _row(2, "con_nobody"), _row(3, acme.id)])
     mover = Mover(ctx, NO_VAULTS)
 
-    with pytest.raises(NoResultFound):  # a delivery of no connection: the whole move refused
+    with pytest.raises(UnknownConnection):  # a delivery of no connection: the whole move refused
         mover.move(spool)
     mover.move_one_by_one(spool, 3)
     stored = _stored(ctx)
@@ -90,6 +89,8 @@ def test_a_paused_connection_gets_them_held_and_a_refused_row_is_set_aside(ctx: 
         "dlv_mv0003": ("held", "connection paused: applied on resume")}
     assert waiting(tmp_path / "r.spool") == (0, 1)  # kept, never moved by itself, counted
     assert delivery_ids(tmp_path / "r.spool") == {"dlv_mv0002"}
+    assert spool.conn.execute("SELECT reason FROM stuck").fetchall() == [
+        ("UnknownConnection: connection con_nobody is not in the store",)]  # in words an operator reads
     assert mover.move(spool) == 0
 
 

@@ -1,31 +1,38 @@
-"""`workbench listen`: the durable webhook receiver (see workbench/receiver)."""
+"""`workbench listen`: the durable webhook receiver (see workbench/receiver), and `workbench
+listen stuck [--retry]`: the deliveries its spools hold because the store refused them."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
+from workbench.receiver import stuck as stuck_service
 from workbench.services import connections, secret_refs
 from workbench.services.context import ServiceContext
 from workbench.services.payload_crypto import encrypts
 from workbench.services.signatures import WEBHOOK_SECRET
 from workbench.vault import UnlockedVault
 
-from .support import State, pass_state
+from .output import json_array, table
+from .support import EXIT_PARTIAL, EXIT_USAGE, State, fail, pass_state, printable
 from .vault_access import PASSPHRASE_ENV, CommandVaults
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="Port to listen on.")
-@pass_state
-def listen(state: State, host: str, port: int) -> None:
+@click.pass_context
+def listen(click_ctx: click.Context, host: str, port: int) -> None:
     """Receive webhooks at POST /hooks/<connection>: each delivery is stored before it is
     answered (2xx means on disk), its signature checked with the connection's webhook secrets,
     and applied within a second. GET /healthz reports readiness. Stops on SIGTERM or ctrl+c."""
+    if click_ctx.invoked_subcommand is not None:
+        return
     from workbench.receiver.server import serve  # uvicorn's import cost only here
 
+    state: State = click_ctx.obj
     ctx = state.ctx
     vaults = _unlock(ctx)
 
@@ -55,6 +62,68 @@ def _unlock(ctx: ServiceContext) -> dict[str, UnlockedVault] | CommandVaults:
             click.echo(f"warning: the {environment} vault is locked (set {PASSPHRASE_ENV}): its connections' "
                        "deliveries are answered 503 and stored as rejected", err=True)
     return command_vaults if os.environ.get(PASSPHRASE_ENV) else unlocked
+
+
+@listen.command("stuck")
+@click.argument("delivery_ids", nargs=-1)
+@click.option("--retry", is_flag=True, help="Move them into the store now: every retryable one, or those named.")
+@click.option("--json", "as_json", is_flag=True, help="The list as a JSON array.")
+@pass_state
+def listen_stuck(state: State, delivery_ids: tuple[str, ...], retry: bool, as_json: bool) -> None:
+    """Deliveries the store refused (/healthz `stuck`), kept in this machine's receiver spools:
+    list them, or once the cause is fixed move them into the store with --retry [ID...]."""
+    if delivery_ids and not retry:
+        fail("name deliveries only to retry them: `workbench listen stuck --retry ID...`", EXIT_USAGE)
+    if retry and as_json:
+        fail("--json lists; retry without it (one line per delivery)", EXIT_USAGE)
+    if retry:
+        _retry(state, delivery_ids)
+    else:
+        _list(state, as_json)
+
+
+def _list(state: State, as_json: bool) -> None:
+    found = stuck_service.list_stuck(state.ctx)
+    if as_json:
+        json_array(item.as_dict() for item in found.stuck)
+    elif not found.stuck:
+        click.echo("no stuck deliveries" + (" in the spools that could be read" if found.problems else ""))
+    else:
+        table(([printable(str(cell)) for cell in (
+            item.key, item.connection or "-", item.received_at or "-", item.spool.name,
+            item.reason if item.retryable else f"unreadable, never retried: {item.reason}")] for item in found.stuck),
+              ["delivery", "connection", "received", "spool", "reason"])
+        retryable = sum(item.retryable for item in found.stuck)
+        click.echo(f"{len(found.stuck)} stuck ({retryable} retryable); once the cause is fixed, "
+                   "`workbench listen stuck --retry [ID...]` moves them into the store")
+    _problems(found.problems)
+    if found.problems:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _retry(state: State, delivery_ids: tuple[str, ...]) -> None:
+    def each(retried: stuck_service.Retried) -> None:
+        said = f": {retried.reason}" if retried.reason else ""
+        click.echo(printable(f"{retried.delivery.key}: {retried.outcome}{said}"))
+
+    report = stuck_service.retry(state.ctx, CommandVaults(), delivery_ids, each)
+    if report.moved + report.still_stuck + report.not_retried == 0:
+        click.echo("no stuck deliveries to retry")
+    else:
+        unread = f"; {report.not_retried} unreadable, not retried" if report.not_retried else ""
+        click.echo(f"{report.moved} moved, {report.still_stuck} still stuck{unread}")
+    _problems(report.problems)
+    if not report.complete:
+        sys.exit(1)
+    if report.problems:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _problems(problems: list[stuck_service.SpoolProblem]) -> None:
+    """Each spool that could not be read, by name (the others were read)."""
+    for problem in problems:
+        click.echo(printable(f"warning: {problem.message}; its stuck deliveries are left out: "
+                             "move it out of the spool folder and look at it with sqlite3"), err=True)
 
 
 COMMANDS = (listen,)

@@ -64,9 +64,14 @@ pass_state = click.make_pass_decorator(State)
 _ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
 
 
+def printable(text: str) -> str:
+    """`text` with its control characters escaped: one line, nothing sent to the terminal."""
+    return text.translate(_ESCAPE_CONTROLS)
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     # Every one-line error passes here: a secret quoted by a hostile value stops here too.
-    click.echo(f"error: {redact_text(message).translate(_ESCAPE_CONTROLS)}", err=True)
+    click.echo(f"error: {printable(redact_text(message))}", err=True)
     sys.exit(code)
 
 

@@ -55,6 +55,10 @@ MOVE_ROWS = 2000
 _HELD = str(HELD)
 
 
+class UnknownConnection(LookupError):
+    """A spooled delivery for a connection the store does not have."""
+
+
 class SpoolReader:
     """A spool as one mover reads it. Batches already there when it was opened may have been
     moved by a mover killed before it deleted them: the store is asked which it has. Later
@@ -150,13 +154,18 @@ class Mover:
         for seq, rows in spool.batches(deliveries):
             for row in rows:
                 try:
-                    self._store([row], recheck=True)
+                    self.store_one(row)
                 except Exception as exc:
                     reason = one_line(exc)
                     log.error("receiver: delivery %s could not be moved into the store (%s); it stays in the spool",
                               row.id, reason)
                     spool.set_aside(row, reason)
             spool.delete_through(seq)
+
+    def store_one(self, row: Spooled) -> None:
+        """One delivery in a transaction of its own, skipped if the store has it (by ID): how a
+        refused move is tried delivery by delivery, and how a stuck one is retried (stuck.py)."""
+        self._store([row], recheck=True)
 
     def _store(self, rows: list[Spooled], *, recheck: bool) -> None:
         with writing(self._ctx.engine) as conn:
@@ -172,8 +181,10 @@ class Mover:
                 self._store_group(conn, connection_id, group)
 
     def _store_group(self, conn: Connection, connection_id: str, group: list[Spooled]) -> None:
-        info = connection_info(conn.execute(select(connections).where(connections.c.id == connection_id)
-                                            .with_for_update()).one())
+        found = conn.execute(select(connections).where(connections.c.id == connection_id).with_for_update()).one_or_none()
+        if found is None:  # said in words: this is the reason an operator reads (`workbench listen stuck`)
+            raise UnknownConnection(f"connection {connection_id} is not in the store")
+        info = connection_info(found)
         as_they_are = [row for row in group if row.verdict != _HELD or info.paused]
         to_apply = [row for row in group if row.verdict == _HELD and not info.paused]
         if as_they_are:
