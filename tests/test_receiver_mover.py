@@ -7,6 +7,8 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,25 @@ def test_a_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_move(ctx: Se
     assert key.startswith("batch-") and reason.startswith("unreadable batch of 3 deliveries")
 
 
+@contextmanager
+def _following(mover: Mover, own: Path) -> Iterator[None]:
+    """The applier's loop (`_follow`) on `own` in a thread, told to stop (and joined) at the end."""
+    ours, theirs = multiprocessing.Pipe()
+    following = threading.Thread(target=applier._follow, args=(mover, own, theirs))
+    following.start()
+    try:
+        yield
+    finally:
+        ours.send_bytes(children.STOP)
+        following.join(30)
+
+
+def _wait_stored(ctx: ServiceContext, count: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(_stored(ctx)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_running_applier_takes_over_a_spool_a_killed_receiver_left(ctx: ServiceContext, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Not only at start: a receiver killed while another runs beside it has its deliveries
@@ -150,18 +171,10 @@ def test_a_running_applier_takes_over_a_spool_a_killed_receiver_left(ctx: Servic
     own, left = tmp_path / "receiver-own.spool", tmp_path / "receiver-left.spool"
     claim = SpoolClaim.new(tmp_path)  # a live receiver's spool (its lock held): never taken over
     _spool(claim.spool, [_row(3, acme.id)]).conn.close()
-    ours, theirs = multiprocessing.Pipe()
-    following = threading.Thread(target=applier._follow, args=(Mover(ctx, NO_VAULTS), own, theirs))
-    following.start()
-    try:
+    with _following(Mover(ctx, NO_VAULTS), own):
         time.sleep(0.3)
         _spool(left, [_row(1, acme.id), _row(2, acme.id)]).conn.close()  # nobody holds its lock
-        deadline = time.monotonic() + 10
-        while len(_stored(ctx)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        ours.send_bytes(children.STOP)
-        following.join(30)
+        _wait_stored(ctx, 2)
     assert set(_stored(ctx)) == {"dlv_mv0001", "dlv_mv0002"}
     assert not left.exists() and claim.spool.exists()  # moved and removed; the live one untouched
     claim.release()
@@ -197,16 +210,8 @@ def test_a_receivers_own_deliveries_move_between_the_moves_of_a_takeover(ctx: Se
             _spool(own, [_row(20, acme.id)]).conn.close()
 
     mover.on_move = arrives_during_the_takeover
-    ours, theirs = multiprocessing.Pipe()
-    following = threading.Thread(target=applier._follow, args=(mover, own, theirs))
-    following.start()
-    try:
-        deadline = time.monotonic() + 10
-        while len(_stored(ctx)) < 9 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        ours.send_bytes(children.STOP)
-        following.join(30)
+    with _following(mover, own):
+        _wait_stored(ctx, 9)
     assert len(_stored(ctx)) == 9 and not left.exists()
     moved = [(name, count) for name, count in mover.moves if count]
     assert moved[:3] == [("receiver-left.spool", 2), ("receiver-own.spool", 1), ("receiver-left.spool", 2)]
