@@ -7,10 +7,10 @@ thousand at a time (one transaction, one sync of the store for all of them) and 
 within a few hundredths of a second; each is applied within half a second while the machine
 keeps up.
 At start, and every TAKE_OVER_S after, it takes over any spool a killed receiver left in the
-same folder (spool.abandoned) and moves it a move at a time between moves of its own, so its
-own deliveries are not held up behind a large takeover; at start it also applies any delivery
-left held by an active connection (a receiver of an earlier version killed between storing and
-applying). Its store connections sync at every commit (FULL): a delivery leaves the spool only
+same folder (SpoolClaim.take tells which spools those are) and moves it a move at a time
+between moves of its own, so its own deliveries are not held up behind a large takeover; at
+start it also applies any delivery left held by an active connection (a receiver of an earlier
+version killed between storing and applying). Its store connections sync at every commit (FULL): a delivery leaves the spool only
 once the store has it on disk.
 
 Stopped (STOP on its pipe, or the receiver gone), it moves everything its spool holds, then
@@ -43,7 +43,7 @@ from workbench.services.payload_crypto import Vaults
 
 from . import children
 from .mover import MOVE_ROWS, Mover, SpoolReader
-from .spool import SpoolClaim, abandoned, open_spool
+from .spool import SpoolClaim, open_spool, spools_in
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class _TakenOver:
 
 def _claim_abandoned(own: Path, taken: dict[Path, _TakenOver]) -> None:
     """Claim every other spool beside ours whose receiver (and its children) are gone."""
-    for path in abandoned(own.parent):
+    for path in spools_in(own.parent):
         if path == own or path in taken:
             continue
         claim = SpoolClaim.take(path)

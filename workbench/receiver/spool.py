@@ -125,7 +125,7 @@ class SpoolClaim:
         os.close(self._fd)
 
 
-def abandoned(directory: Path) -> list[Path]:
+def spools_in(directory: Path) -> list[Path]:
     """Every spool in `directory`: any may have been left by a killed receiver (whether it was
     is for SpoolClaim.take to say)."""
     if not directory.is_dir():
@@ -200,5 +200,5 @@ def delivery_ids(path: Path) -> set[str]:
 def waiting_in(directory: Path) -> tuple[int, int]:
     """`waiting` summed over every spool in `directory`: the receiver's own, those of other
     receivers on the store here, and those of killed ones being taken over."""
-    counts = [waiting(path) for path in abandoned(directory)]
+    counts = [waiting(path) for path in spools_in(directory)]
     return sum(count for count, _ in counts), sum(stuck for _, stuck in counts)

@@ -36,7 +36,7 @@ from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument
 from workbench.services.payload_crypto import Vaults
 
-from .spool import COLUMNS, FORMAT, SpoolClaim, SpoolFormatError, abandoned, spool_dir, unpack
+from .spool import COLUMNS, FORMAT, SpoolClaim, SpoolFormatError, spool_dir, spools_in, unpack
 
 if TYPE_CHECKING:
     from .mover import Mover
@@ -123,7 +123,7 @@ def find(directory: Path) -> Found:
     """The stuck rows of every spool in `directory`; a spool that cannot be read is reported, and
     the others are still read."""
     found = Found(directory)
-    for path in abandoned(directory):  # every spool there, whether its receiver runs or not
+    for path in spools_in(directory):  # whether its receiver runs or not
         try:
             found.stuck.extend(_read(path))
         except (sqlite3.Error, SpoolFormatError, OSError) as exc:
