@@ -172,6 +172,8 @@ def test_an_unknown_id_is_one_line_and_nothing_is_done(ctx: ServiceContext, db_u
 
     _one_line_error(wb(db_url, "dlv_st0005"), 2, "--retry")  # an ID without --retry: a usage error
     _one_line_error(wb(db_url, "--retry", "--json"), 2)
+    serving_options = CliRunner().invoke(cli, ["--db", db_url, "listen", "--port", "9999", "stuck"])
+    _one_line_error(serving_options, 2, "--port are for serving")  # not silently ignored
 
     # Retrying needs what ingesting needs (operator): a viewer is refused in one line, nothing moves.
     bindings = RoleBinding.__table__

@@ -29,6 +29,11 @@ def listen(click_ctx: click.Context, host: str, port: int) -> None:
     answered (2xx means on disk), its signature checked with the connection's webhook secrets,
     and applied within a second. GET /healthz reports readiness. Stops on SIGTERM or ctrl+c."""
     if click_ctx.invoked_subcommand is not None:
+        given = [f"--{name}" for name in ("host", "port")
+                 if click_ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            fail(f"{' and '.join(given)} are for serving: `workbench listen {click_ctx.invoked_subcommand}` "
+                 "takes neither", EXIT_USAGE)
         return
     from workbench.receiver.server import serve  # uvicorn's import cost only here
 
