@@ -23,8 +23,8 @@ from tests.receiver_harness import event_body
 from tests.support import add_stripe
 from workbench.cli.main import cli
 from workbench.domain.ids import IdFactory
-from workbench.receiver.mover import Mover, SpoolReader, UnknownConnection
-from workbench.receiver.spool import INSERT, SpoolClaim, lock_path, open_spool, pack, waiting
+from workbench.receiver.mover import Mover, Spooled, SpoolReader, UnknownConnection
+from workbench.receiver.spool import INSERT, SpoolClaim, lock_path, open_spool, pack, unpack, waiting
 from workbench.services import connections
 from workbench.services.context import ServiceContext, default_actor
 from workbench.services.payload_crypto import NO_VAULTS
@@ -216,3 +216,22 @@ def test_an_unreadable_batch_is_listed_never_retried_and_a_damaged_spool_is_name
     assert named.exit_code == 1 and "batch-1: not retried: unreadable" in named.stdout  # asked for, not done
     assert waiting(left) == (0, 1) and not (spools / "receiver-other.spool").exists()
     assert set(_stored(ctx)) == {"dlv_st0006", "dlv_st0007"}
+
+
+def test_a_retry_killed_after_the_stores_commit_moves_nothing_twice(ctx: ServiceContext, db_url: str,
+                                                                    spools: Path) -> None:
+    """The window a SIGKILL can leave: the store has the delivery, the spool still has it stuck.
+    The next retry finds it in the store by ID, stores nothing again and lets it go."""
+    left = spools / "receiver-left.spool"
+    _stick(ctx, left, _row(6, LATER))
+    connections.add_connection(replace(ctx, ids=IdFactory(seed=7)), "later", "stripe")
+    with sqlite3.connect(left) as spool:
+        (kept,) = spool.execute("SELECT delivery FROM stuck").fetchone()
+    spool.close()
+    Mover(ctx, NO_VAULTS).store_one(Spooled(0, unpack(kept)[0]))  # committed; then the kill
+    before = _stored(ctx)
+
+    resumed = wb(db_url, "--retry")
+    assert (resumed.exit_code, resumed.stdout.splitlines()) == (0, ["dlv_st0006: moved", "1 moved, 0 still stuck"])
+    assert _stored(ctx).keys() == before.keys() and "dlv_st0006" in before
+    assert list(spools.iterdir()) == []
