@@ -29,9 +29,9 @@ from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from store.database import writing
+from store.database import sync_every_commit, writing
 from store.models import Connection as ConnectionRow, Delivery
 from workbench.services.connections import _info as connection_info
 from workbench.services.context import ServiceContext, open_context
@@ -96,9 +96,7 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
     children.ignore_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     ctx = open_context(url, actor=actor)
-    if ctx.engine.dialect.name == "sqlite":  # a delivery leaves the spool only once it is synced here
-        event.listen(ctx.engine, "connect", _sync_full)
-        ctx.engine.dispose()
+    sync_every_commit(ctx.engine)  # a delivery leaves the spool only once it is synced here
     own = Path(spool)
     claim = SpoolClaim.share(own)  # in use while this lives, even after a killed receiver
     if claim is None:
@@ -115,10 +113,6 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
         checkpointer.stop()
         claim.release()
         ctx.engine.dispose()
-
-
-def _sync_full(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-    dbapi_connection.execute("PRAGMA synchronous=FULL")
 
 
 class _Checkpointer:

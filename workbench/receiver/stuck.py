@@ -26,9 +26,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from store.database import reading, writing
+from store.database import reading, sync_every_commit, writing
 from store.models import Connection as ConnectionRow
 from workbench.domain.redaction import redact_text
 from workbench.services import access, audit
@@ -215,7 +215,8 @@ def retry(ctx: ServiceContext, vaults: Vaults, ids: Sequence[str] = (),
     if retryable:
         from .mover import Mover  # the ingest pipeline's imports only when something is to move
 
-        mover = Mover(_synced(ctx), vaults)
+        sync_every_commit(ctx.engine)  # as the applier: a delivery leaves the spool only once on disk
+        mover = Mover(ctx, vaults)
         by_spool: dict[Path, list[Stuck]] = {}
         for item in retryable:
             by_spool.setdefault(item.spool, []).append(item)
@@ -243,19 +244,6 @@ def _chosen(found: Found, asked: list[str]) -> list[Stuck]:
         raise InvalidArgument(f"no stuck delivery {shown} in this machine's spools at {found.directory}{unread}; "
                               "`workbench listen stuck` lists them; nothing was retried")
     return [by_key[key] for key in asked]
-
-
-def _synced(ctx: ServiceContext) -> ServiceContext:
-    """The store's SQLite connections sync at every commit, as the applier's do: a delivery
-    leaves the spool only once the store has it on disk. (This command's own engine.)"""
-    if ctx.engine.dialect.name == "sqlite":
-        event.listen(ctx.engine, "connect", _sync_full)
-        ctx.engine.dispose()  # connections already open were made without it
-    return ctx
-
-
-def _sync_full(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-    dbapi_connection.execute("PRAGMA synchronous=FULL")
 
 
 def _retry_spool(mover: Mover, path: Path, items: list[Stuck], done: Callable[[Retried], None]) -> None:
