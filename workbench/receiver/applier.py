@@ -43,7 +43,7 @@ from workbench.services.payload_crypto import Vaults
 
 from . import children
 from .mover import MOVE_ROWS, Mover, SpoolReader
-from .spool import SpoolClaim, open_spool, spools_in
+from .spool import SpoolClaim, holds_nothing, open_spool, spools_in
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class _TakenOver:
     def let_go(self) -> None:
         conn = self.reader.conn
         try:
-            empty = conn.execute("SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
+            empty = holds_nothing(conn)
         except sqlite3.Error:
             empty = False
         conn.close()

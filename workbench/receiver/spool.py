@@ -172,6 +172,11 @@ def _empty(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
 
+def holds_nothing(conn: sqlite3.Connection) -> bool:
+    """Neither spooled nor stuck deliveries: the spool may be removed."""
+    return conn.execute("SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
+
+
 def waiting(path: Path) -> tuple[int, int]:
     """Deliveries in the spool not yet moved into the store, and those set aside as stuck
     (see mover.py); (0, 0) for no spool."""

@@ -36,7 +36,7 @@ from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument
 from workbench.services.payload_crypto import Vaults
 
-from .spool import COLUMNS, FORMAT, SpoolClaim, SpoolFormatError, spool_dir, spools_in, unpack
+from .spool import COLUMNS, FORMAT, SpoolClaim, SpoolFormatError, holds_nothing, spool_dir, spools_in, unpack
 
 if TYPE_CHECKING:
     from .mover import Mover
@@ -260,8 +260,7 @@ def _retry_spool(mover: Mover, path: Path, items: list[Stuck], done: Callable[[R
             while pending:
                 done(_retry_one(mover, conn, pending[0]))
                 pending.pop(0)
-            empty = claim is not None and conn.execute(
-                "SELECT (SELECT count(*) FROM spool) + (SELECT count(*) FROM stuck)").fetchone()[0] == 0
+            empty = claim is not None and holds_nothing(conn)
         finally:
             conn.close()
     except (sqlite3.Error, OSError) as exc:  # the spool, not the store: what is left of it stays stuck as it was
