@@ -13,11 +13,13 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from store.bulk import Codec
 from store.database import open_store
 from tests.conftest import fresh_database
 from tests.receiver_harness import Receiver, event_body, signature
 from workbench.services import processes
 from workbench.services.context import ServiceContext
+from workbench.services.ingest_prepare import stored_form
 
 SECRET = "whsec_receiver_first"
 ROTATED = "whsec_receiver_second"
@@ -160,6 +162,24 @@ def test_a_paused_connection_holds_and_resume_applies(receiver: Receiver) -> Non
     assert receiver.delivery(held[0].id, settled=False).verdict == "held"
     receiver.cli("connection", "resume", "later", "--reason", "done")
     assert receiver.delivery(held[0].id).verdict == "applied"
+
+
+def test_an_encrypting_connections_bodies_are_sealed_before_the_spool_and_applied(receiver: Receiver) -> None:
+    """Its body is sealed on receipt (never plain in the spool, nor in the store); its stored
+    form (hash, capture key) is made of the plain body first."""
+    receiver.cli("connection", "add", "sealed", "--provider", "stripe", "--encrypt-payloads")
+    body = event_body("evt_sealed", "pi_sealed_canary")
+    assert _until(lambda: receiver.post("sealed", b"{}", {}).status_code != 404)
+    answer = receiver.post("sealed", body, {"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    row = receiver.delivery(answer.json()["delivery"])
+    assert (row.verdict, row.body_key_version) == ("applied", 1) and row.record_id is not None
+    assert b"pi_sealed_canary" not in bytes(row.body)
+    # As ingest makes them of the same capture (none of these headers is a credential).
+    received = row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=UTC)
+    _, _, payload_hash, capture_key = stored_form(received, row.headers, body, b"unused",
+                                                  Codec("sqlite").datetime, Codec("sqlite").json)
+    assert (row.payload_hash, row.capture_key) == (payload_hash, capture_key)
 
 
 _names = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from tests.receiver_harness import event_body
 from tests.support import add_stripe
 from workbench.receiver import applier, children
 from workbench.receiver.mover import Mover, SpoolReader, UnknownConnection
-from workbench.receiver.spool import INSERT, SpoolClaim, delivery_ids, open_spool, pack, waiting
+from workbench.receiver.spool import INSERT, SpoolClaim, SpoolFormatError, delivery_ids, open_spool, pack, waiting
 from workbench.services import connections
 from workbench.services.captures import Capture
 from workbench.services.context import ServiceContext
@@ -141,6 +141,59 @@ def test_a_batch_that_cannot_be_read_back_is_set_aside_and_the_rest_move(ctx: Se
     assert waiting(tmp_path / "r.spool") == (0, 1)  # kept, counted as stuck
     ((key, reason),) = spool.conn.execute("SELECT id, reason FROM stuck").fetchall()
     assert key.startswith("batch-") and reason.startswith("unreadable batch of 3 deliveries")
+
+
+def _raw_row(n: int, connection_id: str, received_at: datetime, headers: Any, body: bytes) -> list[Any]:
+    """A delivery as the receiver spools it for a connection that does not encrypt (format 2)."""
+    micros = (received_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return [f"dlv_raw{n}", connection_id, micros, headers, body, None, None, "verified", "held",
+            "received: being applied", None, "whsec_ref", None, None, None]
+
+
+def test_deliveries_spooled_raw_are_stored_as_ingest_stores_the_same_capture(ctx: ServiceContext,
+                                                                             tmp_path: Path) -> None:
+    """The receiver leaves the stored form (hash, stored headers, capture key) to the mover:
+    it must be exactly the one ingest makes of the same capture, credential headers included,
+    or a capture file of the same deliveries would be stored twice."""
+    acme, other = add_stripe(ctx), add_stripe(ctx, "other")
+    at = datetime(2026, 11, 29, 12, 0, 1, 123456, tzinfo=UTC)
+    captures = [Capture(at, {"content-type": "application/json", "authorization": "Bearer sk_live_abc"},
+                        event_body("evt_raw1", "pi_raw1")),
+                Capture(at.replace(second=2), [["x-forwarded-for", "10.0.0.1"], ["x-forwarded-for", "10.0.0.2"]],
+                        event_body("evt_raw2", "pi_raw2"))]
+    rows = [_raw_row(n, acme.id, capture.received_at, capture.headers, capture.body)
+            for n, capture in enumerate(captures)]
+    assert Mover(ctx, NO_VAULTS).move(_spool(tmp_path / "r.spool", rows)) == 2
+    ingest(ctx, "other", captures)
+
+    columns = (deliveries.c.received_at, deliveries.c.headers, deliveries.c.payload_hash, deliveries.c.capture_key,
+               deliveries.c.verdict)
+    with reading(ctx.engine) as conn:
+        def stored(connection_id: str) -> list[Any]:
+            return [tuple(row) for row in conn.execute(select(*columns).where(deliveries.c.connection_id == connection_id)
+                                                        .order_by(deliveries.c.received_at))]
+        moved, ingested = stored(acme.id), stored(other.id)
+    assert moved == ingested
+    assert [row[0].replace(tzinfo=UTC) for row in moved] == [capture.received_at for capture in captures]
+    assert "sk_live_abc" not in str(moved[0][1])  # the credential header stored as ingest stores it
+    assert [row[4] for row in moved] == ["applied", "applied"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_spool_of_either_readable_format_moves(ctx: ServiceContext, tmp_path: Path, version: int) -> None:
+    """A spool a receiver of the previous format left (every row in stored form) moves as well."""
+    acme = add_stripe(ctx)
+    spool = _spool(tmp_path / "r.spool", [_row(1, acme.id)])
+    spool.conn.execute(f"PRAGMA user_version={version}")
+    spool.conn.close()
+    reopened = SpoolReader(open_spool(tmp_path / "r.spool"))
+    assert Mover(ctx, NO_VAULTS).move(reopened) == 1 and set(_stored(ctx)) == {"dlv_mv0001"}
+
+
+def test_a_spool_of_an_unknown_format_is_refused_in_words(tmp_path: Path) -> None:
+    open_spool(tmp_path / "r.spool").execute("PRAGMA user_version=9")
+    with pytest.raises(SpoolFormatError, match="format 9; this workbench reads formats 1 and 2"):
+        open_spool(tmp_path / "r.spool")
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import gc
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,12 @@ def wb(db_url: str, *args: str) -> Result:
 
 
 def _row(n: int, connection_id: str) -> list[Any]:
-    """One delivery as the receiver spools it (spool.COLUMNS), verified and to be applied."""
-    at = datetime(2026, 11, 29, 12, 0, n, tzinfo=UTC).isoformat(" ", "microseconds")[:26]
-    return [f"dlv_st{n:04d}", connection_id, at, orjson.dumps({"content-type": "application/json"}).decode(),
-            event_body(f"evt_st{n}", f"pi_st{n}"), f"{n:064x}", f"{n:032x}", "verified", "held",
-            "received: being applied", None, "whsec_ref", None, None, None]
+    """One delivery as the receiver spools it (spool.COLUMNS, raw: the mover makes its stored
+    form), verified and to be applied."""
+    at = datetime(2026, 11, 29, 12, 0, n, tzinfo=UTC)
+    return [f"dlv_st{n:04d}", connection_id, (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
+            {"content-type": "application/json"}, event_body(f"evt_st{n}", f"pi_st{n}"), None, None, "verified",
+            "held", "received: being applied", None, "whsec_ref", None, None, None]
 
 
 def _stick(ctx: ServiceContext, path: Path, *rows: list[Any]) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from store.bulk import codec, row_insert
+from store.bulk import Codec, Converter, codec, row_insert
 from store.database import writing
 from store.models import Connection as ConnectionRow, Delivery
 from workbench.domain.taxonomy import Category
@@ -36,11 +36,11 @@ from workbench.services.context import ServiceContext
 from workbench.services.header_mac import header_key
 from workbench.services.held import apply_rows
 from workbench.services.ingest import HELD, HELD_REASON
-from workbench.services.ingest_prepare import DELIVERY_COLUMNS
+from workbench.services.ingest_prepare import DELIVERY_COLUMNS, stored_form
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import BodyReader, Vaults, encrypts, sealer_for
 
-from .spool import pack, unpack
+from .spool import pack, received_time, unpack
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ connections = ConnectionRow.__table__
 # between the two: docs/benchmarks.md, Round 14.
 MOVE_ROWS = 2000
 _HELD = str(HELD)
+_SPOOL_TIME = Codec("sqlite").datetime  # the receipt time as a spool in stored form keeps it
 
 
 class UnknownConnection(LookupError):
@@ -127,6 +128,12 @@ class Spooled:
     def received_at(self) -> datetime:
         return datetime.fromisoformat(self.received_text + "+00:00")
 
+    def form(self, mac_key: bytes, to_json: Converter) -> None:
+        """Make the stored form of a delivery spooled raw (spool.COLUMNS); `values` stay raw."""
+        if self.payload_hash is None:
+            self.received_text, self.headers_text, self.payload_hash, self.capture_key = stored_form(
+                received_time(self.values[2]), self.values[3], self.body, mac_key, _SPOOL_TIME, to_json)
+
 
 class Mover:
     def __init__(self, ctx: ServiceContext, vaults: Vaults) -> None:
@@ -168,6 +175,8 @@ class Mover:
         self._store([row], recheck=True)
 
     def _store(self, rows: list[Spooled], *, recheck: bool) -> None:
+        for row in rows:
+            row.form(self._mac_key, self._codec.json)
         with writing(self._ctx.engine) as conn:
             present: set[str] = set()
             if recheck:

@@ -21,6 +21,7 @@ import hashlib
 import os
 import secrets
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -29,9 +30,17 @@ import msgpack
 
 SPOOL_DIR_ENV = "WORKBENCH_SPOOL_DIR"
 SUFFIX = ".spool"
-FORMAT = 1  # PRAGMA user_version: what a spool's rows hold; a mover refuses any other
+# PRAGMA user_version: what a spool's rows hold. Format 2 added rows spooled raw (see COLUMNS);
+# format 1's rows are all in stored form, so a mover reads both alike and refuses any other.
+FORMAT = 2
+READABLE = (1, 2)
 # One delivery, as the receiver builds it (a list in this order, in a batch packed with msgpack);
 # `problem_*`: the failure a failed signature opens (category, code, message), NULL otherwise.
+# A row is spooled raw (`payload_hash` and `capture_key` None, `received_at` in microseconds
+# since the epoch, `headers` as received) unless its body was sealed on receipt; the mover makes
+# the stored form (ingest_prepare.stored_form), off the request path. A sealed row is spooled
+# in stored form (`received_at` as SQLite text, `headers` as stored), the hash and capture key
+# being of the plain body.
 COLUMNS = ("id", "connection_id", "received_at", "headers", "body", "payload_hash", "capture_key",
            "signature_verdict", "verdict", "verdict_reason", "body_key_version", "signature_secret",
            "problem_category", "problem_code", "problem_message")
@@ -55,6 +64,16 @@ def pack(rows: list[list[Any]]) -> bytes:
 def unpack(batch: bytes) -> list[list[Any]]:
     rows: list[list[Any]] = msgpack.unpackb(batch, raw=False, use_list=True)
     return rows
+
+
+def received_time(value: int | str) -> datetime:
+    """A spooled `received_at` (either form) as a UTC datetime."""
+    if type(value) is int:
+        return _EPOCH + timedelta(microseconds=value)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def spool_dir(store_url: str) -> Path:
@@ -161,10 +180,10 @@ def open_spool(path: Path, *, sync_full: bool = False) -> sqlite3.Connection:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={FORMAT}")
     conn.execute("COMMIT")
-    if version not in (0, FORMAT):
+    if version not in (0, *READABLE):
         conn.close()
-        raise SpoolFormatError(f"{path} is a spool of format {version}; this workbench reads format {FORMAT}: "
-                               "move it with the version that wrote it")
+        raise SpoolFormatError(f"{path} is a spool of format {version}; this workbench reads formats "
+                               f"{' and '.join(map(str, READABLE))}: move it with the version that wrote it")
     return conn
 
 

@@ -21,7 +21,6 @@ import socket
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,7 @@ from workbench.services.context import ServiceContext
 from workbench.services.errors import InvalidArgument
 from workbench.services.payload_crypto import Vaults
 
-from .spool import COLUMNS, FORMAT, SpoolClaim, SpoolFormatError, holds_nothing, spool_dir, spools_in, unpack
+from .spool import COLUMNS, READABLE, SpoolClaim, SpoolFormatError, holds_nothing, received_time, spool_dir, spools_in, unpack
 
 if TYPE_CHECKING:
     from .mover import Mover
@@ -66,12 +65,12 @@ class Stuck:
 
     @property
     def received_at(self) -> str | None:
-        """When the receiver answered it, in ISO form (the spool keeps UTC without a zone)."""
+        """When the receiver answered it, in ISO form."""
         if self.row is None:
             return None
         try:
-            return datetime.fromisoformat(str(self.row[2])).replace(tzinfo=UTC).isoformat()
-        except ValueError:
+            return received_time(self.row[2]).isoformat()
+        except (ValueError, OverflowError):
             return str(self.row[2])
 
     def as_dict(self) -> dict[str, Any]:
@@ -139,9 +138,9 @@ def _read(path: Path) -> list[Stuck]:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             return []  # being made this moment: no tables yet (spool.open_spool)
-        if version != FORMAT:
-            raise SpoolFormatError(f"a spool of format {version}; this workbench reads format {FORMAT}: "
-                                   "retry it with the version that wrote it")
+        if version not in READABLE:
+            raise SpoolFormatError(f"a spool of format {version}; this workbench reads formats "
+                                   f"{' and '.join(map(str, READABLE))}: retry it with the version that wrote it")
         rows = conn.execute("SELECT id, delivery, reason FROM stuck ORDER BY id").fetchall()
     finally:
         conn.close()
@@ -162,7 +161,7 @@ def _one_delivery(key: str, kept: Any) -> list[Any] | None:
     if not (isinstance(rows, list) and len(rows) == 1 and isinstance(rows[0], list) and len(rows[0]) == len(COLUMNS)):
         return None
     row = rows[0]
-    return row if row[0] == key and isinstance(row[1], str) and isinstance(row[2], str) else None
+    return row if row[0] == key and isinstance(row[1], str) and type(row[2]) in (int, str) else None
 
 
 class Outcome(StrEnum):

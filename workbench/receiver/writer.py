@@ -4,8 +4,9 @@ committed. While a batch is being committed the next one gathers, so a busy rece
 large batches and a quiet one commits each delivery at once. One commit per request would cap
 near 4,000/s on SQLite; one per batch keeps 2xx meaning "on disk" at several times that.
 
-Rows are built here, straight from the raw request (hash, stored headers, capture key, the body
-sealed when the connection encrypts); parsing and mapping happen later, in the applier. A
+Rows are the raw request (receipt time, headers, body) with its verdict; the stored form (hash,
+stored headers, capture key), parsing and mapping happen later, in the applier, except that a
+connection that encrypts has its body sealed here, after its stored form is made. A
 delivery is spooled `held` (applied as it is moved into the store, once its connection is
 active) or, when its signature failed or it could not be kept whole, `rejected` with its
 reason (and, for a signature, the authentication failure the move opens with it)."""
@@ -47,6 +48,7 @@ MAX_BATCH_BYTES = 128 << 10  # bytes of body
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
 _MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPOOL_TIME = Codec("sqlite").datetime  # the spool is SQLite whatever the store
 # Where the sealed body and its key version sit in a spool row (spool.COLUMNS).
 _ID, _BODY, _KEY_VERSION = 0, 4, 10
@@ -193,16 +195,14 @@ class GroupWriter:
         loop.create_task(again())
 
     def _rows(self, batch: list[Pending]) -> list[list[Any]]:
-        """The batch as spool rows (spool.COLUMNS)."""
-        to_json, key, new_id = self._json, self._key, self._ctx.ids.new
+        """The batch as spool rows (spool.COLUMNS): raw, for the mover to put in stored form,
+        except where the body is sealed here (its hash and capture key are of the plain body)."""
+        key, new_id = self._key, self._ctx.ids.new
         rows: list[list[Any]] = []
         for pending in batch:
-            entry, body, headers, received_at = pending.entry, pending.body, pending.headers, pending.received_at
+            entry, received_at = pending.entry, pending.received_at
             info = entry.info
             delivery_id = pending.delivery_id = new_id("dlv")
-            # The receipt time in SQLite's text form whatever the store (the mover converts it).
-            received, headers_text, payload_hash, capture_key = stored_form(received_at, headers, body, key,
-                                                                            _SPOOL_TIME, to_json)
             check = pending.check
             problem: tuple[str | None, str | None, str | None] = (None, None, None)
             if pending.refusal is not None:
@@ -213,9 +213,15 @@ class GroupWriter:
                 problem = (str(found.category), found.code, found.message)
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
-            row = [delivery_id, info.id, received, headers_text, body,
-                   payload_hash, capture_key, check.verdict, str(verdict), reason, None, check.secret, *problem]
-            if entry.sealer is not None:
+            if entry.sealer is None:
+                row = [delivery_id, info.id, (received_at - _EPOCH) // _MICROSECOND, pending.headers, pending.body,
+                       None, None, check.verdict, str(verdict), reason, None, check.secret, *problem]
+            else:
+                # The receipt time in SQLite's text form whatever the store (the mover converts it).
+                received, headers_text, payload_hash, capture_key = stored_form(
+                    received_at, pending.headers, pending.body, key, _SPOOL_TIME, self._json)
+                row = [delivery_id, info.id, received, headers_text, pending.body,
+                       payload_hash, capture_key, check.verdict, str(verdict), reason, None, check.secret, *problem]
                 entry.sealer.seal_rows([row], _ID, _BODY, _KEY_VERSION)
             rows.append(row)
         return rows
