@@ -22,7 +22,7 @@ from store.models import Delivery, Failure
 from tests.receiver_harness import event_body
 from tests.support import add_stripe
 from workbench.receiver import applier, children
-from workbench.receiver.mover import Mover, SpoolReader, UnknownConnection
+from workbench.receiver.mover import DamagedDelivery, Mover, SpoolReader, UnknownConnection
 from workbench.receiver.spool import INSERT, SpoolClaim, SpoolFormatError, delivery_ids, open_spool, pack, waiting
 from workbench.services import connections
 from workbench.services.captures import Capture
@@ -177,6 +177,27 @@ def test_deliveries_spooled_raw_are_stored_as_ingest_stores_the_same_capture(ctx
     assert [row[0].replace(tzinfo=UTC) for row in moved] == [capture.received_at for capture in captures]
     assert "sk_live_abc" not in str(moved[0][1])  # the credential header stored as ingest stores it
     assert [row[4] for row in moved] == ["applied", "applied"]
+
+
+def test_a_raw_row_whose_stored_form_cannot_be_made_is_set_aside_and_the_rest_move(ctx: ServiceContext,
+                                                                                    tmp_path: Path) -> None:
+    """A damaged row (headers that are neither an object nor pairs) fails in the mover, not on
+    receipt: it must be set aside like any delivery the store refuses."""
+    acme = add_stripe(ctx)
+    at = datetime(2026, 11, 29, 12, 0, 1, tzinfo=UTC)
+    rows = [_raw_row(1, acme.id, at, {"content-type": "application/json"}, event_body("evt_ok1", "pi_ok1")),
+            _raw_row(2, acme.id, at, 12, event_body("evt_bad", "pi_bad")),
+            _raw_row(3, acme.id, at, {"content-type": "application/json"}, event_body("evt_ok3", "pi_ok3"))]
+    spool = _spool(tmp_path / "r.spool", rows)
+    mover = Mover(ctx, NO_VAULTS)
+
+    with pytest.raises(DamagedDelivery):  # the whole move refused; then one by one
+        mover.move(spool)
+    mover.move_one_by_one(spool, 3)
+    assert set(_stored(ctx)) == {"dlv_raw1", "dlv_raw3"}
+    assert waiting(tmp_path / "r.spool") == (0, 1) and delivery_ids(tmp_path / "r.spool") == {"dlv_raw2"}
+    ((reason,),) = spool.conn.execute("SELECT reason FROM stuck").fetchall()
+    assert reason.startswith("DamagedDelivery: its spooled receipt time, headers or body cannot be read back"), reason
 
 
 @pytest.mark.parametrize("version", [1, 2])

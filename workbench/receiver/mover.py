@@ -60,6 +60,10 @@ class UnknownConnection(LookupError):
     """A spooled delivery for a connection the store does not have."""
 
 
+class DamagedDelivery(ValueError):
+    """A spooled delivery whose stored form cannot be made (its row was damaged on disk)."""
+
+
 class SpoolReader:
     """A spool as one mover reads it. Batches already there when it was opened may have been
     moved by a mover killed before it deleted them: the store is asked which it has. Later
@@ -129,10 +133,16 @@ class Spooled:
         return datetime.fromisoformat(self.received_text + "+00:00")
 
     def form(self, mac_key: bytes, to_json: Converter) -> None:
-        """Make the stored form of a delivery spooled raw (spool.COLUMNS); `values` stay raw."""
-        if self.payload_hash is None:
+        """Make the stored form of a delivery spooled raw (spool.COLUMNS); `values` stay raw.
+        DamagedDelivery if it cannot be made (a damaged spool)."""
+        if self.payload_hash is not None:
+            return
+        try:
             self.received_text, self.headers_text, self.payload_hash, self.capture_key = stored_form(
                 received_time(self.values[2]), self.values[3], self.body, mac_key, _SPOOL_TIME, to_json)
+        except Exception as exc:
+            raise DamagedDelivery(f"its spooled receipt time, headers or body cannot be read back ({one_line(exc)})") \
+                from None
 
 
 class Mover:
