@@ -4,6 +4,8 @@ backends. Answers, what is stored, what is applied, and changes made by other pr
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from tests.conftest import fresh_database
 from tests.receiver_harness import Receiver, event_body, signature
 from workbench.services import processes
 from workbench.services.context import ServiceContext
-from workbench.services.ingest_prepare import stored_form
+from workbench.services.ingest_prepare import MAC_PREFIX, stored_form
 
 SECRET = "whsec_receiver_first"
 ROTATED = "whsec_receiver_second"
@@ -180,6 +182,28 @@ def test_an_encrypting_connections_bodies_are_sealed_before_the_spool_and_applie
     _, _, payload_hash, capture_key = stored_form(received, row.headers, body, b"unused",
                                                   Codec("sqlite").datetime, Codec("sqlite").json)
     assert (row.payload_hash, row.capture_key) == (payload_hash, capture_key)
+
+
+def test_a_credential_in_a_header_never_reaches_the_spool_in_plain_text(receiver: Receiver) -> None:
+    """Read while the applier is stopped, so the delivery is still in the spool: its ID is
+    there, the sender's token is not (a keyed MAC instead), and the store has what ingest keeps."""
+    assert receiver.process is not None
+    applier = subprocess.run(["pgrep", "-P", str(receiver.process.pid), "-f", "receiver.applier"],
+                             capture_output=True, text=True).stdout.split()
+    assert len(applier) == 1
+    body = event_body("evt_token", "pi_token")
+    os.kill(int(applier[0]), signal.SIGSTOP)
+    try:
+        answer = receiver.post("open", body, {"Content-Type": "application/json", "Authorization": "Bearer tok_canary_77"})
+        assert answer.status_code == 200, answer.text
+        spooled = b"".join(path.read_bytes() for path in (receiver.home / "spool").glob("receiver-*.spool*")
+                           if not path.name.endswith(".lock"))
+        found, leaked = answer.json()["delivery"].encode() in spooled, b"tok_canary_77" in spooled
+        assert (found, leaked) == (True, False)
+    finally:
+        os.kill(int(applier[0]), signal.SIGCONT)
+    row = receiver.delivery(answer.json()["delivery"])
+    assert row.verdict == "applied" and row.headers["authorization"].startswith(MAC_PREFIX)
 
 
 _names = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)

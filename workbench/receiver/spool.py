@@ -37,7 +37,7 @@ READABLE = (1, 2)
 # One delivery, as the receiver builds it (a list in this order, in a batch packed with msgpack);
 # `problem_*`: the failure a failed signature opens (category, code, message), NULL otherwise.
 # A row is spooled raw (`payload_hash` and `capture_key` None, `received_at` in microseconds
-# since the epoch, `headers` as received) unless its body was sealed on receipt; the mover makes
+# since the epoch, `headers` as received but with credentials masked) unless its body was sealed on receipt; the mover makes
 # the stored form (ingest_prepare.stored_form), off the request path. A sealed row is spooled
 # in stored form (`received_at` as SQLite text, `headers` as stored), the hash and capture key
 # being of the plain body.

@@ -4,9 +4,10 @@ committed. While a batch is being committed the next one gathers, so a busy rece
 large batches and a quiet one commits each delivery at once. One commit per request would cap
 near 4,000/s on SQLite; one per batch keeps 2xx meaning "on disk" at several times that.
 
-Rows are the raw request (receipt time, headers, body) with its verdict; the stored form (hash,
-stored headers, capture key), parsing and mapping happen later, in the applier, except that a
-connection that encrypts has its body sealed here, after its stored form is made. A
+Rows are the raw request (receipt time, headers with any credential masked, body) with its
+verdict; the stored form (hash, stored headers, capture key), parsing and mapping happen later,
+in the applier, except that a connection that encrypts has its body sealed here, after its
+stored form is made. A
 delivery is spooled `held` (applied as it is moved into the store, once its connection is
 active) or, when its signature failed or it could not be kept whole, `rejected` with its
 reason (and, for a signature, the authentication failure the move opens with it)."""
@@ -28,7 +29,7 @@ from workbench.services.captures import Headers
 from workbench.services.context import ServiceContext
 from workbench.services.header_mac import header_key
 from workbench.services.ingest import HELD_REASON
-from workbench.services.ingest_prepare import signature_problem, stored_form
+from workbench.services.ingest_prepare import credentials_masked, signature_problem, stored_form
 
 from .directory import Entry
 from .spool import pack
@@ -195,8 +196,9 @@ class GroupWriter:
         loop.create_task(again())
 
     def _rows(self, batch: list[Pending]) -> list[list[Any]]:
-        """The batch as spool rows (spool.COLUMNS): raw, for the mover to put in stored form,
-        except where the body is sealed here (its hash and capture key are of the plain body)."""
+        """The batch as spool rows (spool.COLUMNS): raw (credential headers masked), for the
+        mover to put in stored form, except where the body is sealed here (its hash and capture
+        key are of the plain body)."""
         key, new_id = self._key, self._ctx.ids.new
         rows: list[list[Any]] = []
         for pending in batch:
@@ -213,8 +215,9 @@ class GroupWriter:
                 problem = (str(found.category), found.code, found.message)
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
-            if entry.sealer is None:
-                row = [delivery_id, info.id, (received_at - _EPOCH) // _MICROSECOND, pending.headers, pending.body,
+            if entry.sealer is None:  # credentials in headers masked now: never in plain text in the spool
+                row = [delivery_id, info.id, (received_at - _EPOCH) // _MICROSECOND,
+                       credentials_masked(pending.headers, key), pending.body,
                        None, None, check.verdict, str(verdict), reason, None, check.secret, *problem]
             else:
                 # The receipt time in SQLite's text form whatever the store (the mover converts it).

@@ -175,6 +175,13 @@ def _any_sensitive(names: tuple[str, ...]) -> bool:
     return any(map(is_sensitive_key, names))
 
 
+def credentials_masked(headers: Headers, header_key: bytes) -> Headers:
+    """`headers` as stored_headers keeps them, through a check cached per set of names: the
+    receiver's spool gets them so (no credential at rest in plain text, even there), and doing
+    it again when the stored form is made changes nothing."""
+    return stored_headers(headers, header_key) if _has_sensitive_headers(headers) else headers
+
+
 def stored_form(received_at: datetime, headers: Headers, body: bytes, header_key: bytes,
                 to_datetime: Converter, to_json: Converter) -> Head:
     """A capture's Head: what is stored of it before parsing (its receipt time in the form
@@ -182,7 +189,7 @@ def stored_form(received_at: datetime, headers: Headers, body: bytes, header_key
     function for `prepare` and the webhook receiver: the receiver's heads are used as they
     are when its deliveries are applied, so the two must never differ."""
     payload_hash = hashlib.sha256(body).hexdigest()
-    headers_text = to_json(stored_headers(headers, header_key) if _has_sensitive_headers(headers) else headers)
+    headers_text = to_json(credentials_masked(headers, header_key))
     capture_key = f"{(received_at - _EPOCH) // _MICROSECOND:015x}" + hashlib.blake2b(
         f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
     return to_datetime(received_at), headers_text, payload_hash, capture_key
