@@ -37,10 +37,10 @@ READABLE = (1, 2)
 # One delivery, as the receiver builds it (a list in this order, in a batch packed with msgpack);
 # `problem_*`: the failure a failed signature opens (category, code, message), NULL otherwise.
 # A row is spooled raw (`payload_hash` and `capture_key` None, `received_at` in microseconds
-# since the epoch, `headers` as received but with credentials masked) unless its body was sealed on receipt; the mover makes
-# the stored form (ingest_prepare.stored_form), off the request path. A sealed row is spooled
-# in stored form (`received_at` as SQLite text, `headers` as stored), the hash and capture key
-# being of the plain body.
+# since the epoch, `headers` as received but with credentials masked) unless its body was
+# sealed on receipt; the mover makes the stored form (ingest_prepare.stored_form), off the
+# request path. A sealed row is spooled in stored form (`received_at` as SQLite text, `headers`
+# as stored), the hash and capture key being of the plain body.
 COLUMNS = ("id", "connection_id", "received_at", "headers", "body", "payload_hash", "capture_key",
            "signature_verdict", "verdict", "verdict_reason", "body_key_version", "signature_secret",
            "problem_category", "problem_code", "problem_message")
@@ -66,6 +66,11 @@ def unpack(batch: bytes) -> list[list[Any]]:
     return rows
 
 
+def received_micros(at: datetime) -> int:
+    """A receipt time as a raw row keeps it (UTC `at`)."""
+    return (at - _EPOCH) // _MICROSECOND
+
+
 def received_time(value: int | str) -> datetime:
     """A spooled `received_at` (either form) as a UTC datetime."""
     if type(value) is int:
@@ -74,6 +79,7 @@ def received_time(value: int | str) -> datetime:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def spool_dir(store_url: str) -> Path:

@@ -7,10 +7,10 @@ near 4,000/s on SQLite; one per batch keeps 2xx meaning "on disk" at several tim
 Rows are the raw request (receipt time, headers with any credential masked, body) with its
 verdict; the stored form (hash, stored headers, capture key), parsing and mapping happen later,
 in the applier, except that a connection that encrypts has its body sealed here, after its
-stored form is made. A
-delivery is spooled `held` (applied as it is moved into the store, once its connection is
-active) or, when its signature failed or it could not be kept whole, `rejected` with its
-reason (and, for a signature, the authentication failure the move opens with it)."""
+stored form is made. A delivery is spooled `held` (applied as it is moved into the store, once
+its connection is active) or, when its signature failed or it could not be kept whole,
+`rejected` with its reason (and, for a signature, the authentication failure the move opens
+with it)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from workbench.services.ingest import HELD_REASON
 from workbench.services.ingest_prepare import credentials_masked, signature_problem, stored_form
 
 from .directory import Entry
-from .spool import pack
+from .spool import pack, received_micros
 from .spool_writer import SpoolLink
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ MAX_BATCH_BYTES = 128 << 10  # bytes of body
 PENDING_REASON = "received: being applied"
 STOP_TIMEOUT_S = 30
 _MICROSECOND = timedelta(microseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPOOL_TIME = Codec("sqlite").datetime  # the spool is SQLite whatever the store
 # Where the sealed body and its key version sit in a spool row (spool.COLUMNS).
 _ID, _BODY, _KEY_VERSION = 0, 4, 10
@@ -216,7 +215,7 @@ class GroupWriter:
             else:
                 verdict, reason = Verdict.HELD, HELD_REASON if info.paused else PENDING_REASON
             if entry.sealer is None:  # credentials in headers masked now: never in plain text in the spool
-                row = [delivery_id, info.id, (received_at - _EPOCH) // _MICROSECOND,
+                row = [delivery_id, info.id, received_micros(received_at),
                        credentials_masked(pending.headers, key), pending.body,
                        None, None, check.verdict, str(verdict), reason, None, check.secret, *problem]
             else:
