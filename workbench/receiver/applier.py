@@ -10,8 +10,8 @@ At start, and every TAKE_OVER_S after, it takes over any spool a killed receiver
 same folder (SpoolClaim.take tells which spools those are) and moves it a move at a time
 between moves of its own, so its own deliveries are not held up behind a large takeover; at
 start it also applies any delivery left held by an active connection (a receiver of an earlier
-version killed between storing and applying). Its store connections sync at every commit (FULL): a delivery leaves the spool only
-once the store has it on disk.
+version killed between storing and applying). Its store connections sync at every commit
+(FULL): a delivery leaves the spool only once the store has it on disk.
 
 Stopped (STOP on its pipe, or the receiver gone), it moves everything its spool holds, then
 ends. Killed, it loses nothing: what it had not moved is still in the spool.
@@ -52,6 +52,7 @@ connections = ConnectionRow.__table__
 POLL_S = 0.25
 QUIET_S, QUIET_ROWS = 0.02, 50
 RETRY_S = 0.5  # after the store refused a move
+REFUSALS = 5  # moves of a spool the store refused in a row before it is left for later
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
 STORE_CHECKPOINT_S = 1.0
 # How often a running applier looks for spools that killed receivers left (each receiver also
@@ -229,7 +230,7 @@ def _drain(mover: Mover, spool: SpoolReader) -> None:
     while (moved := _move_once(mover, spool)) != 0:
         if moved < 0:
             failures += 1
-            if failures > 5:
+            if failures > REFUSALS:
                 log.error("receiver: stopping with deliveries still in the spool %s; the next receiver moves them",
                           spool.conn.execute("PRAGMA database_list").fetchone()[2])
                 return
@@ -288,7 +289,7 @@ def _move_taken_over(mover: Mover, taken: dict[Path, _TakenOver]) -> bool:
         if moved < 0:
             item.failures += 1
             item.retry_at = now + RETRY_S
-            if item.failures <= 5:
+            if item.failures <= REFUSALS:
                 continue
             log.error("receiver: leaving %s with deliveries still in it; a receiver tries it again later", path.name)
         item.let_go()
