@@ -23,6 +23,7 @@ from tests import test_vault
 from tests.support import T0, acting_as, add_stripe, capture, make_context, pi_event
 from workbench.cli.main import cli
 from workbench.domain.failure_filter import FailureFilter
+from workbench.receiver import stuck
 from workbench.services import (
     access,
     alert_signals,
@@ -43,7 +44,7 @@ from workbench.services import (
 from workbench.services.access import AccessDenied
 from workbench.services.capture_export import export_captures
 from workbench.services.context import ServiceContext, default_actor
-from workbench.services.errors import ServiceError
+from workbench.services.errors import InvalidArgument, ServiceError
 from workbench.services.ingest import ingest
 from workbench.services.ingest_run import run_ingest
 
@@ -99,6 +100,7 @@ def _use_case(action: str, admin: ServiceContext) -> Callable[[ServiceContext], 
         "rewind": lambda c: rewind.apply_rewind(c, rewind.RewindPlan(
             "acme", connections.get_connection(admin, "acme").id, T0, None, None, None, 0)),
         "alerts": lambda c: alerts.acknowledge(c, _open_alert(admin), "on it"),
+        "discard": _discard_stuck,
     }
     return cases[action]
 
@@ -108,6 +110,12 @@ def _open_alert(ctx: ServiceContext) -> str:
     with writing(ctx.engine) as conn:
         alert_signals.emit(conn, ctx, alert_signals.Signal("breaker.opened", acme.id, "critical", "calls failing"))
     return str(alerts.list_alerts(ctx)[0]["id"])
+
+
+def _discard_stuck(ctx: ServiceContext) -> None:
+    # Past the role check it finds no such stuck delivery: that refusal means "allowed".
+    with pytest.raises(InvalidArgument, match="no stuck delivery batch-1"):
+        stuck.discard(ctx, ["batch-1"], "damaged")
 
 
 def _open_provider_client(ctx: ServiceContext) -> None:
@@ -141,13 +149,13 @@ def test_each_role_is_allowed_or_refused_each_action(stocked, role, action):
 
 def test_the_operator_role_covers_what_the_issue_gives_it(stocked):
     """viewer (read), operator (triage, replay, pause, reveal, call, command, reconcile, recover, rewind),
-    admin (config, vault, roles)."""
+    admin (config, vault, roles, retention, discarding stuck deliveries)."""
     def least(role: str) -> set[str]:
         return {a for a, r in access.LEAST_ROLE.items() if r == role}
     assert least("viewer") == {"read"}
     assert least("operator") == {"ingest", "triage", "replay", "pause", "reveal", "call", "command", "reconcile",
                                  "recover", "rewind", "alerts"}
-    assert least("admin") == {"config", "vault", "access", "retention"}
+    assert least("admin") == {"config", "vault", "access", "retention", "discard"}
 
 
 def test_an_actor_with_no_role_is_told_how_to_get_one_and_the_refusal_is_audited(stocked):

@@ -5,6 +5,7 @@ SQLite and PostgreSQL, through the real command line in-process."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -236,3 +237,70 @@ def test_a_retry_killed_after_the_stores_commit_moves_nothing_twice(ctx: Service
     assert (resumed.exit_code, resumed.stdout.splitlines()) == (0, ["dlv_st0006: moved", "1 moved, 0 still stuck"])
     assert _stored(ctx).keys() == before.keys() and "dlv_st0006" in before
     assert list(spools.iterdir()) == []
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _discard_audit(ctx: ServiceContext) -> list[Any]:
+    entries = AuditEntry.__table__
+    with reading(ctx.engine) as conn:
+        return list(conn.execute(select(entries.c.after, entries.c.reason)
+                                 .where(entries.c.action == "receiver.discard_stuck").order_by(entries.c.seq)))
+
+
+def test_an_admin_discards_what_no_fix_will_move_and_the_audit_keeps_what_each_was(
+        ctx: ServiceContext, db_url: str, spools: Path) -> None:
+    left = spools / "receiver-left.spool"  # a stopped receiver's, kept only for an unreadable batch
+    damaged = b"\xc1 not a batch"
+    conn = open_spool(left)
+    conn.execute(INSERT, (3, damaged))
+    Mover(ctx, NO_VAULTS).move(SpoolReader(conn))  # set aside whole, as `batch-1`
+    conn.close()
+    claim = SpoolClaim.new(spools)  # a running receiver's, with a delivery for a connection the store lost
+    try:
+        _stick(ctx, claim.spool, _row(8, LATER))
+        with sqlite3.connect(claim.spool) as spool:
+            (kept,) = spool.execute("SELECT delivery FROM stuck").fetchone()
+        spool.close()
+
+        # Misuse, each one line and nothing done: no IDs, no reason, with --retry or --json, an
+        # unknown ID, a reason without --discard.
+        _one_line_error(wb(db_url, "--discard", "--reason", "gone"), 2, "name the stuck deliveries")
+        _one_line_error(wb(db_url, "--discard", "batch-1"), 2, "--reason")
+        _one_line_error(wb(db_url, "--discard", "batch-1", "--reason", "  "), 2, "--reason")
+        _one_line_error(wb(db_url, "--discard", "--retry", "batch-1", "--reason", "gone"), 2, "one or the other")
+        _one_line_error(wb(db_url, "--discard", "--json", "batch-1", "--reason", "gone"), 2, "--json")
+        _one_line_error(wb(db_url, "--reason", "gone"), 2, "--reason goes with --discard")
+        _one_line_error(wb(db_url, "--discard", "batch-1", "dlv_nope", "--reason", "gone"), 2, "dlv_nope",
+                        "nothing was discarded")
+        # Removing data for good is an admin's: an operator (who may retry) is refused.
+        bindings = RoleBinding.__table__
+        with writing(ctx.engine) as conn_:
+            conn_.execute(update(bindings).where(bindings.c.actor == default_actor()).values(role="operator"))
+        _one_line_error(wb(db_url, "--discard", "batch-1", "--reason", "gone"), 1, "discard needs the admin role")
+        with writing(ctx.engine) as conn_:
+            conn_.execute(update(bindings).where(bindings.c.actor == default_actor()).values(role="admin"))
+        assert _discard_audit(ctx) == [] and waiting(left) == (0, 1) and waiting(claim.spool) == (0, 1)
+
+        done = wb(db_url, "--discard", "batch-1", "dlv_st0008", "--reason", "damaged on disk; connection lost in restore")
+        assert done.exit_code == 0, done.output
+        assert done.stdout.splitlines() == [  # spool by spool, in the order asked
+            f"batch-1: discarded from receiver-left.spool (13 bytes, sha256 {_sha(damaged)[:16]})",
+            f"dlv_st0008: discarded from {claim.spool.name} ({len(kept)} bytes, sha256 {_sha(kept)[:16]})",
+            "2 discarded"]
+        assert wb(db_url).stdout == "no stuck deliveries\n"
+        assert not left.exists() and not lock_path(left).exists()  # nobody's, and empty: gone
+        assert claim.spool.exists() and waiting(claim.spool) == (0, 0)  # its receiver's still: kept
+        assert "dlv_st0008" not in _stored(ctx)
+
+        ((after, reason),) = _discard_audit(ctx)
+        assert reason == "damaged on disk; connection lost in restore"
+        assert {item["delivery"]: (item["spool"], item["bytes"], item["sha256"]) for item in after["discarded"]} == {
+            "batch-1": ("receiver-left.spool", 13, _sha(damaged)), "dlv_st0008": (claim.spool.name, len(kept), _sha(kept))}
+
+        again = wb(db_url, "--discard", "batch-1", "--reason", "gone")
+        _one_line_error(again, 2, "batch-1", "nothing was discarded")
+    finally:
+        claim.release()

@@ -1,5 +1,5 @@
 """`workbench listen`: the durable webhook receiver (see workbench/receiver), and `workbench
-listen stuck [--retry]`: the deliveries its spools hold because the store refused them."""
+listen stuck [--retry | --discard]`: the deliveries its spools hold because the store refused them."""
 
 from __future__ import annotations
 
@@ -72,16 +72,28 @@ def _unlock(ctx: ServiceContext) -> dict[str, UnlockedVault] | CommandVaults:
 @listen.command("stuck")
 @click.argument("delivery_ids", nargs=-1)
 @click.option("--retry", is_flag=True, help="Move them into the store now: every retryable one, or those named.")
+@click.option("--discard", is_flag=True,
+              help="Remove those named from the spool for good (admin; needs --reason): for what no fix will move.")
+@click.option("--reason", help="Why they are discarded (kept in the audit trail).")
 @click.option("--json", "as_json", is_flag=True, help="The list as a JSON array.")
 @pass_state
-def listen_stuck(state: State, delivery_ids: tuple[str, ...], retry: bool, as_json: bool) -> None:
+def listen_stuck(state: State, delivery_ids: tuple[str, ...], retry: bool, discard: bool, reason: str | None,
+                 as_json: bool) -> None:
     """Deliveries the store refused (/healthz `stuck`), kept in this machine's receiver spools:
-    list them, or once the cause is fixed move them into the store with --retry [ID...]."""
-    if delivery_ids and not retry:
-        fail("name deliveries only to retry them: `workbench listen stuck --retry ID...`", EXIT_USAGE)
-    if retry and as_json:
-        fail("--json lists; retry without it (one line per delivery)", EXIT_USAGE)
-    if retry:
+    list them, or once the cause is fixed move them into the store with --retry [ID...]. What no
+    fix will move (an unreadable batch, a connection the store lost for good) an admin may
+    remove with --discard ID... --reason TEXT: the audit trail keeps what each was, not its bytes."""
+    if retry and discard:
+        fail("--retry moves them into the store, --discard removes them: one or the other", EXIT_USAGE)
+    if delivery_ids and not (retry or discard):
+        fail("name deliveries only to retry or discard them: `workbench listen stuck --retry ID...`", EXIT_USAGE)
+    if (retry or discard) and as_json:
+        fail("--json lists; retry or discard without it (one line per delivery)", EXIT_USAGE)
+    if reason is not None and not discard:
+        fail("--reason goes with --discard", EXIT_USAGE)
+    if discard:
+        _discard(state, delivery_ids, reason)
+    elif retry:
         _retry(state, delivery_ids)
     else:
         _list(state, as_json)
@@ -122,6 +134,28 @@ def _retry(state: State, delivery_ids: tuple[str, ...]) -> None:
         sys.exit(1)
     if report.problems:
         sys.exit(EXIT_PARTIAL)
+
+
+def _discard(state: State, delivery_ids: tuple[str, ...], reason: str | None) -> None:
+    if not delivery_ids:
+        fail("name the stuck deliveries to discard: `workbench listen stuck --discard ID... --reason TEXT` "
+             "(`workbench listen stuck` lists them)", EXIT_USAGE)
+    if reason is None or not reason.strip():
+        fail("say why with --reason TEXT (kept in the audit trail); nothing was discarded", EXIT_USAGE)
+
+    def each(discarded: stuck_service.Discarded) -> None:
+        item = discarded.delivery
+        if discarded.error is None:
+            click.echo(printable(f"{item.key}: discarded from {item.spool.name} ({discarded.size:,} bytes, "
+                                 f"sha256 {discarded.sha256[:16]})"))
+        else:
+            click.echo(printable(f"{item.key}: not discarded: {discarded.error}"))
+
+    results = stuck_service.discard(state.ctx, delivery_ids, reason, each)
+    failed = sum(result.error is not None for result in results)
+    click.echo(f"{len(results) - failed} discarded" + (f", {failed} not" if failed else ""))
+    if failed:
+        sys.exit(1)
 
 
 def _problems(problems: list[stuck_service.SpoolProblem]) -> None:

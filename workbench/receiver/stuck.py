@@ -1,5 +1,8 @@
 """Deliveries the store refused, set aside in the receivers' spools (the `stuck` table, see
-mover.py): listed, and moved into the store when an operator asks (`workbench listen stuck`).
+mover.py): listed, moved into the store when an operator asks (`workbench listen stuck`), or,
+for what no fix will move (a batch that cannot be read back, a connection the store lost for
+good), discarded by an admin who names them, with a reason: the audit entry, written first,
+keeps what each was (ID, spool, reason, size, SHA-256), not its bytes.
 
 Nothing retries them by itself: a delivery the store refused alone is likely refused again
 until someone fixes the cause (a connection missing from a restored store, a locked vault, a
@@ -17,6 +20,7 @@ meanwhile) and removed once both its tables are empty, as a stopping receiver re
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -231,7 +235,7 @@ def retry(ctx: ServiceContext, vaults: Vaults, ids: Sequence[str] = (),
     return report
 
 
-def _chosen(found: Found, asked: list[str]) -> list[Stuck]:
+def _chosen(found: Found, asked: list[str], done: str = "retried") -> list[Stuck]:
     if not asked:
         return found.stuck
     by_key = {item.key: item for item in found.stuck}
@@ -241,7 +245,7 @@ def _chosen(found: Found, asked: list[str]) -> list[Stuck]:
         unread = (f" (left out, as they could not be read: {', '.join(problem.spool.name for problem in found.problems)})"
                   if found.problems else "")
         raise InvalidArgument(f"no stuck delivery {shown} in this machine's spools at {found.directory}{unread}; "
-                              "`workbench listen stuck` lists them; nothing was retried")
+                              f"`workbench listen stuck` lists them; nothing was {done}")
     return [by_key[key] for key in asked]
 
 
@@ -284,3 +288,86 @@ def _retry_one(mover: Mover, conn: sqlite3.Connection, item: Stuck) -> Retried:
         return Retried(item, Outcome.STUCK, reason)
     conn.execute("DELETE FROM stuck WHERE id = ?", (item.key,))  # only now: the store's commit is done
     return Retried(item, Outcome.MOVED)
+
+
+@dataclass(frozen=True)
+class Discarded:
+    delivery: Stuck
+    size: int  # bytes of what was kept (the spooled row, or the unreadable batch)
+    sha256: str
+    error: str | None = None  # why it could not be discarded (it stays stuck)
+
+
+def discard(ctx: ServiceContext, ids: Sequence[str], reason: str,
+            each: Callable[[Discarded], None] = lambda discarded: None) -> list[Discarded]:
+    """Remove the named stuck deliveries from their spools for good: what neither a retry nor
+    a fix will move. An ID no spool here holds is an InvalidArgument before anything is done.
+    One audit entry, written before anything is removed (a kill in between leaves the entry and
+    the delivery, never a removal nobody can account for), names each with its spool, reason,
+    size and SHA-256. A spool nobody holds is removed once nothing is left in it."""
+    access.require(ctx, "discard")
+    asked = list(dict.fromkeys(ids))
+    if not asked:
+        raise InvalidArgument("name the stuck deliveries to discard (`workbench listen stuck` lists them); "
+                              "nothing was discarded")
+    if not reason.strip():
+        raise InvalidArgument("say why they are discarded (--reason): it is kept in the audit trail; nothing was discarded")
+    found = _found(ctx)
+    chosen = _chosen(found, asked, "discarded")
+    kept = {(item.spool, item.key): _kept(item) for item in chosen}  # (bytes, SHA-256) of each
+    with writing(ctx.engine) as conn:
+        audit.append(conn, ctx, "receiver.discard_stuck", "store", None, reason=reason, after={
+            "machine": socket.gethostname(),
+            "discarded": [{"delivery": item.key, "spool": item.spool.name, "connection": item.connection,
+                           "received_at": item.received_at, "reason": item.reason, "bytes": size, "sha256": digest}
+                          for item in chosen for size, digest in [kept[(item.spool, item.key)]]]})
+    results: list[Discarded] = []
+    by_spool: dict[Path, list[Stuck]] = {}
+    for item in chosen:
+        by_spool.setdefault(item.spool, []).append(item)
+    for path, items in by_spool.items():
+        for result in _discard_in(path, items, kept):
+            results.append(result)
+            each(result)
+    return results
+
+
+def _kept(item: Stuck) -> tuple[int, str]:
+    """The size and SHA-256 of what the stuck row keeps (nothing: gone or unreadable since it was
+    listed, which the delete then says)."""
+    try:
+        conn = sqlite3.connect(f"{item.spool.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            found = conn.execute("SELECT delivery FROM stuck WHERE id = ?", (item.key,)).fetchone()
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError):
+        found = None
+    value = b"" if found is None else found[0] if isinstance(found[0], bytes) else str(found[0]).encode()
+    return len(value), hashlib.sha256(value).hexdigest()
+
+
+def _discard_in(path: Path, items: list[Stuck], kept: dict[tuple[Path, str], tuple[int, str]]) -> list[Discarded]:
+    # As a retry does: a spool nobody holds is held alone meanwhile, and goes once empty; a
+    # running receiver's has the rows deleted beside it (tiny transactions) and stays.
+    claim = SpoolClaim.take(path)
+    empty = False
+    results: list[Discarded] = []
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30)
+        try:
+            for item in items:
+                gone = conn.execute("DELETE FROM stuck WHERE id = ?", (item.key,)).rowcount == 1
+                results.append(Discarded(item, *kept[(path, item.key)], None if gone else
+                                         f"no longer stuck in {path.name} (moved or discarded meanwhile)"))
+            empty = claim is not None and holds_nothing(conn)
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:  # what is left stays stuck, as it was
+        done = {result.delivery.key for result in results}
+        results += [Discarded(item, *kept[(path, item.key)], f"spool {path.name} could not be written ({exc}); "
+                              "it stays stuck") for item in items if item.key not in done]
+    finally:
+        if claim is not None:
+            claim.release(remove=empty or not path.exists())
+    return results

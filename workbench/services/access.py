@@ -76,6 +76,7 @@ LEAST_ROLE: dict[str, Role] = {
     "vault": Role.ADMIN,  # vault init/set/rotate/remove/rekey
     "access": Role.ADMIN,  # grant and revoke roles
     "retention": Role.ADMIN,  # retention run (purges raw bodies)
+    "discard": Role.ADMIN,  # remove stuck deliveries from a receiver's spool for good (listen stuck --discard)
 }
 
 # How long a read may rely on a role looked up before (a revoke reaches reads within this).
