@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -184,15 +185,20 @@ def test_an_encrypting_connections_bodies_are_sealed_before_the_spool_and_applie
     assert (row.payload_hash, row.capture_key) == (payload_hash, capture_key)
 
 
+def _applier_pid(receiver: Receiver) -> int:
+    assert receiver.process is not None
+    found = subprocess.run(["pgrep", "-P", str(receiver.process.pid), "-f", "receiver.applier"],
+                           capture_output=True, text=True).stdout.split()
+    assert len(found) == 1
+    return int(found[0])
+
+
 def test_a_credential_in_a_header_never_reaches_the_spool_in_plain_text(receiver: Receiver) -> None:
     """Read while the applier is stopped, so the delivery is still in the spool: its ID is
     there, the sender's token is not (a keyed MAC instead), and the store has what ingest keeps."""
-    assert receiver.process is not None
-    applier = subprocess.run(["pgrep", "-P", str(receiver.process.pid), "-f", "receiver.applier"],
-                             capture_output=True, text=True).stdout.split()
-    assert len(applier) == 1
+    applier = _applier_pid(receiver)
     body = event_body("evt_token", "pi_token")
-    os.kill(int(applier[0]), signal.SIGSTOP)
+    os.kill(applier, signal.SIGSTOP)
     try:
         answer = receiver.post("open", body, {"Content-Type": "application/json", "Authorization": "Bearer tok_canary_77"})
         assert answer.status_code == 200, answer.text
@@ -201,9 +207,27 @@ def test_a_credential_in_a_header_never_reaches_the_spool_in_plain_text(receiver
         found, leaked = answer.json()["delivery"].encode() in spooled, b"tok_canary_77" in spooled
         assert (found, leaked) == (True, False)
     finally:
-        os.kill(int(applier[0]), signal.SIGCONT)
+        os.kill(applier, signal.SIGCONT)
     row = receiver.delivery(answer.json()["delivery"])
     assert row.verdict == "applied" and row.headers["authorization"].startswith(MAC_PREFIX)
+
+
+def test_healthz_says_how_long_ago_the_oldest_delivery_not_yet_applied_came(receiver: Receiver) -> None:
+    def health() -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.get(f"{receiver.base}/healthz").json()
+        return answer
+
+    assert _until(lambda: health()["spooled"] == 0) and health()["behind_s"] == 0.0
+    applier = _applier_pid(receiver)
+    os.kill(applier, signal.SIGSTOP)  # nothing leaves the spool meanwhile
+    try:
+        assert receiver.post("open", event_body("evt_late", "pi_late"), {}).status_code == 200
+        time.sleep(0.6)
+        waiting = health()
+        assert waiting["spooled"] == 1 and 0.6 <= waiting["behind_s"] < 10, waiting
+    finally:
+        os.kill(applier, signal.SIGCONT)
+    assert _until(lambda: health() == {**waiting, "spooled": 0, "behind_s": 0.0})
 
 
 _names = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)

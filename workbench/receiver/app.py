@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,7 +25,7 @@ from workbench.services.signatures import UNCHECKED
 
 from .applier import ApplierLink
 from .directory import Directory
-from .spool import waiting_in
+from .spool import oldest_waiting_in, waiting_in
 from .writer import GroupWriter, Pending
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,10 @@ async def _read_limited(receive: Receive, declared: str | None, limit: int) -> b
 
 
 HOOKS = "/hooks/"
+
+
+def _backlog(spools: Path) -> tuple[tuple[int, int], datetime | None]:
+    return waiting_in(spools), oldest_waiting_in(spools)
 
 
 def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -> ASGIApp:
@@ -129,15 +135,18 @@ def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -
     async def healthz(request: Request) -> Response:
         """Ready, and how far the applying is behind: `spooled` deliveries received on this
         machine and not yet in the store (in the spools of its receivers on the store, and of
-        killed ones being taken over); `stuck` ones the store refused (kept, see the log)."""
+        killed ones being taken over), the oldest of them received `behind_s` seconds ago;
+        `stuck` ones the store refused (kept, see the log)."""
         ready = writer.alive and applier.alive() and directory.refreshed.is_set()
         try:
-            spooled, stuck = await asyncio.to_thread(waiting_in, writer.spool.parent)
+            (spooled, stuck), oldest = await asyncio.to_thread(_backlog, writer.spool.parent)
+            behind_s = 0.0 if oldest is None else round(max(0.0, (datetime.now(UTC) - oldest).total_seconds()), 3)
         except Exception as exc:
             log.warning("receiver: could not read the spool: %s", type(exc).__name__)
             spooled = stuck = -1
+            behind_s = -1.0
         return _json(200 if ready else 503, {"ready": ready, "connections": len(directory.entries),
-                                             "spooled": spooled, "stuck": stuck})
+                                             "spooled": spooled, "stuck": stuck, "behind_s": behind_s})
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("receiver: %s on %s", type(exc).__name__, request.url.path[:100])

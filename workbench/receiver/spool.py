@@ -217,6 +217,25 @@ def waiting(path: Path) -> tuple[int, int]:
         conn.close()
 
 
+def oldest_waiting_in(directory: Path) -> datetime | None:
+    """When the oldest delivery still spooled in `directory` (not yet in the store) was received;
+    None when none is. How far behind the applying is, for /healthz."""
+    times = [at for at in map(_first_received, spools_in(directory)) if at is not None]
+    return min(times, default=None)
+
+
+def _first_received(path: Path) -> datetime | None:
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            first = conn.execute("SELECT batch FROM spool ORDER BY seq LIMIT 1").fetchone()
+        finally:
+            conn.close()
+        return None if first is None else received_time(unpack(first[0])[0][2])
+    except Exception:  # gone, being made, or damaged (the mover sets such a batch aside): no time to give
+        return None
+
+
 def delivery_ids(path: Path) -> set[str]:
     """The IDs of every delivery in a spool, stuck ones included."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
