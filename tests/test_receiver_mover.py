@@ -15,19 +15,32 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 from sqlalchemy import select
 
+from store.bulk import Codec
 from store.database import reading
 from store.models import Delivery, Failure
 from tests.receiver_harness import event_body
 from tests.support import add_stripe
 from workbench.receiver import applier, children
 from workbench.receiver.mover import DamagedDelivery, Mover, SpoolReader, UnknownConnection
-from workbench.receiver.spool import INSERT, SpoolClaim, SpoolFormatError, delivery_ids, open_spool, pack, waiting
+from workbench.receiver.spool import (
+    INSERT,
+    SpoolClaim,
+    SpoolFormatError,
+    delivery_ids,
+    open_spool,
+    pack,
+    received_text,
+    received_time,
+    waiting,
+)
 from workbench.services import connections
 from workbench.services.captures import Capture
 from workbench.services.context import ServiceContext
 from workbench.services.ingest import ingest
+from workbench.services.ingest_prepare import stored_form, stored_form_of
 from workbench.services.payload_crypto import NO_VAULTS
 
 deliveries = Delivery.__table__
@@ -289,3 +302,33 @@ def test_a_receivers_own_deliveries_move_between_the_moves_of_a_takeover(ctx: Se
     assert len(_stored(ctx)) == 9 and not left.exists()
     moved = [(name, count) for name, count in mover.moves if count]
     assert moved[:3] == [("receiver-left.spool", 2), ("receiver-own.spool", 1), ("receiver-left.spool", 2)]
+
+
+_YEAR_1 = (datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+_YEAR_9999_END = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+                  - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+_NOW = (datetime(2026, 11, 30, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(micros=st.one_of(st.integers(_YEAR_1, _YEAR_9999_END), st.integers(_NOW - 10**13, _NOW + 10**13)),
+       headers=st.dictionaries(st.sampled_from(["content-type", "stripe-signature", "authorization", "x-id"]),
+                               st.text(max_size=20), max_size=4),
+       body=st.binary(max_size=200))
+def test_the_applier_makes_a_raw_rows_stored_form_exactly_as_ingest_would(
+        micros: int, headers: dict[str, str], body: bytes) -> None:
+    """Its shortcut (the receipt time kept in microseconds, made into the store's text without a
+    datetime) gives what `stored_form` gives for the same capture, to the byte: the same time
+    text and the same capture key."""
+    sqlite = Codec("sqlite")
+    at = received_time(micros)
+    assert received_text(micros) == sqlite.datetime(at)
+    assert stored_form_of(micros, received_text(micros), headers, body, b"k" * 32, sqlite.json) == \
+        stored_form(at, headers, body, b"k" * 32, sqlite.datetime, sqlite.json)
+
+
+def test_a_receipt_time_out_of_range_is_refused_as_before() -> None:
+    with pytest.raises(OverflowError):
+        received_text(_YEAR_9999_END + 1)
+    with pytest.raises(OverflowError):
+        received_text(_YEAR_1 - 1)

@@ -36,11 +36,11 @@ from workbench.services.context import ServiceContext
 from workbench.services.header_mac import header_key
 from workbench.services.held import apply_rows
 from workbench.services.ingest import HELD, HELD_REASON
-from workbench.services.ingest_prepare import DELIVERY_COLUMNS, stored_form
+from workbench.services.ingest_prepare import DELIVERY_COLUMNS, stored_form_of
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import BodyReader, Vaults, encrypts, sealer_for
 
-from .spool import pack, received_time, unpack
+from .spool import pack, received_text, unpack
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,9 @@ class Spooled:
         if self.payload_hash is not None:
             return
         try:
-            self.received_text, self.headers_text, self.payload_hash, self.capture_key = stored_form(
-                received_time(self.values[2]), self.values[3], self.body, mac_key, _SPOOL_TIME, to_json)
+            micros = self.values[2]
+            self.received_text, self.headers_text, self.payload_hash, self.capture_key = stored_form_of(
+                micros, received_text(micros), self.values[3], self.body, mac_key, to_json)
         except Exception as exc:
             raise DamagedDelivery(f"its spooled receipt time, headers or body cannot be read back ({one_line(exc)})") \
                 from None

@@ -21,7 +21,9 @@ import hashlib
 import os
 import secrets
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -78,8 +80,26 @@ def received_time(value: int | str) -> datetime:
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
+def received_text(value: int) -> str:
+    """A raw row's receipt time (microseconds since 1970) as the store keeps it on SQLite
+    (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC): exactly store.bulk's text of `received_time(value)`,
+    made without a datetime (the applier makes one per delivery; neighbours share their second)."""
+    if not 0 <= value < _YEAR_10000:  # outside the usual range: the datetime way, with its errors
+        at = received_time(value)
+        return at.isoformat(" ", "microseconds")[:26]
+    seconds, micros = divmod(value, 1_000_000)
+    return f"{_second_text(seconds)}.{micros:06d}"
+
+
+@lru_cache(maxsize=64)
+def _second_text(seconds: int) -> str:
+    year, month, day, hour, minute, second = time.gmtime(seconds)[:6]
+    return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_YEAR_10000 = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND + 1
 
 
 def spool_dir(store_url: str) -> Path:

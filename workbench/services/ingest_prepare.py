@@ -136,6 +136,8 @@ IDENTIFIER_LIMIT = 255  # deliveries' provider_event_id, dedupe_key, event_type;
 # file's lines sort as they arrive, so the unique index grows at its end like a time-ordered ID.
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNIX_EPOCH_MICROS = (_UNIX_EPOCH - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +190,20 @@ def stored_form(received_at: datetime, headers: Headers, body: bytes, header_key
     `to_datetime` makes, its headers as stored, its body's hash, its capture key). One
     function for `prepare` and the webhook receiver: the receiver's heads are used as they
     are when its deliveries are applied, so the two must never differ."""
+    return stored_form_of((received_at - _UNIX_EPOCH) // _MICROSECOND, to_datetime(received_at), headers, body,
+                          header_key, to_json)
+
+
+def stored_form_of(unix_micros: int, received: Any, headers: Headers, body: bytes, header_key: bytes,
+                   to_json: Converter) -> Head:
+    """`stored_form` of a receipt time given as microseconds since 1970 (UTC) and already in
+    the form stored (`received`): how the webhook receiver's raw rows keep it, so the applier
+    makes their stored form without a datetime in between."""
     payload_hash = hashlib.sha256(body).hexdigest()
     headers_text = to_json(credentials_masked(headers, header_key))
-    capture_key = f"{(received_at - _EPOCH) // _MICROSECOND:015x}" + hashlib.blake2b(
+    capture_key = f"{unix_micros + _UNIX_EPOCH_MICROS:015x}" + hashlib.blake2b(
         f"{payload_hash} {headers_text}".encode("utf-8", "surrogatepass"), digest_size=9).hexdigest()[:17]
-    return to_datetime(received_at), headers_text, payload_hash, capture_key
+    return received, headers_text, payload_hash, capture_key
 
 
 @dataclass(frozen=True, slots=True)
