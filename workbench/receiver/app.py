@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from workbench.services.signatures import UNCHECKED
 
 from .applier import ApplierLink
 from .directory import Directory
-from .spool import oldest_waiting_in, waiting_in
+from .spool import waiting_in
 from .writer import GroupWriter, Pending
 
 log = logging.getLogger(__name__)
@@ -76,10 +75,6 @@ async def _read_limited(receive: Receive, declared: str | None, limit: int) -> b
 
 
 HOOKS = "/hooks/"
-
-
-def _backlog(spools: Path) -> tuple[tuple[int, int], datetime | None]:
-    return waiting_in(spools), oldest_waiting_in(spools)
 
 
 def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -> ASGIApp:
@@ -139,7 +134,7 @@ def build_app(directory: Directory, writer: GroupWriter, applier: ApplierLink) -
         `stuck` ones the store refused (kept, see the log)."""
         ready = writer.alive and applier.alive() and directory.refreshed.is_set()
         try:
-            (spooled, stuck), oldest = await asyncio.to_thread(_backlog, writer.spool.parent)
+            spooled, stuck, oldest = await asyncio.to_thread(waiting_in, writer.spool.parent)
             behind_s = 0.0 if oldest is None else round(max(0.0, (datetime.now(UTC) - oldest).total_seconds()), 3)
         except Exception as exc:
             log.warning("receiver: could not read the spool: %s", type(exc).__name__)

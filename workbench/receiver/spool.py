@@ -83,10 +83,10 @@ def received_time(value: int | str) -> datetime:
 def received_text(value: int) -> str:
     """A raw row's receipt time (microseconds since 1970) as the store keeps it on SQLite
     (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC): exactly store.bulk's text of `received_time(value)`,
-    made without a datetime (the applier makes one per delivery; neighbours share their second)."""
-    if not 0 <= value < _YEAR_10000:  # outside the usual range: the datetime way, with its errors
-        at = received_time(value)
-        return at.isoformat(" ", "microseconds")[:26]
+    made without a datetime (the applier makes one per delivery; neighbours share their second).
+    OverflowError outside the years 1 to 9999, as received_time."""
+    if not _YEAR_1 <= value < _YEAR_10000:
+        raise OverflowError(f"receipt time {value} is out of range")
     seconds, micros = divmod(value, 1_000_000)
     return f"{_second_text(seconds)}.{micros:06d}"
 
@@ -99,6 +99,7 @@ def _second_text(seconds: int) -> str:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_YEAR_1 = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
 _YEAR_10000 = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND + 1
 
 
@@ -237,13 +238,6 @@ def waiting(path: Path) -> tuple[int, int]:
         conn.close()
 
 
-def oldest_waiting_in(directory: Path) -> datetime | None:
-    """When the oldest delivery still spooled in `directory` (not yet in the store) was received;
-    None when none is. How far behind the applying is, for /healthz."""
-    times = [at for at in map(_first_received, spools_in(directory)) if at is not None]
-    return min(times, default=None)
-
-
 def _first_received(path: Path) -> datetime | None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -266,8 +260,16 @@ def delivery_ids(path: Path) -> set[str]:
         conn.close()
 
 
-def waiting_in(directory: Path) -> tuple[int, int]:
-    """`waiting` summed over every spool in `directory`: the receiver's own, those of other
-    receivers on the store here, and those of killed ones being taken over."""
-    counts = [waiting(path) for path in spools_in(directory)]
-    return sum(count for count, _ in counts), sum(stuck for _, stuck in counts)
+def waiting_in(directory: Path) -> tuple[int, int, datetime | None]:
+    """`waiting` summed over every spool in `directory` (the receiver's own, those of other
+    receivers on the store here, and those of killed ones being taken over), and when the
+    oldest delivery spooled there was received (None: none is): how far behind the applying is."""
+    spooled = stuck = 0
+    oldest: datetime | None = None
+    for path in spools_in(directory):
+        count, set_aside = waiting(path)
+        spooled, stuck = spooled + count, stuck + set_aside
+        at = _first_received(path) if count else None
+        if at is not None and (oldest is None or at < oldest):
+            oldest = at
+    return spooled, stuck, oldest

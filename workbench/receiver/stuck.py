@@ -314,7 +314,11 @@ def discard(ctx: ServiceContext, ids: Sequence[str], reason: str,
         raise InvalidArgument("say why they are discarded (--reason): it is kept in the audit trail; nothing was discarded")
     found = _found(ctx)
     chosen = _chosen(found, asked, "discarded")
-    kept = {(item.spool, item.key): _kept(item) for item in chosen}  # (bytes, SHA-256) of each
+    by_spool: dict[Path, list[Stuck]] = {}
+    for item in chosen:
+        by_spool.setdefault(item.spool, []).append(item)
+    kept = {(path, key): size_and_hash for path, items in by_spool.items()
+            for key, size_and_hash in _kept(path, [item.key for item in items]).items()}
     with writing(ctx.engine) as conn:
         audit.append(conn, ctx, "receiver.discard_stuck", "store", None, reason=reason, after={
             "machine": socket.gethostname(),
@@ -322,9 +326,6 @@ def discard(ctx: ServiceContext, ids: Sequence[str], reason: str,
                            "received_at": item.received_at, "reason": item.reason, "bytes": size, "sha256": digest}
                           for item in chosen for size, digest in [kept[(item.spool, item.key)]]]})
     results: list[Discarded] = []
-    by_spool: dict[Path, list[Stuck]] = {}
-    for item in chosen:
-        by_spool.setdefault(item.spool, []).append(item)
     for path, items in by_spool.items():
         for result in _discard_in(path, items, kept):
             results.append(result)
@@ -332,19 +333,25 @@ def discard(ctx: ServiceContext, ids: Sequence[str], reason: str,
     return results
 
 
-def _kept(item: Stuck) -> tuple[int, str]:
-    """The size and SHA-256 of what the stuck row keeps (nothing: gone or unreadable since it was
-    listed, which the delete then says)."""
+def _kept(path: Path, keys: list[str]) -> dict[str, tuple[int, str]]:
+    """The size and SHA-256 of what each stuck row keeps (nothing: gone or unreadable since it
+    was listed, which the delete then says)."""
+    found: dict[str, Any] = {}
     try:
-        conn = sqlite3.connect(f"{item.spool.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
-            found = conn.execute("SELECT delivery FROM stuck WHERE id = ?", (item.key,)).fetchone()
+            found = dict(conn.execute(f"SELECT id, delivery FROM stuck WHERE id IN ({', '.join('?' * len(keys))})",
+                                      keys).fetchall())
         finally:
             conn.close()
     except (sqlite3.Error, OSError):
-        found = None
-    value = b"" if found is None else found[0] if isinstance(found[0], bytes) else str(found[0]).encode()
-    return len(value), hashlib.sha256(value).hexdigest()
+        pass
+    kept = {}
+    for key in keys:
+        value = found.get(key)
+        data = b"" if value is None else value if isinstance(value, bytes) else str(value).encode()  # hand-edited: text
+        kept[key] = len(data), hashlib.sha256(data).hexdigest()
+    return kept
 
 
 def _discard_in(path: Path, items: list[Stuck], kept: dict[tuple[Path, str], tuple[int, str]]) -> list[Discarded]:
