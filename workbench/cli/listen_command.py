@@ -137,12 +137,6 @@ def _retry(state: State, delivery_ids: tuple[str, ...]) -> None:
 
 
 def _discard(state: State, delivery_ids: tuple[str, ...], reason: str | None) -> None:
-    if not delivery_ids:
-        fail("name the stuck deliveries to discard: `workbench listen stuck --discard ID... --reason TEXT` "
-             "(`workbench listen stuck` lists them)", EXIT_USAGE)
-    if reason is None or not reason.strip():
-        fail("say why with --reason TEXT (kept in the audit trail); nothing was discarded", EXIT_USAGE)
-
     def each(discarded: stuck_service.Discarded) -> None:
         item = discarded.delivery
         if discarded.error is None:
@@ -151,7 +145,7 @@ def _discard(state: State, delivery_ids: tuple[str, ...], reason: str | None) ->
         else:
             click.echo(printable(f"{item.key}: not discarded: {discarded.error}"))
 
-    results = stuck_service.discard(state.ctx, delivery_ids, reason, each)
+    results = stuck_service.discard(state.ctx, delivery_ids, reason or "", each)  # it refuses no IDs or reason
     failed = sum(result.error is not None for result in results)
     click.echo(f"{len(results) - failed} discarded" + (f", {failed} not" if failed else ""))
     if failed:

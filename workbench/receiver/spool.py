@@ -226,28 +226,28 @@ def holds_nothing(conn: sqlite3.Connection) -> bool:
 def waiting(path: Path) -> tuple[int, int]:
     """Deliveries in the spool not yet moved into the store, and those set aside as stuck
     (see mover.py); (0, 0) for no spool."""
+    spooled, stuck, _ = _backlog(path, oldest=False)
+    return spooled, stuck
+
+
+def _backlog(path: Path, *, oldest: bool) -> tuple[int, int, datetime | None]:
+    """`waiting`, and (with `oldest`) when the first delivery still spooled was received, in
+    one read-only connection."""
     if not path.exists():
-        return 0, 0
+        return 0, 0, None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         spooled = conn.execute("SELECT coalesce(sum(deliveries), 0) FROM spool").fetchone()[0]
-        return spooled, conn.execute("SELECT count(*) FROM stuck").fetchone()[0]
+        stuck = conn.execute("SELECT count(*) FROM stuck").fetchone()[0]
+        first = conn.execute("SELECT batch FROM spool ORDER BY seq LIMIT 1").fetchone() if oldest and spooled else None
     except sqlite3.OperationalError:  # made but no tables yet
-        return 0, 0
+        return 0, 0, None
     finally:
         conn.close()
-
-
-def _first_received(path: Path) -> datetime | None:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            first = conn.execute("SELECT batch FROM spool ORDER BY seq LIMIT 1").fetchone()
-        finally:
-            conn.close()
-        return None if first is None else received_time(unpack(first[0])[0][2])
-    except Exception:  # gone, being made, or damaged (the mover sets such a batch aside): no time to give
-        return None
+        return spooled, stuck, None if first is None else received_time(unpack(first[0])[0][2])
+    except Exception:  # a damaged first batch (the mover sets it aside): no time to give
+        return spooled, stuck, None
 
 
 def delivery_ids(path: Path) -> set[str]:
@@ -267,9 +267,8 @@ def waiting_in(directory: Path) -> tuple[int, int, datetime | None]:
     spooled = stuck = 0
     oldest: datetime | None = None
     for path in spools_in(directory):
-        count, set_aside = waiting(path)
+        count, set_aside, at = _backlog(path, oldest=True)
         spooled, stuck = spooled + count, stuck + set_aside
-        at = _first_received(path) if count else None
         if at is not None and (oldest is None or at < oldest):
             oldest = at
     return spooled, stuck, oldest

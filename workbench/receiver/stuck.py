@@ -58,6 +58,7 @@ class Stuck:
     reason: str
     row: list[Any] | None  # the delivery in spool.COLUMNS order; None: unreadable, never retried
     connection: str | None = None  # its name in the store, else its ID (list_stuck fills it in)
+    kept: bytes = b""  # the row's bytes as the spool keeps them (what a discard accounts for)
 
     @property
     def retryable(self) -> bool:
@@ -154,7 +155,8 @@ def _read(path: Path) -> list[Stuck]:
 def _entry(path: Path, key: str, kept: Any, reason: str) -> Stuck:
     # A damaged or hand-edited file is read as untrusted: anything that is not exactly the one
     # delivery the mover set aside under this key is listed as unreadable and never retried.
-    return Stuck(key, path, redact_text(reason), None if key.startswith(BATCH_PREFIX) else _one_delivery(key, kept))
+    row = None if key.startswith(BATCH_PREFIX) else _one_delivery(key, kept)
+    return Stuck(key, path, redact_text(reason), row, kept=kept if isinstance(kept, bytes) else str(kept).encode())
 
 
 def _one_delivery(key: str, kept: Any) -> list[Any] | None:
@@ -220,10 +222,7 @@ def retry(ctx: ServiceContext, vaults: Vaults, ids: Sequence[str] = (),
 
         sync_every_commit(ctx.engine)  # as the applier: a delivery leaves the spool only once on disk
         mover = Mover(ctx, vaults)
-        by_spool: dict[Path, list[Stuck]] = {}
-        for item in retryable:
-            by_spool.setdefault(item.spool, []).append(item)
-        for path, items in by_spool.items():
+        for path, items in _by_spool(retryable).items():
             _retry_spool(mover, path, items, done)
     for item in chosen:  # its bytes are all there is: kept for a person to look at, never stored
         if not item.retryable:
@@ -314,47 +313,32 @@ def discard(ctx: ServiceContext, ids: Sequence[str], reason: str,
         raise InvalidArgument("say why they are discarded (--reason): it is kept in the audit trail; nothing was discarded")
     found = _found(ctx)
     chosen = _chosen(found, asked, "discarded")
-    by_spool: dict[Path, list[Stuck]] = {}
-    for item in chosen:
-        by_spool.setdefault(item.spool, []).append(item)
-    kept = {(path, key): size_and_hash for path, items in by_spool.items()
-            for key, size_and_hash in _kept(path, [item.key for item in items]).items()}
     with writing(ctx.engine) as conn:
         audit.append(conn, ctx, "receiver.discard_stuck", "store", None, reason=reason, after={
             "machine": socket.gethostname(),
             "discarded": [{"delivery": item.key, "spool": item.spool.name, "connection": item.connection,
-                           "received_at": item.received_at, "reason": item.reason, "bytes": size, "sha256": digest}
-                          for item in chosen for size, digest in [kept[(item.spool, item.key)]]]})
+                           "received_at": item.received_at, "reason": item.reason, "bytes": len(item.kept),
+                           "sha256": _sha256(item)} for item in chosen]})
     results: list[Discarded] = []
-    for path, items in by_spool.items():
-        for result in _discard_in(path, items, kept):
+    for path, items in _by_spool(chosen).items():
+        for result in _discard_in(path, items):
             results.append(result)
             each(result)
     return results
 
 
-def _kept(path: Path, keys: list[str]) -> dict[str, tuple[int, str]]:
-    """The size and SHA-256 of what each stuck row keeps (nothing: gone or unreadable since it
-    was listed, which the delete then says)."""
-    found: dict[str, Any] = {}
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            found = dict(conn.execute(f"SELECT id, delivery FROM stuck WHERE id IN ({', '.join('?' * len(keys))})",
-                                      keys).fetchall())
-        finally:
-            conn.close()
-    except (sqlite3.Error, OSError):
-        pass
-    kept = {}
-    for key in keys:
-        value = found.get(key)
-        data = b"" if value is None else value if isinstance(value, bytes) else str(value).encode()  # hand-edited: text
-        kept[key] = len(data), hashlib.sha256(data).hexdigest()
-    return kept
+def _by_spool(items: list[Stuck]) -> dict[Path, list[Stuck]]:
+    grouped: dict[Path, list[Stuck]] = {}
+    for item in items:
+        grouped.setdefault(item.spool, []).append(item)
+    return grouped
 
 
-def _discard_in(path: Path, items: list[Stuck], kept: dict[tuple[Path, str], tuple[int, str]]) -> list[Discarded]:
+def _sha256(item: Stuck) -> str:
+    return hashlib.sha256(item.kept).hexdigest()
+
+
+def _discard_in(path: Path, items: list[Stuck]) -> list[Discarded]:
     # As a retry does: a spool nobody holds is held alone meanwhile, and goes once empty; a
     # running receiver's has the rows deleted beside it (tiny transactions) and stays.
     claim = SpoolClaim.take(path)
@@ -365,14 +349,14 @@ def _discard_in(path: Path, items: list[Stuck], kept: dict[tuple[Path, str], tup
         try:
             for item in items:
                 gone = conn.execute("DELETE FROM stuck WHERE id = ?", (item.key,)).rowcount == 1
-                results.append(Discarded(item, *kept[(path, item.key)], None if gone else
+                results.append(Discarded(item, len(item.kept), _sha256(item), None if gone else
                                          f"no longer stuck in {path.name} (moved or discarded meanwhile)"))
             empty = claim is not None and holds_nothing(conn)
         finally:
             conn.close()
     except (sqlite3.Error, OSError) as exc:  # what is left stays stuck, as it was
         done = {result.delivery.key for result in results}
-        results += [Discarded(item, *kept[(path, item.key)], f"spool {path.name} could not be written ({exc}); "
+        results += [Discarded(item, len(item.kept), _sha256(item), f"spool {path.name} could not be written ({exc}); "
                               "it stays stuck") for item in items if item.key not in done]
     finally:
         if claim is not None:
