@@ -5,6 +5,7 @@ one the store refuses is set aside in the spool (stuck) and the rest move on."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from workbench.receiver import applier, children
 from workbench.receiver.mover import DamagedDelivery, Mover, SpoolReader, UnknownConnection
 from workbench.receiver.spool import (
     INSERT,
+    MOVED,
     SpoolClaim,
     SpoolFormatError,
     delivery_ids,
@@ -87,6 +89,37 @@ def test_spooled_deliveries_move_once_applied_and_rejections_open_their_failure(
     # mover, stored once.
     spool.conn.executemany(INSERT, [(2, pack(rows[:2]))])
     assert mover.move(SpoolReader(spool.conn)) == 2 and len(_stored(ctx)) == 3
+
+
+def test_moved_batches_are_handed_to_the_spool_writer_to_delete(ctx: ServiceContext, tmp_path: Path) -> None:
+    """With a pipe to a live spool writer, the mover writes the last `seq` it moved there and
+    leaves the delete to the writer (one writer per spool); it does not read those batches
+    again meanwhile. A full pipe (a writer not reading) and the stop fall back to deleting here.
+    (Killed before the writer deleted them, the next mover finds them in the store: above.)"""
+    acme = add_stripe(ctx)
+    spool = tmp_path / "r.spool"
+    moved_read, moved_write = os.pipe()
+    os.set_blocking(moved_write, False)
+    reader = _spool(spool, [_row(1, acme.id)], [_row(2, acme.id), _row(3, acme.id)])
+    reader = SpoolReader(reader.conn, moved_write)
+    mover = Mover(ctx, NO_VAULTS)
+
+    assert mover.move(reader) == 3 and len(_stored(ctx)) == 3
+    assert os.read(moved_read, 64) == MOVED.pack(2) and waiting(spool) == (3, 0)  # still there: the writer deletes
+    assert mover.move(reader) == 0  # not read again
+    reader.stop_handing_off()  # the receiver stops its writer first: what it did not delete goes here
+    assert waiting(spool) == (0, 0)
+
+    reader = SpoolReader(reader.conn, moved_write)
+    reader.conn.executemany(INSERT, [(1, pack([_row(4, acme.id)]))])
+    while True:  # the writer stopped reading: the pipe fills up
+        try:
+            os.write(moved_write, MOVED.pack(0) * 512)
+        except BlockingIOError:
+            break
+    assert mover.move(reader) == 1 and waiting(spool) == (0, 0) and len(_stored(ctx)) == 4
+    os.close(moved_read)
+    os.close(moved_write)
 
 
 def test_a_paused_connection_gets_them_held_and_a_refused_row_is_set_aside(ctx: ServiceContext, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.receiver import spool_writer
-from workbench.receiver.spool import open_spool, unpack, waiting
+from workbench.receiver.spool import MOVED, open_spool, unpack, waiting
 
 
 def _frame(seq: int, rows: list[list[Any]]) -> bytes:
@@ -62,3 +62,63 @@ def test_a_frame_cut_short_and_the_stop_frame_end_the_reading(tmp_path: Path) ->
     os.write(requests_out.fileno(), whole + spool_writer._STOP)
     batches, ending = spool_writer._waiting_batches(spool_writer._Incoming(requests_in))
     assert [b.seq for b in batches] == [1] and ending
+
+
+def _seqs(conn: Any) -> list[int]:
+    return [seq for (seq,) in conn.execute("SELECT seq FROM spool ORDER BY seq")]
+
+
+def test_the_writer_deletes_what_the_applier_moved_with_its_next_batch_or_alone(tmp_path: Path) -> None:
+    """The applier's marks (the last `seq` it moved) are read without waiting, the newest
+    counts, and the delete goes into the writer's next transaction; with no batch waiting, a
+    mark alone wakes the writer. A `seq` is never used again once deleted."""
+    requests_in, requests_out = multiprocessing.Pipe(duplex=False)
+    replies_in, replies_out = multiprocessing.Pipe(duplex=False)
+    moved_read, moved_write = os.pipe()
+    incoming = spool_writer._Incoming(requests_in, moved_read)
+    conn = open_spool(tmp_path / "r.spool", sync_full=True)
+    for seq in (1, 2, 3):
+        os.write(requests_out.fileno(), _frame(seq, [[f"dlv_{seq}"]]))
+        assert incoming.wait()
+        batches, _ = spool_writer._waiting_batches(incoming)
+        assert spool_writer._commit(conn, batches, replies_out)
+    assert _seqs(conn) == [1, 2, 3] and replies_in.recv_bytes() == spool_writer._REPLY.pack(1)
+
+    os.write(moved_write, MOVED.pack(1) + MOVED.pack(2))  # two moves since the last transaction
+    os.write(requests_out.fileno(), _frame(4, [["dlv_4"]]))
+    assert incoming.wait()
+    batches, _ = spool_writer._waiting_batches(incoming)
+    incoming.take_marks()
+    assert incoming.moved_through == 2
+    assert spool_writer._commit(conn, batches, replies_out, delete_through=incoming.moved_through)
+    assert _seqs(conn) == [3, 4]
+
+    os.write(moved_write, MOVED.pack(4))  # nothing else coming: the mark alone wakes it
+    assert not incoming.wait()
+    incoming.take_marks()
+    assert spool_writer._commit(conn, [], replies_out, delete_through=incoming.moved_through)
+    assert _seqs(conn) == [] and waiting(tmp_path / "r.spool") == (0, 0)
+    for _ in range(3):
+        replies_in.recv_bytes()
+    assert not replies_in.poll(0)  # a transaction without batches answers nobody
+
+    os.write(requests_out.fileno(), _frame(5, [["dlv_5"]]))  # the table emptied: seq goes on from 4
+    incoming.wait()
+    spool_writer._commit(conn, spool_writer._waiting_batches(incoming)[0], replies_out)
+    assert _seqs(conn) == [5]
+
+
+def test_a_mark_cut_in_two_is_read_whole_and_a_closed_pipe_is_let_go(tmp_path: Path) -> None:
+    requests_in, _requests_out = multiprocessing.Pipe(duplex=False)
+    moved_read, moved_write = os.pipe()
+    incoming = spool_writer._Incoming(requests_in, moved_read)
+    mark = MOVED.pack(7)
+    os.write(moved_write, mark[:3])
+    incoming.take_marks()
+    assert incoming.moved_through == 0
+    os.write(moved_write, mark[3:])
+    incoming.take_marks()
+    assert incoming.moved_through == 7
+    os.close(moved_write)  # the applier and the receiver gone: not polled again (no busy loop)
+    incoming.take_marks()
+    assert incoming.moved_through == 7 and not incoming._either.poll(0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sqlite3
 import subprocess
 import threading
@@ -63,15 +64,19 @@ TAKE_OVER_S = 10.0
 class ApplierLink:
     """The receiver's end: starts the applier and stops it (both blocking: off the event loop)."""
 
-    def __init__(self, ctx: ServiceContext, vaults: Vaults, spool: Path) -> None:
+    def __init__(self, ctx: ServiceContext, vaults: Vaults, spool: Path, hand_off: int | None = None) -> None:
+        """`hand_off`: the writing end of the pipe to the spool writer, for what was moved
+        (mover.SpoolReader)."""
         self._url = ctx.engine.url.render_as_string(hide_password=False)
         self._actor, self._vaults, self._spool = ctx.actor, vaults, spool
+        self._hand_off = hand_off
         self._process: subprocess.Popen[bytes] | None = None
         self._control: Pipe | None = None
 
     def start(self) -> None:
         ours, theirs = multiprocessing.Pipe()
-        process = children.launch(__name__, (self._url, self._actor, self._vaults, str(self._spool)), [theirs])
+        process = children.launch(__name__, (self._url, self._actor, self._vaults, str(self._spool)), [theirs],
+                                  shared=() if self._hand_off is None else (self._hand_off,))
         if not children.ready(ours):
             process.kill()
             process.wait()
@@ -93,7 +98,7 @@ class ApplierLink:
             control.close()
 
 
-def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> None:
+def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe, hand_off: Pipe | None = None) -> None:
     children.ignore_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     ctx = open_context(url, actor=actor)
@@ -109,7 +114,9 @@ def _child(url: str, actor: str, vaults: Vaults, spool: str, control: Pipe) -> N
     control.send_bytes(children.READY)
     try:
         _apply_left_held(ctx, vaults)
-        _follow(mover, own, control)
+        if hand_off is not None:  # a full pipe (a writer not reading) must not stop the moving
+            os.set_blocking(hand_off.fileno(), False)
+        _follow(mover, own, control, None if hand_off is None else hand_off.fileno())
     finally:
         checkpointer.stop()
         claim.release()
@@ -155,11 +162,13 @@ def _load_adapters(ctx: ServiceContext) -> None:
         ctx.adapters.get(provider)
 
 
-def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
+def _follow(mover: Mover, spool: Path, control: Pipe, hand_off: int | None = None) -> None:
     """Move until told to stop (or the receiver is gone), then move what is left; spools that
-    killed receivers left are taken over on the way (at once, then every TAKE_OVER_S)."""
+    killed receivers left are taken over on the way (at once, then every TAKE_OVER_S).
+    `hand_off`: moved batches are deleted by the spool writer until the stop (the receiver
+    stops its writer first), here after it."""
     conn = open_spool(spool)
-    reader = SpoolReader(conn)
+    reader = SpoolReader(conn, hand_off)
     taken: dict[Path, _TakenOver] = {}
     checkpointed = time.monotonic()
     looked = checkpointed - TAKE_OVER_S
@@ -175,6 +184,7 @@ def _follow(mover: Mover, spool: Path, control: Pipe) -> None:
             # One move of each taken-over spool, then ours again: no waiting while they hold more.
             wait = 0.0 if _move_taken_over(mover, taken) else _wait_after(moved)
             if control.poll(wait) and _stopping(control):
+                reader.stop_handing_off()
                 _drain(mover, reader)
                 for item in taken.values():
                     _drain(mover, item.reader)
@@ -319,5 +329,5 @@ def _apply_left_held(ctx: ServiceContext, vaults: Vaults) -> None:
 
 
 if __name__ == "__main__":  # started by ApplierLink.start (children.launch)
-    (store_url, actor_name, unlocked, spool_path), (control_end,) = children.received()
-    _child(store_url, actor_name, unlocked, spool_path, control_end)
+    (store_url, actor_name, unlocked, spool_path), (control_end, *hand_off_end) = children.received()
+    _child(store_url, actor_name, unlocked, spool_path, control_end, *hand_off_end)

@@ -19,9 +19,11 @@ READY = b"ready"  # from a child, on its pipe: started
 START_TIMEOUT_S = 60
 
 
-def launch(module: str, arguments: tuple[Any, ...], pipes: Sequence[Pipe]) -> subprocess.Popen[bytes]:
-    """Start `module` with `arguments`; the child's ends of `pipes` are closed here once it has them."""
-    fds = [pipe.fileno() for pipe in pipes]
+def launch(module: str, arguments: tuple[Any, ...], pipes: Sequence[Pipe],
+           shared: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """Start `module` with `arguments`; the child's ends of `pipes` are closed here once it has
+    them. `shared`: descriptors the child gets after those of `pipes`, kept open here."""
+    fds = [pipe.fileno() for pipe in pipes] + list(shared)
     process = subprocess.Popen([sys.executable, "-m", module, *map(str, fds)], stdin=subprocess.PIPE, pass_fds=fds)
     stdin = cast(IO[bytes], process.stdin)
     try:

@@ -5,8 +5,9 @@ whose connection is active goes through the ingest pipeline under the ID it was 
 (services/held.apply_rows: dedupe, mapping, state, its verdict), one rejected on receipt (a
 failed signature, a body over the limit, a locked vault) is stored as it is (a failed
 signature opens its authentication failure), and one whose connection is paused is stored held
-(resuming applies it). Only then are the rows deleted from the spool: a mover killed between
-the two finds them again and skips what the store already has (by delivery ID). Each
+(resuming applies it). Only then are the rows deleted from the spool (by its writer, while
+the receiver runs: SpoolReader): a mover killed between the two finds them again and skips
+what the store already has (by delivery ID). Each
 connection's row is locked first (as resuming does), so several receivers sharing a PostgreSQL
 store apply each connection's deliveries one at a time, and a pause made meanwhile holds.
 
@@ -19,6 +20,7 @@ again by itself.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections import Counter
 from datetime import datetime
@@ -40,7 +42,7 @@ from workbench.services.ingest_prepare import DELIVERY_COLUMNS, stored_form_of
 from workbench.services.ingest_run import one_line
 from workbench.services.payload_crypto import BodyReader, Vaults, encrypts, sealer_for
 
-from .spool import pack, received_text, unpack
+from .spool import DELETE_THROUGH, MOVED, pack, received_text, unpack
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,20 @@ class DamagedDelivery(ValueError):
 
 class SpoolReader:
     """A spool as one mover reads it. Batches already there when it was opened may have been
-    moved by a mover killed before it deleted them: the store is asked which it has. Later
-    ones were spooled since and nothing else moves this spool (spool.SpoolClaim)."""
+    moved by a mover killed before they were deleted: the store is asked which it has. Later
+    ones were spooled since and nothing else moves this spool (spool.SpoolClaim).
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    `hand_off`: the write end of a pipe to the spool's live writer (a running receiver's own
+    spool). Moved batches are then deleted by the writer, in its next transaction, instead of
+    here: under load the writer commits back to back, and a delete here waited for the spool's
+    write lock in SQLite's busy handler, whose sleeps (up to 100 ms each) found it free only
+    now and then: moves stalled for up to a second (docs/benchmarks.md, Round 19)."""
+
+    def __init__(self, conn: sqlite3.Connection, hand_off: int | None = None) -> None:
         self.conn = conn
         self.recheck_through: int = conn.execute("SELECT coalesce(max(seq), 0) FROM spool").fetchone()[0]
+        self.moved_through = 0  # every batch through this one is in the store (maybe not yet deleted)
+        self._hand_off = hand_off
 
     def batches(self, deliveries: int) -> list[tuple[int, list[Spooled]]]:
         """The oldest batches, up to `deliveries` deliveries (at least one batch). A batch that
@@ -79,7 +89,8 @@ class SpoolReader:
         taken: list[tuple[int, list[Spooled]]] = []
         unreadable: list[tuple[int, bytes, str]] = []
         count = 0
-        cursor = self.conn.execute("SELECT seq, deliveries, batch FROM spool ORDER BY seq")
+        cursor = self.conn.execute("SELECT seq, deliveries, batch FROM spool WHERE seq > ? ORDER BY seq",
+                                   (self.moved_through,))
         try:
             for seq, size, batch in cursor:
                 try:
@@ -101,7 +112,22 @@ class SpoolReader:
         return taken
 
     def delete_through(self, seq: int) -> None:
-        self.conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+        """Batches through `seq` are in the store: handed to the writer to delete, or deleted
+        here (no writer, or its pipe is full: it is not reading)."""
+        self.moved_through = max(self.moved_through, seq)
+        if self._hand_off is not None:
+            try:
+                os.write(self._hand_off, MOVED.pack(seq))
+                return
+            except OSError:  # BlockingIOError: full; BrokenPipeError: no reader
+                pass
+        self.conn.execute(DELETE_THROUGH, (seq,))
+
+    def stop_handing_off(self) -> None:
+        """The writer has stopped: delete what it may not have, and from now on here."""
+        self._hand_off = None
+        if self.moved_through:
+            self.conn.execute(DELETE_THROUGH, (self.moved_through,))
 
     def set_aside(self, row: Spooled, reason: str) -> None:
         self._stuck(row.id, pack([row.values]), reason)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -53,10 +54,13 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
     directory.start()
     presence = Presence(ctx)
     claim = SpoolClaim.new(spool_dir(ctx.engine.url.render_as_string(hide_password=False)))
-    applier = ApplierLink(ctx, vaults, claim.spool)
+    # The applier tells the spool writer what it moved, for the writer to delete (mover.py).
+    # Both ends stay open here: a spool writer started again reads on from the same pipe.
+    moved_read, moved_write = os.pipe()
+    applier = ApplierLink(ctx, vaults, claim.spool, hand_off=moved_write)
 
     async def run() -> None:
-        writer = GroupWriter(ctx, claim.spool)
+        writer = GroupWriter(ctx, claim.spool, moved=moved_read)
         # Both children at once (each takes a second or so to start); the applier also takes
         # over what killed receivers left.
         await asyncio.gather(writer.start(), asyncio.to_thread(applier.start))
@@ -86,6 +90,8 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
         claim.release(remove=waiting(claim.spool) == (0, 0))
         presence.stop()
         directory.stop()
+        os.close(moved_read)
+        os.close(moved_write)
 
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:

@@ -6,7 +6,8 @@ deliveries written straight into the store, every request waited for whatever el
 store's write lock (applying, the engine, an operator's command), and applying had to be cut
 into small steps to let requests through. The spool has one writer (spool_writer.py), one
 table without secondary indexes and small pages, so a commit is little more than the WAL's
-sync; the mover (mover.py) reads it and writes the store in large transactions.
+sync; the mover (mover.py) reads it and writes the store in large transactions, and tells the
+writer what it moved, which the writer deletes (MOVED).
 
 Each receiver owns one spool (`receiver-<token>.spool`) and holds a lock on its `.lock` file
 while it runs (SpoolClaim). A spool whose lock nobody holds belongs to a receiver that was
@@ -21,6 +22,7 @@ import hashlib
 import os
 import secrets
 import sqlite3
+import struct
 import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -47,12 +49,19 @@ COLUMNS = ("id", "connection_id", "received_at", "headers", "body", "payload_has
            "signature_verdict", "verdict", "verdict_reason", "body_key_version", "signature_secret",
            "problem_category", "problem_code", "problem_message")
 # A batch per row, stored as the receiver sent it: the spool writer's work per delivery is
-# nil, and a batch is committed or not as a whole. `stuck`: deliveries the store refused,
-# set aside by the mover one by one (see mover.py).
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, deliveries INTEGER NOT NULL, "
+# nil, and a batch is committed or not as a whole. `seq` is never used twice (AUTOINCREMENT),
+# even once the table has been emptied: the mover reads on from the last it moved, and the
+# writer deletes through a `seq` the mover gives it (MOVED). `stuck`: deliveries the store
+# refused, set aside by the mover one by one (see mover.py).
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, deliveries INTEGER NOT NULL, "
            "batch BLOB NOT NULL)",
            "CREATE TABLE IF NOT EXISTS stuck (id TEXT PRIMARY KEY, delivery BLOB NOT NULL, reason TEXT NOT NULL)")
 INSERT = "INSERT INTO spool (deliveries, batch) VALUES (?, ?)"
+DELETE_THROUGH = "DELETE FROM spool WHERE seq <= ?"
+# What the applier tells a live receiver's spool writer after a move: every batch through this
+# `seq` is in the store, delete it (spool_writer.py). One write each, well under PIPE_BUF, so a
+# reader always finds whole marks in the pipe.
+MOVED = struct.Struct("<Q")
 
 
 class SpoolFormatError(Exception):
@@ -182,7 +191,8 @@ def spools_in(directory: Path) -> list[Path]:
 def open_spool(path: Path, *, sync_full: bool = False) -> sqlite3.Connection:
     """A connection to the spool, made if new (mode 0600: it holds what the store would).
     `sync_full`: the writer's, whose commit answers requests (the WAL synced at every commit);
-    the mover's deletes need no sync of their own (a moved row found again is skipped)."""
+    the mover's own deletes (when no writer takes them) need no sync (a moved row found again
+    is skipped)."""
     if not path.exists():
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -190,8 +200,8 @@ def open_spool(path: Path, *, sync_full: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA page_size=4096")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if sync_full else 'NORMAL'}")
-    # The mover checkpoints after it deletes what it moved (mover.py), so the writer's commits
-    # never pay for one; this is the writer's own backstop should the mover stop.
+    # The mover checkpoints between its moves (applier.py), so the writer's commits never pay
+    # for one; this is the writer's own backstop should the mover stop.
     conn.execute(f"PRAGMA wal_autocheckpoint={(64 << 20) // 4096}")
     conn.execute(f"PRAGMA journal_size_limit={16 << 20}")
     # Some builds (Debian's) zero every freed page by default: each batch the mover deletes

@@ -6,7 +6,12 @@ a batch never waits behind other work. Why a process and not a thread of the rec
 every call into the database driver gives up the GIL and then waits for the busy event loop
 to hand it back, which made a commit of a few rows take milliseconds.
 
-Messages go over two pipes. In: frames of a batch (its sequence number, its count of
+It also deletes what the applier has moved into the store: the applier writes the spool's
+`seq` of the last batch it moved on a pipe of its own (spool.MOVED), and the writer deletes
+through it in its next transaction (at once when no batch is waiting). So the spool has one
+writer, and the applier never waits for its lock.
+
+Messages from the receiver go over two pipes. In: frames of a batch (its sequence number, its count of
 deliveries and the batch as the spool keeps it, spool.pack, stored as it came), each written
 in one write (multiprocessing's send_bytes writes a message over 16 KiB in two, which can wake
 the child twice); or STOP. Out: one reply per transaction, the last sequence number it
@@ -31,7 +36,7 @@ from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 
 from . import children
-from .spool import INSERT, SpoolClaim, open_spool
+from .spool import DELETE_THROUGH, INSERT, MOVED, SpoolClaim, open_spool
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +52,11 @@ class SpoolLink:
     """The receiver's end: starts the child, sends batches, reads replies (`replies_fd` is for
     the event loop to watch)."""
 
-    def __init__(self, spool: Path) -> None:
+    def __init__(self, spool: Path, moved: int | None = None) -> None:
+        """`moved`: the reading end of the applier's pipe of moved batches (kept open by the
+        receiver, so a writer started again reads on where the last one stopped)."""
         self.spool = spool
+        self._moved = moved
         self._process: subprocess.Popen[bytes] | None = None
         self._requests: Pipe | None = None
         self._replies: Pipe | None = None
@@ -58,7 +66,8 @@ class SpoolLink:
         requests_in, requests_out = multiprocessing.Pipe(duplex=False)
         _widen(requests_out)
         replies_in, replies_out = multiprocessing.Pipe(duplex=False)
-        process = children.launch(__name__, (str(self.spool),), [requests_in, replies_out])
+        process = children.launch(__name__, (str(self.spool),), [requests_in, replies_out],
+                                  shared=() if self._moved is None else (self._moved,))
         if not children.ready(replies_in):
             process.kill()
             process.wait()
@@ -107,20 +116,23 @@ def _widen(pipe: Pipe) -> None:
         log.debug("receiver: the pipe to the spool writer keeps its default size")
 
 
-def _child(spool: str, requests: Pipe, replies: Pipe) -> None:
+def _child(spool: str, requests: Pipe, replies: Pipe, moved: Pipe | None = None) -> None:
     children.ignore_stop_signals()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     claim = SpoolClaim.share(Path(spool))  # in use while this lives, even after a killed receiver
     if claim is None:
         return  # being taken over: not ours any more (the receiver reports it did not start)
     conn = open_spool(Path(spool), sync_full=True)
-    incoming = _Incoming(requests)
+    incoming = _Incoming(requests, None if moved is None else moved.fileno())
     replies.send_bytes(children.READY)
+    deleted = 0
     try:
         while True:
-            batches, ending = _waiting_batches(incoming)
-            if batches:
-                _commit(conn, batches, replies)
+            batches, ending = _waiting_batches(incoming) if incoming.wait() else ([], False)
+            incoming.take_marks()
+            through = incoming.moved_through if incoming.moved_through > deleted else None
+            if (batches or through) and _commit(conn, batches, replies, delete_through=through) and through:
+                deleted = through
             if ending:
                 return
     finally:
@@ -158,16 +170,45 @@ class _Batch:
 class _Incoming:
     """The reading end of the requests pipe, with a poll object made once to ask whether more
     is waiting (multiprocessing's Connection.poll builds a selector at every call: 4.7 us
-    against 0.6, twice a transaction)."""
+    against 0.6, twice a transaction); and the reading end of the applier's pipe of moved
+    batches, if any: `moved_through` is the last `seq` it gave."""
 
-    def __init__(self, requests: Pipe) -> None:
+    def __init__(self, requests: Pipe, moved: int | None = None) -> None:
         self.fd = requests.fileno()
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
+        self._either = select.poll()  # a batch or a mark
+        self._either.register(self.fd, select.POLLIN)
+        self._moved = moved
+        self._marks = select.poll()
+        if moved is not None:
+            self._either.register(moved, select.POLLIN)
+            self._marks.register(moved, select.POLLIN)
+        self._partial = b""
+        self.moved_through = 0
 
     def more(self) -> bool:
         """Something to read now (or the receiver's end closed)."""
         return bool(self._poll.poll(0))
+
+    def wait(self) -> bool:
+        """Wait for a batch or a mark; whether a batch is there (or the receiver's end closed)."""
+        return any(fd == self.fd for fd, _ in self._either.poll())
+
+    def take_marks(self) -> None:
+        """Read the marks waiting in the applier's pipe, if any (without waiting)."""
+        if self._moved is None or not self._marks.poll(0):
+            return
+        data = self._partial + os.read(self._moved, 1 << 16)
+        if len(data) == len(self._partial):  # every writing end closed: no more marks
+            self._either.unregister(self._moved)
+            self._marks.unregister(self._moved)
+            self._moved = None
+            return
+        whole = len(data) - len(data) % MOVED.size
+        self._partial = data[whole:]
+        if whole:
+            self.moved_through = max(self.moved_through, MOVED.unpack_from(data, whole - MOVED.size)[0])
 
 
 def _waiting_batches(incoming: _Incoming) -> tuple[list[_Batch], bool]:
@@ -188,21 +229,30 @@ def _waiting_batches(incoming: _Incoming) -> tuple[list[_Batch], bool]:
             return batches, False
 
 
-def _commit(conn: sqlite3.Connection, batches: list[_Batch], replies: Pipe) -> None:
-    """The batches in one transaction (one sync of the WAL for all of them), answered at once."""
+def _commit(conn: sqlite3.Connection, batches: list[_Batch], replies: Pipe, *,
+            delete_through: int | None = None) -> bool:
+    """The batches in one transaction (one sync of the WAL for all of them), answered at once;
+    with them (or alone), the moved batches through `delete_through` deleted. Whether it
+    committed."""
     error = ""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(INSERT, [(batch.deliveries, batch.batch) for batch in batches])
+        if delete_through is not None:  # first: the batches below reuse the pages it frees
+            conn.execute(DELETE_THROUGH, (delete_through,))
+        if batches:
+            conn.executemany(INSERT, [(batch.deliveries, batch.batch) for batch in batches])
         conn.execute("COMMIT")
     except Exception as exc:  # answered 503: nothing was stored, the sender retries
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        log.error("receiver: could not spool %d batches: %s", len(batches), error)
+        log.error("receiver: could not %s: %s", f"spool {len(batches)} batches" if batches else
+                  f"delete the batches moved through {delete_through}", error)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-    replies.send_bytes(_REPLY.pack(batches[-1].seq) + error.encode())
+    if batches:
+        replies.send_bytes(_REPLY.pack(batches[-1].seq) + error.encode())
+    return not error
 
 
 if __name__ == "__main__":  # started by SpoolLink.start (children.launch)
-    (path,), (requests_end, replies_end) = children.received()
-    _child(path, requests_end, replies_end)
+    (path,), (requests_end, replies_end, *moved_end) = children.received()
+    _child(path, requests_end, replies_end, *moved_end)

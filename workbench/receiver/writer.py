@@ -76,9 +76,9 @@ class Pending:
 class GroupWriter:
     """`submit` from request handlers; everything runs on the event loop's thread."""
 
-    def __init__(self, ctx: ServiceContext, spool: Path) -> None:
+    def __init__(self, ctx: ServiceContext, spool: Path, moved: int | None = None) -> None:
         self._ctx = ctx
-        self._link = SpoolLink(spool)
+        self._link = SpoolLink(spool, moved)
         self._key = header_key(ctx.engine)
         self._json = codec(ctx.engine.dialect).json
         self._last = datetime.min.replace(tzinfo=UTC)
