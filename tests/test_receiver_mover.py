@@ -107,6 +107,8 @@ def test_moved_batches_are_handed_to_the_spool_writer_to_delete(ctx: ServiceCont
     assert mover.move(reader) == 3 and len(_stored(ctx)) == 3
     assert os.read(moved_read, 64) == MOVED.pack(2) and waiting(spool) == (3, 0)  # still there: the writer deletes
     assert mover.move(reader) == 0  # not read again
+    reader.remind()  # a writer started again lost the mark: given again while they are there
+    assert os.read(moved_read, 64) == MOVED.pack(2)
     reader.stop_handing_off()  # the receiver stops its writer first: what it did not delete goes here
     assert waiting(spool) == (0, 0)
 
@@ -118,6 +120,13 @@ def test_moved_batches_are_handed_to_the_spool_writer_to_delete(ctx: ServiceCont
         except BlockingIOError:
             break
     assert mover.move(reader) == 1 and waiting(spool) == (0, 0) and len(_stored(ctx)) == 4
+    os.set_blocking(moved_read, False)
+    with pytest.raises(BlockingIOError):
+        while os.read(moved_read, 1 << 16):  # the writer reads again: the pipe empties
+            pass
+    reader.remind()  # nothing left to delete: nothing said
+    with pytest.raises(BlockingIOError):
+        os.read(moved_read, 64)
     os.close(moved_read)
     os.close(moved_write)
 

@@ -56,6 +56,7 @@ RETRY_S = 0.5  # after the store refused a move
 REFUSALS = 5  # moves of a spool the store refused in a row before it is left for later
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
 STORE_CHECKPOINT_S = 1.0
+REMIND_S = 1.0  # while idle: moved batches still in the spool handed to the writer again this often
 # How often a running applier looks for spools that killed receivers left (each receiver also
 # looks when it starts): their deliveries were answered 2xx and must not wait for a restart.
 TAKE_OVER_S = 10.0
@@ -170,7 +171,7 @@ def _follow(mover: Mover, spool: Path, control: Pipe, hand_off: int | None = Non
     conn = open_spool(spool)
     reader = SpoolReader(conn, hand_off)
     taken: dict[Path, _TakenOver] = {}
-    checkpointed = time.monotonic()
+    checkpointed = reminded = time.monotonic()
     looked = checkpointed - TAKE_OVER_S
     try:
         while True:
@@ -178,6 +179,9 @@ def _follow(mover: Mover, spool: Path, control: Pipe, hand_off: int | None = Non
             if moved and time.monotonic() - checkpointed >= CHECKPOINT_S:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # here, not in a commit that answers requests
                 checkpointed = time.monotonic()
+            elif not moved and time.monotonic() - reminded >= REMIND_S:
+                reader.remind()
+                reminded = time.monotonic()
             if time.monotonic() - looked >= TAKE_OVER_S:
                 _claim_abandoned(spool, taken)
                 looked = time.monotonic()

@@ -123,6 +123,14 @@ class SpoolReader:
                 pass
         self.conn.execute(DELETE_THROUGH, (seq,))
 
+    def remind(self) -> None:
+        """Hand the last mark over again if batches it covers are still here: a spool writer
+        started again after it read the mark, but before it committed the delete, would
+        otherwise leave them until the next move (counted as waiting, in /healthz, meanwhile)."""
+        if self._hand_off is not None and self.moved_through and self.conn.execute(
+                "SELECT 1 FROM spool WHERE seq <= ? LIMIT 1", (self.moved_through,)).fetchone():
+            self.delete_through(self.moved_through)
+
     def stop_handing_off(self) -> None:
         """The writer has stopped: delete what it may not have, and from now on here."""
         self._hand_off = None
