@@ -2,12 +2,13 @@
 delivery it answered 2xx: each is in its spool or already in the store, and the next receiver
 on the store moves and applies what the dead one left in its spool.
 Also: two receivers on one store (PostgreSQL, as in production; SQLite too) apply each
-delivery once."""
+delivery once; a spool writer killed on its own is started again and loses nothing."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -127,3 +128,43 @@ def test_two_receivers_on_one_store_apply_each_delivery_once(store: Receiver) ->
         assert {row.verdict for row in rows} == {"applied"} and len({row.record_id for row in rows}) == len(rows)
     finally:
         assert first.stop() == 0 and second.stop() == 0
+
+
+def _child_pid(receiver: Receiver, module: str) -> int:
+    assert receiver.process is not None
+    for pid in subprocess.run(["pgrep", "-P", str(receiver.process.pid)], capture_output=True, text=True).stdout.split():
+        if module in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return int(pid)
+    raise AssertionError(f"no {module} child")
+
+
+def test_a_spool_writer_killed_under_load_is_started_again_and_nothing_answered_2xx_is_lost(store: Receiver) -> None:
+    """The spool writer (the one process that writes the spool) SIGKILLed mid-load: requests in
+    flight get 503 (never 2xx for what was not committed), the receiver starts a new writer, and
+    it goes on: every 2xx applied, and what the applier moved deleted from the spool by the new
+    writer (the applier's marks reach it), so the spool empties while the receiver runs."""
+    store.start()
+    try:
+        first = _child_pid(store, "spool_writer")
+        stop, answered = threading.Event(), []  # type: ignore[var-annotated]
+        threads = _load(store, 4, stop, answered, "w")
+        deadline = time.monotonic() + 10
+        while len(answered) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(first, signal.SIGKILL)
+        killed_at = len(answered)
+        while len(answered) < killed_at + 100 and time.monotonic() < deadline + 20:
+            time.sleep(0.02)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert len(answered) >= killed_at + 100  # answering again, through a new writer
+        assert _child_pid(store, "spool_writer") != first
+        deadline = time.monotonic() + 10
+        while (health := httpx.get(f"{store.base}/healthz", timeout=5).json())["spooled"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert health["spooled"] == 0 and health["ready"]
+        rows = {row.id: row for row in store.deliveries()}
+        assert set(answered) <= set(rows) and {row.verdict for row in rows.values()} == {"applied"}
+    finally:
+        assert store.stop() == 0
