@@ -374,3 +374,36 @@ def test_a_receipt_time_out_of_range_is_refused_as_before() -> None:
         received_text(_YEAR_9999_END + 1)
     with pytest.raises(OverflowError):
         received_text(_YEAR_1 - 1)
+
+
+class _FailingStarts(applier.ApplierLink):
+    """An applier that never starts: when the receiver tries to start it again, and how often."""
+
+    def __init__(self, ctx: ServiceContext, spool: Path) -> None:
+        super().__init__(ctx, NO_VAULTS, spool)
+        self.tries: list[float] = []
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self.tries.append(self._started)
+        raise RuntimeError("the receiver's applier did not start")
+
+
+def test_an_applier_that_keeps_failing_to_start_is_tried_less_and_less_often(
+        ctx: ServiceContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    monkeypatch.setattr(applier, "WATCH_S", 0.01)
+    monkeypatch.setattr(applier, "RESTART_MAX_S", 0.16)
+    link = _FailingStarts(ctx, tmp_path / "r.spool")
+
+    async def watch_for(seconds: float) -> None:
+        task = asyncio.create_task(link.keep_running())
+        await asyncio.sleep(seconds)
+        task.cancel()
+
+    asyncio.run(watch_for(1.2))
+    gaps = [later - earlier for earlier, later in zip(link.tries, link.tries[1:])]
+    assert 5 <= len(link.tries) <= 12
+    assert gaps[0] < 0.1 and all(gap >= 0.16 for gap in gaps[-2:])  # the pause doubled up to its cap
+    assert "the applier could not be started again" in caplog.text and "Traceback" not in caplog.text

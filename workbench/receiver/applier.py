@@ -19,6 +19,7 @@ ends. Killed, it loses nothing: what it had not moved is still in the spool.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -57,6 +58,9 @@ REFUSALS = 5  # moves of a spool the store refused in a row before it is left fo
 CHECKPOINT_S = 0.5  # the spool's WAL copied back at most this often, while moving
 STORE_CHECKPOINT_S = 1.0
 REMIND_S = 1.0  # while idle: moved batches still in the spool handed to the writer again this often
+WATCH_S = 1.0  # how often the receiver looks whether its applier still runs
+RESTART_MAX_S = 30.0  # the longest pause between tries to start a failing applier again
+STEADY_S = 10.0  # an applier that ran this long before it ended is started again at once
 # How often a running applier looks for spools that killed receivers left (each receiver also
 # looks when it starts): their deliveries were answered 2xx and must not wait for a restart.
 TAKE_OVER_S = 10.0
@@ -73,19 +77,46 @@ class ApplierLink:
         self._hand_off = hand_off
         self._process: subprocess.Popen[bytes] | None = None
         self._control: Pipe | None = None
+        self._started = 0.0
 
     def start(self) -> None:
+        self._started = time.monotonic()
         ours, theirs = multiprocessing.Pipe()
         process = children.launch(__name__, (self._url, self._actor, self._vaults, str(self._spool)), [theirs],
                                   shared=() if self._hand_off is None else (self._hand_off,))
         if not children.ready(ours):
             process.kill()
             process.wait()
+            ours.close()
             raise RuntimeError("the receiver's applier did not start")
         self._process, self._control = process, ours
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    async def keep_running(self) -> None:
+        """Start the applier again whenever it has ended (killed, or crashed), until cancelled:
+        what is answered 2xx must not wait in the spool for the receiver's restart. The new one
+        finds in the store what the old one moved and had not yet seen deleted (SpoolReader).
+        One that keeps ending (or failing to start) soon after its start is tried less and
+        less often."""
+        backoff = 0.0
+        while True:
+            await asyncio.sleep(WATCH_S)
+            if self.alive():
+                continue
+            if self._process is not None:
+                log.error("receiver: the applier ended (exit code %s); starting it again", self._process.returncode)
+            if self._control is not None:
+                self._control.close()
+            self._process = self._control = None
+            soon = time.monotonic() - self._started < STEADY_S
+            backoff = min(max(backoff * 2, WATCH_S), RESTART_MAX_S) if soon else 0.0
+            await asyncio.sleep(backoff)
+            try:
+                await asyncio.to_thread(self.start)
+            except Exception as exc:
+                log.error("receiver: the applier could not be started again (%s); trying again", one_line(exc))
 
     def stop(self, timeout_s: float = 120) -> None:
         """The applier moves what the spool holds, then ends."""

@@ -77,10 +77,12 @@ def _serve(ctx: ServiceContext, host: str, port: int, vaults: Vaults,
                 presence.start(host, bound_port(server, port))
 
         announcing = asyncio.create_task(announce())
+        watching = asyncio.create_task(applier.keep_running())
         try:
             await server.serve()
         finally:
             announcing.cancel()
+            watching.cancel()
             await writer.stop()
 
     try:
