@@ -172,7 +172,8 @@ def test_a_child_killed_under_load_is_started_again_and_nothing_answered_2xx_is_
         while _child_pid(store, child) in (first, None) and time.monotonic() < deadline:  # not yet started again
             time.sleep(0.1)
         assert _child_pid(store, child) not in (first, None)
-        while (health := httpx.get(f"{store.base}/healthz", timeout=5).json())["spooled"] and time.monotonic() < deadline:
+        while ((health := httpx.get(f"{store.base}/healthz", timeout=5).json())["spooled"] or not health["ready"]) \
+                and time.monotonic() < deadline:
             time.sleep(0.1)
         assert health["spooled"] == 0 and health["ready"]
         rows = {row.id: row for row in store.deliveries()}
