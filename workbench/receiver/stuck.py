@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import socket
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -249,27 +250,35 @@ def _chosen(found: Found, asked: list[str], done: str = "retried") -> list[Stuck
 
 
 def _retry_spool(mover: Mover, path: Path, items: list[Stuck], done: Callable[[Retried], None]) -> None:
-    # Held alone when no receiver holds it: none takes it over meanwhile, and it may go once
-    # empty. None: a running receiver's (or one being taken over): written beside it, kept.
-    claim: SpoolClaim | None = None
-    empty = False
     pending = list(items)
     try:
-        claim = SpoolClaim.take(path)
-        # mode=rw: a spool removed since it was listed is not made again, empty
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30)
-        try:
+        with _changing(path) as conn:
             while pending:
                 done(_retry_one(mover, conn, pending[0]))
                 pending.pop(0)
-            empty = claim is not None and holds_nothing(conn)
-        finally:
-            conn.close()
     except (sqlite3.Error, OSError) as exc:  # the spool, not the store: what is left of it stays stuck as it was
         for item in pending:
             done(Retried(item, Outcome.STUCK, f"spool {path.name} could not be written ({exc}); retry again"))
+
+
+@contextmanager
+def _changing(path: Path) -> Iterator[sqlite3.Connection]:
+    """A spool's connection, to change its stuck rows. Held alone when no receiver holds it:
+    none takes it over meanwhile, and it goes once empty (or gone since), its lock file last.
+    A running receiver's (or one being taken over) is written beside it, in tiny
+    transactions, and kept."""
+    claim = SpoolClaim.take(path)
+    empty = False
+    try:
+        # mode=rw: a spool removed since it was listed is not made again, empty
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30)
+        try:
+            yield conn
+            empty = claim is not None and holds_nothing(conn)
+        finally:
+            conn.close()
     finally:
-        if claim is not None:  # emptied (or gone since): its files go, the lock file last
+        if claim is not None:
             claim.release(remove=empty or not path.exists())
 
 
@@ -339,26 +348,15 @@ def _sha256(item: Stuck) -> str:
 
 
 def _discard_in(path: Path, items: list[Stuck]) -> list[Discarded]:
-    # As a retry does: a spool nobody holds is held alone meanwhile, and goes once empty; a
-    # running receiver's has the rows deleted beside it (tiny transactions) and stays.
-    claim = SpoolClaim.take(path)
-    empty = False
     results: list[Discarded] = []
     try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30)
-        try:
+        with _changing(path) as conn:
             for item in items:
                 gone = conn.execute("DELETE FROM stuck WHERE id = ?", (item.key,)).rowcount == 1
                 results.append(Discarded(item, len(item.kept), _sha256(item), None if gone else
                                          f"no longer stuck in {path.name} (moved or discarded meanwhile)"))
-            empty = claim is not None and holds_nothing(conn)
-        finally:
-            conn.close()
     except (sqlite3.Error, OSError) as exc:  # what is left stays stuck, as it was
         done = {result.delivery.key for result in results}
         results += [Discarded(item, len(item.kept), _sha256(item), f"spool {path.name} could not be written ({exc}); "
                               "it stays stuck") for item in items if item.key not in done]
-    finally:
-        if claim is not None:
-            claim.release(remove=empty or not path.exists())
     return results
